@@ -1,0 +1,98 @@
+"""The FastAPI application: HTTP API, WebSocket edge, health, metrics; in
+``courier serve`` it also runs the consumers and the scheduler in-process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from delivery.settings import Settings
+
+from . import errors, routes_admin, routes_messages, ws
+from .auth import Verifier
+from .hub import Hub
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, consumers: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    verifier = Verifier(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub: Hub | None = None
+        rt = Runtime.build(settings, with_consumers=consumers,
+                           local=lambda *a: hub.local_sink(*a))  # type: ignore[union-attr]
+        hub = Hub(rt)
+        app.state.runtime = rt
+        app.state.hub = hub
+        await hub.start()
+        if rt.consumers is not None:
+            await rt.consumers.start()
+        log.info("courier node %s ready", rt.node_id)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await rt.close()
+            log.info("courier node %s stopped", rt.node_id)
+
+    app = FastAPI(
+        title="Courier",
+        version="0.1.0",
+        summary="Guaranteed message delivery to users over WebSocket, on Redis Streams.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.verifier = verifier
+    errors.install(app)
+    app.include_router(routes_messages.router)
+    app.include_router(routes_admin.router)
+    app.include_router(ws.router)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        limit = max(settings.max_payload_bytes * 2, 1 << 20) * 16
+        if length is not None and length.isdigit() and int(length) > limit:
+            return ORJSONResponse(
+                errors.body("payload_too_large", f"request body over {limit} bytes"),
+                status_code=413,
+            )
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> Any:
+        """Redis answers and the consumers run."""
+        rt: Runtime = request.app.state.runtime
+        checks: dict[str, str] = {}
+        try:
+            await rt.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as e:
+            checks["redis"] = f"unreachable: {e}"
+        if rt.consumers is not None:
+            checks["consumers"] = "ok" if rt.consumers.alive else "stopped"
+        ok = all(v == "ok" for v in checks.values())
+        return ORJSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                              status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,190 @@
+"""The ``courier`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+
+from delivery.settings import Settings
+
+from . import logs
+
+app = typer.Typer(help="Courier: guaranteed message delivery to users.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter stream.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+log = logging.getLogger("courier")
+
+
+def _settings(*, make_secret: bool = False, **overrides: Any) -> Settings:
+    """Settings from the environment, completed from the local data folder: the URL
+    of an embedded Redis that `courier serve` started, and its generated JWT secret."""
+    s = Settings()
+    data = Path(s.data_dir)
+    if not s.redis_url and (data / "redis.url").exists():
+        overrides.setdefault("redis_url", (data / "redis.url").read_text().strip())
+    if not s.jwt_secret:
+        secret_file = data / "jwt.secret"
+        if not secret_file.exists() and make_secret:
+            data.mkdir(parents=True, exist_ok=True)
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(secrets.token_urlsafe(32))
+        if secret_file.exists():
+            overrides.setdefault("jwt_secret", secret_file.read_text().strip())
+    return s.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Interface to listen on [COURIER_HOST]."),
+    port: int | None = typer.Option(None, help="Port [COURIER_PORT]."),
+    consumers: bool = typer.Option(True, help="Run consumers and scheduler in this process."),
+) -> None:
+    """HTTP + WebSocket edge + consumers + scheduler in one process."""
+    import uvicorn
+
+    from .app import create_app
+    from .redis_server import RedisServer
+
+    had_secret = bool(Settings().jwt_secret)
+    settings = _settings(make_secret=True, host=host, port=port)
+    if not Settings().redis_url:
+        settings = settings.model_copy(update={"redis_url": None})
+    logs.configure(settings.log_level, settings.log_format)
+    if not had_secret:
+        typer.echo(f"No COURIER_JWT_SECRET set: using the one kept in {settings.data_dir}/jwt.secret.")
+    embedded = None
+    url_file = Path(settings.data_dir) / "redis.url"
+    if not settings.redis_url:
+        embedded = RedisServer(Path(settings.data_dir) / "redis").start()
+        url_file.write_text(embedded.url)
+        settings = settings.model_copy(update={"redis_url": embedded.url})
+        typer.echo(
+            f"No COURIER_REDIS_URL set: started an embedded Redis at {embedded.url} "
+            f"(data in {embedded.data_dir}, AOF on)."
+        )
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(
+        f"Courier on {base}  (API docs {base}/docs, WebSocket ws://{settings.host}:"
+        f"{settings.port}/v1/ws)\n"
+        f"Try:  courier token alice            # a user token for the WebSocket\n"
+        f"      courier token backend --role service   # may POST {base}/v1/messages"
+    )
+    try:
+        uvicorn.run(
+            create_app(settings, consumers=consumers),
+            host=settings.host,
+            port=settings.port,
+            ws="websockets",
+            ws_max_size=settings.max_frame_bytes,
+            log_level="warning",
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            url_file.unlink(missing_ok=True)
+
+
+@app.command()
+def worker() -> None:
+    """Consumers and scheduler only, for scaling out (no sockets)."""
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    from .runtime import Runtime
+
+    rt = Runtime.build(settings, with_consumers=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    assert rt.consumers is not None
+    await rt.consumers.start()
+    log.info("worker %s running; SIGTERM to stop", rt.node_id)
+    await stop.wait()
+    await rt.close()
+
+
+@app.command()
+def token(
+    user: str,
+    role: str = typer.Option("user", help="user, service or admin"),
+    ttl: int = typer.Option(3600, help="Seconds until it expires."),
+) -> None:
+    """Print a token signed with COURIER_JWT_SECRET, for trying things out."""
+    from .auth import issue
+
+    typer.echo(issue(_settings(), user, role=role, ttl=ttl))
+
+
+@app.command()
+def send(
+    user: str,
+    payload: str = typer.Argument(..., help="The payload, as JSON."),
+    priority: str = typer.Option("normal", help="high, normal or low"),
+    delay: float | None = typer.Option(None, help="Deliver after this many seconds."),
+    ttl: int | None = typer.Option(None, help="Seconds until it expires."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Enqueue one message for a user."""
+    from delivery.exceptions import CourierError
+    from delivery.producer import SyncProducer
+
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise typer.BadParameter(f"payload is not JSON: {e}") from None
+    producer = SyncProducer.from_settings(_settings())
+    try:
+        a = producer.send(user, body, priority=priority, delay_seconds=delay, ttl_seconds=ttl)
+    except CourierError as e:
+        typer.echo(f"error: {e.detail}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(orjson.dumps(a.to_json()).decode() if json_out else f"{a.id} {a.status}")
+
+
+@app.command()
+def status(message_id: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """A message's status and timeline."""
+    from delivery.exceptions import NotFound
+
+    from .runtime import Runtime
+
+    async def go() -> Any:
+        rt = Runtime.build(_settings(), with_consumers=False)
+        try:
+            return (await rt.store.get(message_id)).to_json()
+        finally:
+            await rt.close()
+
+    try:
+        msg = asyncio.run(go())
+    except NotFound as e:
+        typer.echo(f"error: {e.detail}", err=True)
+        raise typer.Exit(1) from None
+    if json_out:
+        typer.echo(orjson.dumps(msg, option=orjson.OPT_INDENT_2).decode())
+        return
+    from . import tables
+
+    tables.print_message(msg)
+
+
+def main() -> None:  # pragma: no cover
+    app(prog_name="courier")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""This node's live connections: local fan-out, the node's pub/sub channel,
+presence refresh, heartbeat timeouts and the dead-node sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+from consumers.resilience import forever
+from delivery.metrics import CONNECTIONS, FRAMES_OUT
+from delivery.presence import Conn
+from delivery.transport import decode_envelope
+
+from .connection import Connection, State
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        s = runtime.settings
+        self.max_connections = s.max_connections
+        self.heartbeat_timeout = s.heartbeat_timeout_seconds
+        self.refresh_every = min(s.heartbeat_interval_seconds, s.heartbeat_timeout_seconds / 3)
+        self.conns: dict[str, Connection] = {}
+        self.by_user: dict[str, set[Connection]] = defaultdict(set)
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.accepting = True
+
+    # -- registry -------------------------------------------------------------------------
+    @property
+    def full(self) -> bool:
+        return len(self.conns) >= self.max_connections
+
+    def add(self, conn: Connection) -> None:
+        self.conns[conn.conn_id] = conn
+        self.by_user[conn.user_id].add(conn)
+        CONNECTIONS.set(len(self.conns))
+
+    def remove(self, conn: Connection) -> None:
+        self.conns.pop(conn.conn_id, None)
+        users = self.by_user.get(conn.user_id)
+        if users is not None:
+            users.discard(conn)
+            if not users:
+                del self.by_user[conn.user_id]
+        CONNECTIONS.set(len(self.conns))
+
+    def online_users(self) -> int:
+        return len(self.by_user)
+
+    # -- fan-out --------------------------------------------------------------------------
+    async def local_sink(
+        self, user_id: str, conn_ids: Sequence[str], frame: bytes, message_id: str
+    ) -> int:
+        """Push a message frame to this node's named connections of a user."""
+        text = frame.decode()
+        n = 0
+        for cid in conn_ids:
+            conn = self.conns.get(cid)
+            if conn is not None and conn.user_id == user_id and conn.offer(text, message_id):
+                n += 1
+        if n:
+            FRAMES_OUT.labels("message").inc(n)
+        return n
+
+    def send_to_user(self, user_id: str, frame: str) -> int:
+        """A live frame (not a stored message) to every local connection of a user."""
+        n = sum(1 for c in list(self.by_user.get(user_id, ())) if c.offer(frame))
+        return n
+
+    def send_to_topic(self, topic: str, frame: str) -> int:
+        return sum(1 for c in list(self.conns.values()) if topic in c.topics and c.offer(frame))
+
+    def send_to_all(self, frame: str) -> int:
+        return sum(1 for c in list(self.conns.values()) if c.offer(frame))
+
+    # -- background loops -----------------------------------------------------------------
+    async def start(self) -> None:
+        await self.rt.presence.heartbeat_node(self.rt.node_id)
+        self.stop_event.clear()
+        self.tasks = [
+            asyncio.create_task(forever("node-listener", self._listen, self.stop_event)),
+            asyncio.create_task(forever("presence", self._refresh, self.stop_event)),
+        ]
+
+    async def _listen(self) -> float:
+        ks = self.rt.keyspace
+        own = ks.node_channel(self.rt.node_id)
+        async with self.rt.redis.pubsub() as ps:
+            await ps.subscribe(own)
+            log.info("node %s listening on %s", self.rt.node_id, own)
+            while not self.stop_event.is_set():
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is None:
+                    continue
+                if msg["channel"].decode() == own:
+                    user, conns, frame, mid = decode_envelope(msg["data"])
+                    await self.local_sink(user, conns, frame, mid)
+        return 0.0
+
+    async def _refresh(self) -> float:
+        """Refresh presence of every local connection; close silent ones (4408)."""
+        now = time.monotonic()
+        for conn in list(self.conns.values()):
+            if now - conn.last_seen > self.heartbeat_timeout:
+                conn.request_close(4408, "heartbeat missed")
+        await self.rt.presence.touch(
+            Conn(c.user_id, c.conn_id, c.node_id)
+            for c in self.conns.values()
+            if c.state is State.OPEN
+        )
+        await self.rt.presence.heartbeat_node(self.rt.node_id)
+        await self.rt.presence.sweep_dead_nodes()
+        return self.refresh_every
+
+    async def stop(self) -> None:
+        """Graceful shutdown: close every socket with 1001 (their endpoints hand the
+        unacked messages back), then stop the loops and leave the node registry."""
+        self.accepting = False
+        for conn in list(self.conns.values()):
+            conn.request_close(1001, "server shutting down")
+        deadline = time.monotonic() + 5
+        while self.conns and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self.stop_event.set()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            await self.rt.presence.leave(self.rt.node_id)
+        except Exception:  # Redis may be gone at shutdown; presence then expires
+            log.warning("could not leave the node registry", exc_info=True)

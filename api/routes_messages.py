@@ -1,0 +1,63 @@
+"""Producers' HTTP API: enqueue one message or a batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from delivery.exceptions import ValidationError
+from delivery.message import MessageIn
+from delivery.metrics import ENQUEUED
+
+from .auth import Principal
+from .deps import runtime, service
+from .runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["messages"])
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    messages: list[MessageIn] = Field(min_length=1)
+
+
+@router.post("/messages", status_code=202, response_class=ORJSONResponse)
+async def enqueue(
+    msg: MessageIn,
+    _: Principal = Depends(service),
+    rt: Runtime = Depends(runtime),
+) -> Any:
+    """Enqueue one message: `user_id` (one id) or `recipients` (one id each)."""
+    accepted = await rt.producer.submit(msg)
+    for _a in accepted:
+        ENQUEUED.labels(str(msg.priority)).inc()
+    if msg.user_id is not None:
+        a = accepted[0]
+        return ORJSONResponse(
+            {**a.to_json(), "duplicate": not a.created}, status_code=202
+        )
+    return ORJSONResponse(
+        {"messages": [{**a.to_json(), "duplicate": not a.created} for a in accepted]},
+        status_code=202,
+    )
+
+
+@router.post("/messages/batch", status_code=202, response_class=ORJSONResponse)
+async def enqueue_batch(
+    batch: BatchIn,
+    _: Principal = Depends(service),
+    rt: Runtime = Depends(runtime),
+) -> Any:
+    """Enqueue many messages in one round trip; all are validated before any is written."""
+    if len(batch.messages) > rt.settings.max_batch:
+        raise ValidationError(f"at most {rt.settings.max_batch} messages per batch")
+    results = await rt.producer.submit_many(batch.messages)
+    out = []
+    for i, (msg, accepted) in enumerate(zip(batch.messages, results, strict=True)):
+        for a in accepted:
+            ENQUEUED.labels(str(msg.priority)).inc()
+            out.append({"index": i, **a.to_json(), "duplicate": not a.created})
+    return ORJSONResponse({"messages": out}, status_code=202)

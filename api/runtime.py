@@ -1,0 +1,108 @@
+"""Wire one process together from :class:`Settings`: Redis client, producer, store,
+presence, transport and consumers. The CLI and the app factory both use it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from consumers.runner import Consumers
+from delivery.keys import Keyspace
+from delivery.presence import Presence
+from delivery.producer import Limits, Producer
+from delivery.settings import Settings
+from delivery.store import Store, Timing
+from delivery.transport import LocalSink, RedisTransport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def make_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """An asyncio client whose commands survive short outages by themselves."""
+    return aioredis.Redis.from_url(
+        url,
+        health_check_interval=10,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=512,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: aioredis.Redis
+    keyspace: Keyspace
+    node_id: str
+    producer: Producer
+    store: Store
+    presence: Presence
+    transport: RedisTransport
+    consumers: Consumers | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        local: LocalSink | None = None,
+        with_consumers: bool = True,
+        node_id: str | None = None,
+    ) -> Runtime:
+        client = redis_client(settings.redis_url or DEFAULT_REDIS_URL)
+        ks = Keyspace(settings.key_prefix, settings.partitions)
+        node = node_id or settings.node_id or make_node_id()
+        timing = Timing.from_settings(settings)
+        store = Store(client, keyspace=ks, timing=timing)
+        transport = RedisTransport(client, keyspace=ks, node_id=node, local=local)
+        consumers = None
+        if with_consumers:
+            consumers = Consumers(
+                client,
+                store=store,
+                transport=transport,
+                keyspace=ks,
+                consumer=node,
+                read_count=settings.read_count,
+                block_ms=settings.read_block_ms,
+                claim_idle_ms=int(settings.claim_idle_seconds * 1000),
+                poison_deliveries=settings.poison_deliveries,
+                scheduler_interval=settings.scheduler_interval_seconds,
+            )
+        return cls(
+            settings=settings,
+            redis=client,
+            keyspace=ks,
+            node_id=node,
+            producer=Producer(client, keyspace=ks, limits=Limits.from_settings(settings)),
+            store=store,
+            presence=Presence(
+                client, keyspace=ks,
+                heartbeat_timeout_ms=int(settings.heartbeat_timeout_seconds * 1000),
+            ),
+            transport=transport,
+            consumers=consumers,
+        )
+
+    async def close(self) -> None:
+        if self.consumers is not None and self.consumers.started:
+            await self.consumers.stop()
+        await self.redis.aclose()

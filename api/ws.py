@@ -1,0 +1,228 @@
+"""The WebSocket edge: ``/v1/ws`` and ``/v1/ws/{user_id}``.
+
+A connection is accepted, authenticated (close 4401/4403 on refusal), registered in
+presence, greeted with ``connected``, handed its parked messages under flow control,
+and then serves client frames until it closes; on close its unacked messages are
+handed back (see ``disconnect.lua``). See docs/protocol.md for the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketState
+
+from delivery.message import MAX_ID_LEN, iso_ms
+from delivery.metrics import DISCONNECTS
+from delivery.presence import Conn
+
+from .auth import AuthError, Verifier
+from .connection import Connection, State, TokenBucket
+from .frames import FrameError, handle_frame
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+SEND_TIMEOUT = 10.0
+
+
+def _token(ws: WebSocket) -> tuple[str | None, str | None]:
+    """(token, subprotocol to select) from the query, the header or the subprotocols."""
+    protos = ws.scope.get("subprotocols") or []
+    if len(protos) >= 2 and protos[0].lower() == "bearer":
+        return protos[1], protos[0]
+    if ws.query_params.get("token"):
+        return ws.query_params["token"], None
+    auth = ws.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip(), None
+    return None, None
+
+
+def error_frame(code: str, detail: str, **extra: Any) -> str:
+    return orjson.dumps({"type": "error", "code": code, "detail": detail, **extra}).decode()
+
+
+@router.websocket("/v1/ws")
+@router.websocket("/v1/ws/{user_id}")
+async def websocket_endpoint(ws: WebSocket, user_id: str | None = None) -> None:
+    hub: Hub = ws.app.state.hub
+    verifier: Verifier = ws.app.state.verifier
+    settings = hub.rt.settings
+    token, subprotocol = _token(ws)
+    await ws.accept(subprotocol=subprotocol)
+    if not hub.accepting:
+        return await _refuse(ws, 1001, "server shutting down")
+    origins = settings.origins()
+    origin = (ws.headers.get("origin") or "").rstrip("/")
+    if origins is not None and origin not in origins:
+        return await _refuse(ws, 4403, "origin not allowed")
+    try:
+        who = verifier.verify(token)
+    except AuthError as e:
+        return await _refuse(ws, 4401, e.detail)
+    if user_id is not None and user_id != who.user_id:
+        return await _refuse(ws, 4403, "the path user is not the token's subject")
+    if len(who.user_id) > MAX_ID_LEN:
+        return await _refuse(ws, 4403, "user id too long")
+    if hub.full:
+        return await _refuse(ws, 1013, "server full, try again later")
+
+    client = ws.client
+    conn = Connection(
+        ws,
+        conn_id=secrets.token_hex(8),
+        user_id=who.user_id,
+        role=who.role,
+        node_id=hub.rt.node_id,
+        queue_size=settings.send_queue_size,
+        bucket=TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst),
+        device=(ws.query_params.get("device") or ws.headers.get("user-agent") or "")[:200],
+        address=f"{client.host}:{client.port}" if client else "",
+    )
+    hub.add(conn)
+    try:
+        await _serve(hub, conn)
+    finally:
+        hub.remove(conn)
+        await _goodbye(hub, conn)
+
+
+async def _serve(hub: Hub, conn: Connection) -> None:
+    rt = hub.rt
+    now = await rt.presence.connect(
+        Conn(conn.user_id, conn.conn_id, conn.node_id),
+        device=conn.device,
+        address=conn.address,
+    )
+    log.info("connected %s user=%s device=%r", conn.conn_id, conn.user_id, conn.device)
+    conn.offer(
+        orjson.dumps(
+            {
+                "type": "connected",
+                "connection_id": conn.conn_id,
+                "user_id": conn.user_id,
+                "heartbeat_interval": rt.settings.heartbeat_interval_seconds,
+                "server_time": iso_ms(now),
+            }
+        ).decode()
+    )
+    writer = asyncio.create_task(_writer(conn))
+    reader = asyncio.create_task(_reader(hub, conn))
+    drainer = asyncio.create_task(drain(hub, conn))
+    try:
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not writer.done():  # the client left or broke a rule: let the close go out
+            conn.request_close(conn.close_code or 1000, conn.close_reason)
+            await asyncio.wait({writer}, timeout=SEND_TIMEOUT)
+    finally:
+        for t in (writer, reader, drainer):
+            t.cancel()
+        await asyncio.gather(writer, reader, drainer, return_exceptions=True)
+
+
+async def _writer(conn: Connection) -> None:
+    ws = conn.ws
+    while True:
+        frame = await conn.queue.get()
+        if frame is None:
+            conn.state = State.CLOSED
+            if ws.client_state is WebSocketState.CONNECTED:
+                try:
+                    await asyncio.wait_for(
+                        ws.close(conn.close_code or 1000, conn.close_reason), SEND_TIMEOUT
+                    )
+                except Exception:
+                    pass
+            return
+        try:
+            await asyncio.wait_for(ws.send_text(frame), SEND_TIMEOUT)
+        except Exception:  # slow or gone: give up on this socket, nobody else waits
+            conn.state = State.CLOSED
+            conn.close_code = conn.close_code or 1006
+            return
+
+
+async def _reader(hub: Hub, conn: Connection) -> None:
+    max_bytes = hub.rt.settings.max_frame_bytes
+    ws = conn.ws
+    while conn.state is State.OPEN:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            conn.state = State.CLOSED
+            conn.close_code = msg.get("code", 1000)
+            return
+        text = msg.get("text")
+        if text is None:
+            raw = msg.get("bytes") or b""
+            if len(raw) > max_bytes:
+                conn.request_close(1009, "frame too big")
+                return
+            text = raw.decode("utf-8", "replace")
+        if len(text) > max_bytes:
+            conn.request_close(1009, "frame too big")
+            return
+        conn.seen()
+        if not conn.bucket.take():
+            conn.request_close(4429, "rate limited")
+            return
+        try:
+            await handle_frame(hub, conn, text)
+        except FrameError as e:
+            conn.offer(error_frame(e.code, e.detail, **e.extra))
+
+
+async def drain(hub: Hub, conn: Connection) -> None:
+    """Hand parked messages to a new connection, at most `drain_window` unacked at once."""
+    rt = hub.rt
+    window = rt.settings.drain_window
+    wait = rt.settings.ack_timeout_seconds
+    total = 0
+    while conn.state is State.OPEN:
+        room = window - len(conn.unacked)
+        if room < max(1, window // 4):
+            conn.acked.clear()
+            try:
+                await asyncio.wait_for(conn.acked.wait(), wait)
+            except TimeoutError:
+                return  # the client stopped acking; retries take over
+            continue
+        remaining, pushes = await rt.store.unpark(
+            user_id=conn.user_id, node_id=conn.node_id, conn_id=conn.conn_id, limit=room
+        )
+        for p in pushes:
+            conn.offer(p.frame().decode(), p.id)
+        total += len(pushes)
+        if remaining == 0:
+            if total:
+                log.info("drained %d parked messages to %s", total, conn.conn_id)
+            return
+
+
+async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
+    DISCONNECTS.labels(str(code)).inc()
+    log.info("refused connection: %s (%d)", reason, code)
+    await ws.close(code, reason)
+
+
+async def _goodbye(hub: Hub, conn: Connection) -> None:
+    code = conn.close_code or 1000
+    DISCONNECTS.labels(str(code)).inc()
+    try:
+        n = await hub.rt.presence.disconnect(
+            Conn(conn.user_id, conn.conn_id, conn.node_id),
+            unacked=list(conn.unacked),
+            reason=f"closed {code}",
+        )
+    except Exception:
+        log.warning("presence cleanup failed for %s; it will expire", conn.conn_id,
+                    exc_info=True)
+        return
+    log.info("disconnected %s user=%s code=%s handed_back=%d", conn.conn_id, conn.user_id,
+             code, n)

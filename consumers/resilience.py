@@ -1,0 +1,65 @@
+"""Keep a loop alive across Redis outages (tenacity): retry a step with exponential
+backoff and jitter, forever, logging once per failure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from redis import exceptions as rex
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from delivery.metrics import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+def transient(exc: BaseException) -> bool:
+    """Errors that a Redis restart or failover causes and that go away by themselves."""
+    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | rex.BusyLoadingError | OSError):
+        return True
+    if isinstance(exc, rex.ResponseError):
+        text = str(exc)
+        return text.startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY"))
+    return False
+
+
+async def retrying(name: str, step: Callable[[], Awaitable[object]]) -> object:
+    """Run ``step`` once, retrying transient Redis errors until it succeeds."""
+
+    def _log(state: RetryCallState) -> None:
+        REDIS_ERRORS.labels(name).inc()
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("%s: redis unavailable (%s); retry %d", name, exc, state.attempt_number)
+
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(transient),
+        wait=wait_exponential_jitter(initial=0.05, max=2.0),
+        before_sleep=_log,
+        reraise=True,
+    ):
+        with attempt:
+            return await step()
+    return None  # pragma: no cover - AsyncRetrying always returns or raises
+
+
+async def forever(
+    name: str,
+    step: Callable[[], Awaitable[float | None]],
+    stop: asyncio.Event,
+) -> None:
+    """Call ``step`` until ``stop`` is set; it returns how long to rest (None: none)."""
+    while not stop.is_set():
+        try:
+            rest = await retrying(name, step)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; going on in 1 s", name)
+            rest = 1.0
+        if rest:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=float(rest))  # type: ignore[arg-type]
+            except TimeoutError:
+                pass

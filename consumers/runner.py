@@ -1,0 +1,110 @@
+"""Run the consumers of one process: a reader per partition, the scheduler, the
+reclaimer of dead consumers' entries and housekeeping, each a resilient loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from delivery.keys import GROUP, Keyspace
+from delivery.store import Store
+from delivery.transport import Transport
+
+from .resilience import forever
+from .scheduler import Scheduler
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+IDLE_CONSUMER_MS = 3_600_000
+
+
+class Consumers:
+    """Everything `courier worker` runs, startable inside `courier serve` too."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        store: Store,
+        transport: Transport,
+        keyspace: Keyspace,
+        consumer: str,
+        read_count: int = 100,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        poison_deliveries: int = 5,
+        scheduler_interval: float = 0.25,
+        partitions: Sequence[int] | None = None,
+    ) -> None:
+        self.redis = client
+        self.keyspace = keyspace
+        self.partitions = list(partitions if partitions is not None else range(keyspace.partitions))
+        self.worker = Worker(
+            client, store=store, transport=transport, keyspace=keyspace, consumer=consumer,
+            read_count=read_count, block_ms=block_ms, claim_idle_ms=claim_idle_ms,
+            poison_deliveries=poison_deliveries,
+        )
+        self.scheduler = Scheduler(store=store, partitions=self.partitions,
+                                   interval=scheduler_interval)
+        self.claim_every = max(claim_idle_ms / 2000, 0.05)
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    async def start(self) -> None:
+        await self.worker.ensure_groups(self.partitions)
+        self.stop_event.clear()
+        for p in self.partitions:
+            self.tasks.append(self._spawn(f"reader-{p}", self._reader(p)))
+        self.tasks.append(self._spawn("scheduler", self.scheduler.step))
+        self.tasks.append(self._spawn("reclaimer", self._reclaim))
+        self.tasks.append(self._spawn("housekeeping", self._housekeeping))
+        self.started = True
+        log.info("consumers started: %s on %d partitions", self.worker.consumer,
+                 len(self.partitions))
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        self.started = False
+        log.info("consumers stopped: %s", self.worker.consumer)
+
+    @property
+    def alive(self) -> bool:
+        return self.started and all(not t.done() for t in self.tasks)
+
+    def _spawn(self, name: str, step: object) -> asyncio.Task[None]:
+        return asyncio.create_task(forever(name, step, self.stop_event), name=name)  # type: ignore[arg-type]
+
+    def _reader(self, partition: int):  # type: ignore[no-untyped-def]
+        async def step() -> float | None:
+            await self.worker.process_one(partition)
+            return None
+
+        return step
+
+    async def _reclaim(self) -> float:
+        for p in self.partitions:
+            await self.worker.reclaim(p)
+        return self.claim_every
+
+    async def _housekeeping(self) -> float:
+        """Forget consumers of the group that are idle for an hour and hold nothing."""
+        for p in self.partitions:
+            for stream in self.keyspace.streams(p):
+                try:
+                    consumers = await self.redis.xinfo_consumers(stream, GROUP)
+                except aioredis.ResponseError:
+                    continue
+                for c in consumers:
+                    name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                    if c["pending"] == 0 and c["idle"] > IDLE_CONSUMER_MS:
+                        await self.redis.xgroup_delconsumer(stream, GROUP, name)
+        return 60.0

@@ -1,0 +1,148 @@
+"""Consumer-group workers: read the priority streams of a partition, dispatch each
+entry (send, park or expire it, atomically) and push what was sent.
+
+``process_one()`` handles one batch and is what tests drive; ``run()`` loops it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from delivery.keys import GROUP, PRIORITIES, Keyspace
+from delivery.metrics import BURIED, DISPATCHED, RECLAIMED
+from delivery.store import Entry, Store
+from delivery.transport import Transport
+
+log = logging.getLogger(__name__)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Worker:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        store: Store,
+        transport: Transport,
+        keyspace: Keyspace,
+        consumer: str,
+        read_count: int = 100,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        poison_deliveries: int = 5,
+    ) -> None:
+        self.redis = client
+        self.store = store
+        self.transport = transport
+        self.keyspace = keyspace
+        self.consumer = consumer
+        self.read_count = read_count
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.poison_deliveries = poison_deliveries
+        self._stream_priority = {
+            self.keyspace.stream(p, prio): (p, prio)
+            for p in range(keyspace.partitions)
+            for prio in PRIORITIES
+        }
+
+    async def ensure_groups(self, partitions: Sequence[int] | None = None) -> None:
+        """Create the consumer group on every stream (idempotent)."""
+        for p in partitions if partitions is not None else range(self.keyspace.partitions):
+            for stream in self.keyspace.streams(p):
+                try:
+                    await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                except ResponseError as e:
+                    if "BUSYGROUP" not in str(e):
+                        raise
+
+    async def process_one(self, partition: int, *, block_ms: int | None = None) -> int:
+        """Read one batch of new entries of a partition and dispatch it; returns its size."""
+        streams = {s: ">" for s in self.keyspace.streams(partition)}
+        block = self.block_ms if block_ms is None else block_ms
+        try:
+            resp = await self.redis.xreadgroup(
+                GROUP, self.consumer, streams, count=self.read_count, block=block or None
+            )
+        except ResponseError as e:
+            if "NOGROUP" in str(e):  # Redis lost its data (no AOF): recreate and go on
+                log.warning("consumer group missing on partition %d; recreating", partition)
+                await self.ensure_groups([partition])
+                return 0
+            raise
+        entries = self._entries(resp)
+        await self.handle(entries)
+        return len(entries)
+
+    async def handle(self, entries: Sequence[Entry]) -> None:
+        """Dispatch entries (highest priority first) and push the sent ones."""
+        entries = sorted(entries, key=lambda e: PRIORITIES.index(e.priority))
+        results = await self.store.dispatch(entries)
+        pushes = []
+        for e, outcome, push in results:
+            DISPATCHED.labels(e.priority, outcome).inc()
+            if push is not None:
+                pushes.append(push)
+        if not pushes:
+            return
+        lost = await self.transport.push(pushes)
+        if lost:
+            # Their connections are gone (node dead, socket closed): forget those
+            # connections, then retry, which parks the message if none is left.
+            for p in lost:
+                await self.store.evict(p.user_id, p.targets)
+            await self.store.nack([p.id for p in lost], reason="unreachable")
+
+    async def reclaim(self, partition: int) -> int:
+        """Take over entries idle in another consumer's pending list (it died);
+        dead-letter those delivered too often (poison)."""
+        total = 0
+        for stream in self.keyspace.streams(partition):
+            _, claimed, *_ = await self.redis.xautoclaim(
+                stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.read_count
+            )
+            claimed = [c for c in claimed if c and c[1]]
+            if not claimed:
+                continue
+            counts = await self._delivery_counts(stream, claimed)
+            entries, poison = [], []
+            for entry_id, fields in claimed:
+                e = self._entry(stream, entry_id, fields)
+                (poison if counts.get(e.entry_id, 1) > self.poison_deliveries else entries).append(e)
+            for e in poison:
+                BURIED.inc()
+                log.warning("poison entry %s of message %s dead-lettered", e.entry_id, e.message_id)
+                await self.store.bury_entry(e, "poison")
+            RECLAIMED.inc(len(entries))
+            await self.handle(entries)
+            total += len(claimed)
+        if total:
+            log.info("reclaimed %d pending entries on partition %d", total, partition)
+        return total
+
+    async def _delivery_counts(self, stream: str, claimed: list[Any]) -> dict[str, int]:
+        rows = await self.redis.xpending_range(
+            stream, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) * 2,
+            consumername=self.consumer,
+        )
+        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    def _entries(self, resp: Any) -> list[Entry]:
+        out = []
+        for stream, items in resp or []:
+            for entry_id, fields in items:
+                if fields:
+                    out.append(self._entry(stream, entry_id, fields))
+        return out
+
+    def _entry(self, stream: Any, entry_id: Any, fields: dict[bytes, bytes]) -> Entry:
+        partition, prio = self._stream_priority[_s(stream)]
+        return Entry(partition, prio, _s(entry_id), _s(fields[b"m"]), _s(fields[b"u"]))

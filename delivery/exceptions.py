@@ -1,0 +1,57 @@
+"""Errors raised by the delivery core.
+
+::
+
+    CourierError
+     ├── ValidationError      bad input; nothing was written (HTTP 422)
+     │    └── PayloadTooLarge  the payload is over the limit (HTTP 413)
+     ├── NotFound             no such message / dead letter (HTTP 404)
+     ├── Conflict             the message is not in a state that allows this (HTTP 409)
+     ├── IllegalTransition    a status change the table forbids (a bug if raised)
+     └── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
+"""
+
+from __future__ import annotations
+
+
+class CourierError(Exception):
+    """Base class of every error Courier raises on purpose."""
+
+    code = "courier_error"
+    http_status = 500
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class ValidationError(CourierError):
+    code = "invalid_request"
+    http_status = 422
+
+
+class PayloadTooLarge(ValidationError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class NotFound(CourierError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(CourierError):
+    code = "conflict"
+    http_status = 409
+
+
+class IllegalTransition(CourierError):
+    code = "illegal_transition"
+    http_status = 409
+
+
+class StoreUnavailable(CourierError):
+    code = "redis_unavailable"
+    http_status = 503

@@ -1,0 +1,74 @@
+-- enqueue: accept one message for one user.
+-- KEYS[1] partition prefix
+-- ARGV: 1 id, 2 user, 3 priority, 4 payload (JSON), 5 ttl_ms, 6 delay_ms (-1: none),
+--   7 deliver_at_ms (-1: none), 8 max_attempts, 9 idempotency key, 10 collapse key,
+--   11 topic, 12 reply_requested (0/1), 13 retention_ms, 14 user index ttl ms,
+--   15 user index cap, 16 keep (1: never collapsed away)
+-- Returns {id, status, created (1) or 0 when the idempotency key already had a message}.
+local id, user, prio, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ttl, delay, at = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local ma, ik, ck, tp, rr = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local retention, index_ttl, index_cap = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+
+if ik ~= '' then
+  local existing = redis.call('GET', key_idem(user, ik))
+  if existing then
+    return {existing, redis.call('HGET', key_msg(existing), 's') or 'unknown', 0}
+  end
+end
+
+local due = NOW
+if delay >= 0 then due = NOW + delay elseif at >= 0 then due = at end
+local expires = NOW + ttl
+local mkey = key_msg(id)
+redis.call('HSET', mkey, 'id', id, 'u', user, 'p', prio, 'pl', payload, 'ca', NOW,
+  'ea', expires, 'tl', ttl, 'ma', ma, 'a', 0, 'rr', rr)
+if ck ~= '' then redis.call('HSET', mkey, 'ck', ck) end
+if tp ~= '' then redis.call('HSET', mkey, 'tp', tp) end
+if ik ~= '' then redis.call('HSET', mkey, 'ik', ik) end
+if ARGV[16] == '1' then redis.call('HSET', mkey, 'keep', '1') end
+redis.call('PEXPIREAT', mkey, expires + retention)
+if ik ~= '' then redis.call('SET', key_idem(user, ik), id, 'PX', ttl + retention) end
+
+local status
+if due > NOW then
+  status = 'scheduled'
+  redis.call('ZADD', key_delayed(), due, id)
+  redis.call('HSET', mkey, 's', status)
+  event(mkey, 'scheduled', 0, {due = due})
+else
+  status = 'queued'
+  redis.call('XADD', key_stream(prio), '*', 'm', id, 'u', user)
+  redis.call('HSET', mkey, 's', status)
+  event(mkey, 'queued', 0)
+end
+
+local sk = key_user_stats(user)
+redis.call('HINCRBY', sk, status, 1)
+redis.call('HINCRBY', sk, 'total', 1)
+redis.call('PEXPIRE', sk, index_ttl)
+local uk = key_user_msgs(user)
+redis.call('ZADD', uk, NOW, id)
+redis.call('ZREMRANGEBYSCORE', uk, '-inf', NOW - index_ttl)
+if redis.call('ZCARD', uk) > index_cap then
+  redis.call('ZREMRANGEBYRANK', uk, 0, -(index_cap + 1))
+end
+redis.call('PEXPIRE', uk, index_ttl)
+
+if ck ~= '' then
+  local ckey = key_collapse(user, ck)
+  local old = redis.call('GET', ckey)
+  if old and old ~= id then
+    local okey = key_msg(old)
+    local o = redis.call('HMGET', okey, 's', 'a', 'keep')
+    if (o[1] == 'queued' or o[1] == 'scheduled' or o[1] == 'parked') and o[3] ~= '1' then
+      set_status(okey, user, o[1], 'cancelled')
+      event(okey, 'collapsed', o[2], {by = id})
+      unlink(old, user, nil)
+      local keep = NOW + retention
+      if redis.call('PTTL', okey) > retention then redis.call('PEXPIREAT', okey, keep) end
+    end
+  end
+  redis.call('SET', ckey, id, 'PX', ttl)
+end
+return {id, status, 1}

@@ -1,0 +1,36 @@
+-- retry: sent messages that were not acknowledged (or could not be pushed) are
+-- rescheduled after their backoff delay, or buried in the DLQ when their attempts
+-- are used up, or expired when their ttl passes first.
+-- KEYS[1] partition prefix
+-- ARGV: 1 reason, 2 force (1: do not require the ack deadline to have passed),
+--   3 retention_ms, 4 dlq max length, 5 dead keep ms, then pairs: id, delay_ms
+-- Returns one code per id: 'scheduled', 'dead', 'expired' or 'skip'.
+local reason, force = ARGV[1], ARGV[2] == '1'
+local retention, dlq_max, dead_keep = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local out = {}
+for i = 6, #ARGV, 2 do
+  local id, delay = ARGV[i], tonumber(ARGV[i + 1])
+  local mkey = key_msg(id)
+  local m = redis.call('HMGET', mkey, 's', 'u', 'a', 'ma', 'ea')
+  local deadline = redis.call('ZSCORE', key_inflight(), id)
+  if m[1] ~= 'sent' or not deadline or (not force and tonumber(deadline) > NOW) then
+    out[#out + 1] = 'skip'
+  else
+    local user, attempt = m[2], tonumber(m[3])
+    redis.call('ZREM', key_inflight(), id)
+    if attempt >= tonumber(m[4]) then
+      bury(mkey, id, user, 'sent', attempt, reason, dlq_max, dead_keep)
+      out[#out + 1] = 'dead'
+    elseif NOW + delay >= tonumber(m[5]) then
+      finish(mkey, id, user, 'sent', 'expired', attempt, nil, retention)
+      out[#out + 1] = 'expired'
+    else
+      set_status(mkey, user, 'sent', 'scheduled')
+      redis.call('ZADD', key_delayed(), NOW + delay, id)
+      redis.call('HSET', mkey, 'le', reason)
+      event(mkey, 'retry', attempt, {due = NOW + delay, reason = reason})
+      out[#out + 1] = 'scheduled'
+    end
+  end
+end
+return out

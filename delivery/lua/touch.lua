@@ -1,0 +1,17 @@
+-- touch: a node refreshes the presence of its live connections in this partition.
+-- KEYS[1] partition prefix
+-- ARGV: 1 presence ttl ms, then triples: user, connection id, node id
+-- Returns the server time in ms.
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local user, conn, node = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local zk = key_conns(user)
+  redis.call('ZADD', zk, NOW, node .. '|' .. conn)
+  redis.call('PEXPIRE', zk, ttl)
+  local ck = key_conn(conn)
+  if redis.call('EXISTS', ck) == 1 then
+    redis.call('HSET', ck, 'last_seen', NOW)
+    redis.call('PEXPIRE', ck, ttl)
+  end
+end
+return NOW

@@ -1,0 +1,227 @@
+"""The message: what a producer hands in, what Redis keeps, what a client receives."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .keys import partition_of
+from .status import Status
+
+MAX_ID_LEN = 200
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
+def new_id(user_id: str, partitions: int) -> str:
+    """``<partition>-<20 hex>``: the partition lets any process find the message's keys."""
+    return f"{partition_of(user_id, partitions)}-{secrets.token_hex(10)}"
+
+
+def _check_name(value: str, what: str) -> str:
+    if not value or len(value) > MAX_ID_LEN:
+        raise ValueError(f"{what} must be 1 to {MAX_ID_LEN} characters")
+    if any(ord(c) < 32 or c in "{}" for c in value):
+        raise ValueError(f"{what} must not contain control characters or braces")
+    return value
+
+
+class MessageIn(BaseModel):
+    """One message as a producer submits it (HTTP body or Python keyword arguments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = None
+    recipients: list[str] | None = None
+    payload: Any = None
+    priority: Priority = Priority.NORMAL
+    delay_seconds: float | None = Field(default=None, ge=0)
+    deliver_at: datetime | None = None
+    ttl_seconds: int | None = Field(default=None, ge=1)
+    idempotency_key: str | None = None
+    collapse_key: str | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    reply_requested: bool = False
+    topic: str | None = None
+
+    @field_validator("user_id", "idempotency_key", "collapse_key", "topic")
+    @classmethod
+    def _names(cls, v: str | None, info: Any) -> str | None:
+        return None if v is None else _check_name(v, info.field_name)
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("recipients must not be empty")
+        seen: dict[str, None] = {}
+        for r in v:
+            seen[_check_name(r, "recipient")] = None
+        return list(seen)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> MessageIn:
+        if (self.user_id is None) == (self.recipients is None):
+            raise ValueError("give exactly one of user_id or recipients")
+        if self.delay_seconds is not None and self.deliver_at is not None:
+            raise ValueError("give at most one of delay_seconds or deliver_at")
+        if self.payload is None:
+            raise ValueError("payload is required (any JSON value but null)")
+        return self
+
+    def targets(self) -> list[str]:
+        return [self.user_id] if self.user_id is not None else list(self.recipients or [])
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of a message's timeline."""
+
+    at: datetime
+    event: str
+    attempt: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": iso(self.at), "event": self.event, "attempt": self.attempt, **self.detail}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A stored message, as read back from its Redis hash."""
+
+    id: str
+    user_id: str
+    priority: Priority
+    payload_json: bytes
+    status: Status
+    created_at: datetime
+    expires_at: datetime
+    attempts: int
+    max_attempts: int
+    collapse_key: str | None = None
+    topic: str | None = None
+    reply_requested: bool = False
+    idempotency_key: str | None = None
+    reply_json: bytes | None = None
+    last_error: str | None = None
+    timeline: list[Event] = field(default_factory=list)
+
+    @property
+    def payload(self) -> Any:
+        return orjson.loads(self.payload_json)
+
+    @classmethod
+    def from_hash(cls, h: dict[bytes, bytes]) -> Message:
+        g = {k.decode(): v for k, v in h.items()}
+        events: list[tuple[int, Event]] = []
+        for k, v in g.items():
+            if k.startswith("e") and k[1:].isdigit():
+                e = orjson.loads(v)
+                detail = {x: y for x, y in e.items() if x not in ("t", "e", "a")}
+                events.append((int(k[1:]), Event(ms(e["t"]), e["e"], int(e.get("a", 0)), detail)))
+        events.sort(key=lambda x: x[0])
+        return cls(
+            id=g["id"].decode(),
+            user_id=g["u"].decode(),
+            priority=Priority(g["p"].decode()),
+            payload_json=g["pl"],
+            status=Status(g["s"].decode()),
+            created_at=ms(int(g["ca"])),
+            expires_at=ms(int(g["ea"])),
+            attempts=int(g.get("a", b"0")),
+            max_attempts=int(g["ma"]),
+            collapse_key=_opt(g.get("ck")),
+            topic=_opt(g.get("tp")),
+            reply_requested=g.get("rr") == b"1",
+            idempotency_key=_opt(g.get("ik")),
+            reply_json=g.get("rp") or None,
+            last_error=_opt(g.get("le")),
+            timeline=[e for _, e in events],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "user_id": self.user_id,
+            "status": str(self.status),
+            "priority": str(self.priority),
+            "payload": orjson.Fragment(self.payload_json),
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "collapse_key": self.collapse_key,
+            "topic": self.topic,
+            "reply_requested": self.reply_requested,
+            "idempotency_key": self.idempotency_key,
+            "last_error": self.last_error,
+            "timeline": [e.to_json() for e in self.timeline],
+        }
+        if self.reply_json is not None:
+            out["reply"] = orjson.Fragment(self.reply_json)
+        return out
+
+
+def _opt(v: bytes | None) -> str | None:
+    return v.decode() if v else None
+
+
+def ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_ms(value: int) -> str:
+    return iso(ms(value))
+
+
+def message_frame(
+    *,
+    message_id: str,
+    priority: str,
+    payload_json: bytes,
+    created_ms: int,
+    attempt: int,
+    collapse_key: str | None = None,
+    topic: str | None = None,
+    reply_requested: bool = False,
+) -> bytes:
+    """The ``message`` frame a client receives, serialised once for every device."""
+    frame: dict[str, Any] = {
+        "type": "message",
+        "id": message_id,
+        "priority": priority,
+        "payload": orjson.Fragment(payload_json),
+        "created_at": iso_ms(created_ms),
+        "attempt": attempt,
+    }
+    if collapse_key:
+        frame["collapse_key"] = collapse_key
+    if topic:
+        frame["topic"] = topic
+    if reply_requested:
+        frame["reply_requested"] = True
+    return orjson.dumps(frame)

@@ -1,0 +1,29 @@
+"""Prometheus metrics of the delivery pipeline (one registry per process).
+
+Counters count events this process caused; gauges that describe Redis (depths,
+pending, lag) are filled by the admin collector when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ENQUEUED = Counter("courier_enqueued_total", "Messages accepted", ["priority"])
+DISPATCHED = Counter(
+    "courier_dispatched_total", "Stream entries dispatched, by outcome", ["priority", "outcome"]
+)
+RETRIED = Counter("courier_retries_total", "Retry decisions, by result", ["result", "reason"])
+DELIVERED = Counter("courier_delivered_total", "Messages acknowledged by a device", ["priority"])
+PROMOTED = Counter("courier_promoted_total", "Delayed or retried messages queued when due")
+EXPIRED = Counter("courier_expired_parked_total", "Parked messages expired")
+RECLAIMED = Counter("courier_reclaimed_total", "Pending entries taken over from dead consumers")
+BURIED = Counter("courier_poison_total", "Poison stream entries dead-lettered")
+DELIVER_SECONDS = Histogram(
+    "courier_enqueue_to_ack_seconds",
+    "Time from enqueue to the device's ack",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+CONNECTIONS = Gauge("courier_connections", "Open WebSocket connections on this process")
+FRAMES_OUT = Counter("courier_frames_sent_total", "Frames pushed to sockets", ["type"])
+DISCONNECTS = Counter("courier_disconnects_total", "Closed connections, by close code", ["code"])
+REDIS_ERRORS = Counter("courier_redis_errors_total", "Redis errors retried", ["loop"])

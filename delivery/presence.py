@@ -1,0 +1,113 @@
+"""Who is online: connections of users, per node, with a TTL refreshed by heartbeats.
+
+Each node registers its connections (``connect.lua``), refreshes all of them in one
+pipelined round per interval (``touch.lua``), and removes them on close
+(``disconnect.lua``, which also hands unacknowledged messages back). A node that dies
+stops refreshing: its entries fall out of the live window at once (dispatch ignores
+them) and :meth:`Presence.sweep_dead_nodes` deletes what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from .keys import Keyspace
+from .scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Conn:
+    """One live connection as presence knows it."""
+
+    user_id: str
+    conn_id: str
+    node_id: str
+
+
+class Presence:
+    def __init__(
+        self, client: aioredis.Redis, *, keyspace: Keyspace, heartbeat_timeout_ms: int
+    ) -> None:
+        self.redis = client
+        self.keyspace = keyspace
+        self.timeout_ms = heartbeat_timeout_ms
+        self.ttl_ms = heartbeat_timeout_ms * 2
+        self.scripts = Scripts(client)
+
+    async def connect(self, conn: Conn, **details: str) -> int:
+        flat: list[str] = []
+        for k, v in details.items():
+            flat += [k, v]
+        now = await self.scripts.connect(
+            keys=[self.keyspace.part_of_user(conn.user_id)],
+            args=[conn.user_id, conn.conn_id, conn.node_id, self.ttl_ms, *flat],
+        )
+        await self.redis.sadd(self.keyspace.node_conns(conn.node_id), self._member(conn))
+        return int(now)
+
+    async def touch(self, conns: Iterable[Conn]) -> None:
+        """Refresh many connections: one script call per partition, one round trip."""
+        by_part: dict[int, list[str]] = defaultdict(list)
+        for c in conns:
+            by_part[self.keyspace.partition_of(c.user_id)] += [c.user_id, c.conn_id, c.node_id]
+        if not by_part:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for part, flat in by_part.items():
+            await self.scripts.touch(keys=[self.keyspace.part(part)], args=[self.ttl_ms, *flat],
+                                     client=pipe)
+        await pipe.execute()
+
+    async def disconnect(self, conn: Conn, *, unacked: Sequence[str], reason: str) -> int:
+        """Remove a connection; returns how many unacked messages were handed back."""
+        n = await self.scripts.disconnect(
+            keys=[self.keyspace.part_of_user(conn.user_id)],
+            args=[conn.user_id, conn.conn_id, conn.node_id, self.timeout_ms, reason, *unacked],
+        )
+        await self.redis.srem(self.keyspace.node_conns(conn.node_id), self._member(conn))
+        return int(n)
+
+    async def heartbeat_node(self, node_id: str) -> None:
+        await self.redis.zadd(self.keyspace.nodes, {node_id: await self._now_ms()})
+
+    async def leave(self, node_id: str) -> None:
+        await self.redis.zrem(self.keyspace.nodes, node_id)
+
+    async def sweep_dead_nodes(self) -> list[str]:
+        """Delete presence left by nodes that stopped refreshing; returns their ids."""
+        cutoff = await self._now_ms() - self.timeout_ms
+        dead = [n.decode() for n in await self.redis.zrangebyscore(self.keyspace.nodes, 0, cutoff)]
+        for node in dead:
+            key = self.keyspace.node_conns(node)
+            members = await self.redis.smembers(key)
+            for raw in members:
+                user, _, conn = raw.decode().partition("|")
+                await self.disconnect(Conn(user, conn, node), unacked=(), reason="node_dead")
+            await self.redis.delete(key)
+            await self.redis.zrem(self.keyspace.nodes, node)
+            log.info("swept dead node %s (%d connections)", node, len(members))
+        return dead
+
+    async def online(self, user_id: str) -> list[Conn]:
+        key = self.keyspace.user(user_id, "conns")
+        cutoff = await self._now_ms() - self.timeout_ms
+        out = []
+        for raw in await self.redis.zrangebyscore(key, cutoff, "+inf"):
+            node, _, conn = raw.decode().partition("|")
+            out.append(Conn(user_id, conn, node))
+        return out
+
+    async def _now_ms(self) -> int:
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    @staticmethod
+    def _member(conn: Conn) -> str:
+        return f"{conn.user_id}|{conn.conn_id}"

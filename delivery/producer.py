@@ -1,0 +1,225 @@
+"""Producers: hand messages to Courier from Python (asyncio or any thread).
+
+Validation happens before anything is written: a refused message leaves no trace.
+Each accepted message is one atomic script call (``lua/enqueue.lua``); a batch is one
+pipelined round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+from pydantic import ValidationError as PydanticValidationError
+
+from .exceptions import PayloadTooLarge, ValidationError
+from .keys import Keyspace
+from .message import MessageIn, Priority, new_id
+from .scripts import Scripts
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+USER_INDEX_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a producer enforces; built from :class:`Settings` at the edge."""
+
+    max_payload_bytes: int = 65536
+    default_ttl_seconds: int = 604800
+    max_ttl_seconds: int = 30 * 86400
+    max_attempts: int = 5
+    retention_seconds: int = 86400
+    max_recipients: int = 1000
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(
+            max_payload_bytes=s.max_payload_bytes,
+            default_ttl_seconds=s.default_ttl_seconds,
+            max_ttl_seconds=s.max_ttl_seconds,
+            max_attempts=s.max_attempts,
+            retention_seconds=s.retention_seconds,
+            max_recipients=s.max_recipients,
+        )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What the producer answers for each recipient: the message id and its status."""
+
+    id: str
+    user_id: str
+    status: str
+    created: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "user_id": self.user_id, "status": self.status}
+
+
+@dataclass(frozen=True)
+class _Call:
+    prefix: str
+    args: list[Any]
+    user_id: str
+
+
+def build(
+    msg: MessageIn | dict[str, Any], *, keyspace: Keyspace, limits: Limits
+) -> list[_Call]:
+    """Validate one message and turn it into one script call per recipient."""
+    if not isinstance(msg, MessageIn):
+        try:
+            msg = MessageIn.model_validate(msg)
+        except PydanticValidationError as e:
+            raise ValidationError(_first_error(e)) from None
+    payload = orjson.dumps(msg.payload)
+    if len(payload) > limits.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"payload is {len(payload)} bytes; the limit is {limits.max_payload_bytes}"
+        )
+    ttl = msg.ttl_seconds if msg.ttl_seconds is not None else limits.default_ttl_seconds
+    if ttl > limits.max_ttl_seconds:
+        raise ValidationError(f"ttl_seconds may be at most {limits.max_ttl_seconds}")
+    if msg.delay_seconds is not None and msg.delay_seconds >= ttl:
+        raise ValidationError("delay_seconds must be shorter than ttl_seconds")
+    deliver_at = _epoch_ms(msg.deliver_at) if msg.deliver_at is not None else -1
+    targets = msg.targets()
+    if len(targets) > limits.max_recipients:
+        raise ValidationError(f"at most {limits.max_recipients} recipients per message")
+    common = [
+        str(Priority(msg.priority)),
+        payload,
+        ttl * 1000,
+        int(msg.delay_seconds * 1000) if msg.delay_seconds is not None else -1,
+        deliver_at,
+        msg.max_attempts or limits.max_attempts,
+        msg.idempotency_key or "",
+        msg.collapse_key or "",
+        msg.topic or "",
+        "1" if msg.reply_requested else "0",
+        limits.retention_seconds * 1000,
+        (limits.max_ttl_seconds + limits.retention_seconds) * 1000,
+        USER_INDEX_CAP,
+        "0",
+    ]
+    return [
+        _Call(keyspace.part_of_user(u), [new_id(u, keyspace.partitions), u, *common], u)
+        for u in targets
+    ]
+
+
+def _epoch_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        raise ValidationError("deliver_at needs a time zone (e.g. 2026-01-01T10:00:00Z)")
+    return int(dt.timestamp() * 1000)
+
+
+def _first_error(e: PydanticValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "body"
+    return f"{where}: {err['msg']}"
+
+
+def _accepted(call: _Call, result: Sequence[Any]) -> Accepted:
+    mid, status, created = result
+    return Accepted(_s(mid), call.user_id, _s(status), bool(int(created)))
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _message(user_id: str, payload: Any, options: dict[str, Any]) -> dict[str, Any]:
+    return {"user_id": user_id, "payload": payload, **options}
+
+
+class Producer:
+    """The asyncio producer. ``await producer.send("42", {"text": "hi"})``."""
+
+    def __init__(
+        self, client: aioredis.Redis, *, keyspace: Keyspace, limits: Limits | None = None
+    ) -> None:
+        self.redis = client
+        self.keyspace = keyspace
+        self.limits = limits or Limits()
+        self._scripts = Scripts(client)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: aioredis.Redis | None = None) -> Producer:
+        client = client or aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379")
+        ks = Keyspace(settings.key_prefix, settings.partitions)
+        return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
+
+    async def send(self, user_id: str, payload: Any, **options: Any) -> Accepted:
+        """Enqueue one message for one user; see :class:`MessageIn` for the options."""
+        (accepted,) = await self.submit(_message(user_id, payload, options))
+        return accepted
+
+    async def submit(self, msg: MessageIn | dict[str, Any]) -> list[Accepted]:
+        """Enqueue one message (one id per recipient)."""
+        return (await self.submit_many([msg]))[0]
+
+    async def submit_many(
+        self, msgs: Iterable[MessageIn | dict[str, Any]]
+    ) -> list[list[Accepted]]:
+        """Validate all, then enqueue all in one pipelined round trip."""
+        plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
+        pipe = self.redis.pipeline(transaction=False)
+        for plan in plans:
+            for call in plan:
+                await self._scripts.enqueue(keys=[call.prefix], args=call.args, client=pipe)
+        results = iter(await pipe.execute())
+        out = [[_accepted(c, next(results)) for c in plan] for plan in plans]
+        log.debug("enqueued %d messages", sum(len(p) for p in out))
+        return out
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+class SyncProducer:
+    """The blocking producer, safe to share between threads (Celery tasks, thread
+    pools, scripts). It has its own connection pool and never touches an event loop.
+    """
+
+    def __init__(
+        self, client: redis.Redis, *, keyspace: Keyspace, limits: Limits | None = None
+    ) -> None:
+        self.redis = client
+        self.keyspace = keyspace
+        self.limits = limits or Limits()
+        self._scripts = Scripts(client)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> SyncProducer:
+        client = client or redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379")
+        ks = Keyspace(settings.key_prefix, settings.partitions)
+        return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
+
+    def send(self, user_id: str, payload: Any, **options: Any) -> Accepted:
+        (accepted,) = self.submit(_message(user_id, payload, options))
+        return accepted
+
+    def submit(self, msg: MessageIn | dict[str, Any]) -> list[Accepted]:
+        return self.submit_many([msg])[0]
+
+    def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
+        plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
+        pipe = self.redis.pipeline(transaction=False)
+        for plan in plans:
+            for call in plan:
+                self._scripts.enqueue(keys=[call.prefix], args=call.args, client=pipe)
+        results = iter(pipe.execute())
+        return [[_accepted(c, next(results)) for c in plan] for plan in plans]
+
+    def close(self) -> None:
+        self.redis.close()

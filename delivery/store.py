@@ -1,0 +1,336 @@
+"""State changes of accepted messages, each one atomic script call.
+
+The consumers (dispatch, retries, promotion, expiry) and the edge (acks, unparking,
+hand-back) call these methods; the methods do the bookkeeping around the scripts
+(decoding, metrics-free) and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .backoff import backoff_seconds
+from .exceptions import Conflict, NotFound
+from .keys import GROUP, Keyspace, partition_from_id
+from .message import Message, message_frame
+from .metrics import DELIVER_SECONDS, DELIVERED
+from .scripts import Scripts
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Durations the scripts need, in milliseconds (retry delays in seconds)."""
+
+    ack_timeout_ms: int = 30_000
+    heartbeat_timeout_ms: int = 60_000
+    park_ttl_ms: int = 604_800_000
+    retention_ms: int = 86_400_000
+    dead_keep_ms: int = 604_800_000
+    dlq_max_len: int = 100_000
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 900.0
+    latency_samples: int = 1000
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Timing:
+        return cls(
+            ack_timeout_ms=int(s.ack_timeout_seconds * 1000),
+            heartbeat_timeout_ms=int(s.heartbeat_timeout_seconds * 1000),
+            park_ttl_ms=s.park_ttl_seconds * 1000,
+            retention_ms=s.retention_seconds * 1000,
+            dead_keep_ms=max(s.park_ttl_seconds, s.retention_seconds) * 1000,
+            retry_base_seconds=s.retry_base_seconds,
+            retry_max_seconds=s.retry_max_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Push:
+    """A message on its way to one or more connections of its user."""
+
+    id: str
+    user_id: str
+    priority: str
+    attempt: int
+    payload_json: bytes
+    created_ms: int
+    collapse_key: str | None = None
+    topic: str | None = None
+    reply_requested: bool = False
+    targets: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (node, conn)
+
+    def frame(self) -> bytes:
+        return message_frame(
+            message_id=self.id,
+            priority=self.priority,
+            payload_json=self.payload_json,
+            created_ms=self.created_ms,
+            attempt=self.attempt,
+            collapse_key=self.collapse_key,
+            topic=self.topic,
+            reply_requested=self.reply_requested,
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry read by a consumer."""
+
+    partition: int
+    priority: str
+    entry_id: str
+    message_id: str
+    user_id: str
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _target(member: Any) -> tuple[str, str]:
+    node, _, conn = _s(member).partition("|")
+    return node, conn
+
+
+class Store:
+    """Atomic state changes of messages (see ``delivery/lua``)."""
+
+    def __init__(self, client: aioredis.Redis, *, keyspace: Keyspace, timing: Timing) -> None:
+        self.redis = client
+        self.keyspace = keyspace
+        self.timing = timing
+        self.scripts = Scripts(client)
+
+    # -- consumers ---------------------------------------------------------------------
+    async def dispatch(self, entries: Sequence[Entry]) -> list[tuple[Entry, str, Push | None]]:
+        """Send (or park, expire, skip) each read entry; returns (entry, outcome, push)."""
+        if not entries:
+            return []
+        t = self.timing
+        pipe = self.redis.pipeline(transaction=False)
+        for e in entries:
+            await self.scripts.dispatch(
+                keys=[self.keyspace.part(e.partition)],
+                args=[
+                    e.entry_id, e.message_id, e.user_id, e.priority, GROUP,
+                    t.ack_timeout_ms, t.heartbeat_timeout_ms, t.park_ttl_ms, t.retention_ms,
+                ],
+                client=pipe,
+            )
+        out: list[tuple[Entry, str, Push | None]] = []
+        for e, res in zip(entries, await pipe.execute(), strict=True):
+            outcome = _s(res[0])
+            push = None
+            if outcome == "sent":
+                push = Push(
+                    id=e.message_id,
+                    user_id=e.user_id,
+                    priority=e.priority,
+                    attempt=int(res[1]),
+                    payload_json=res[2],
+                    created_ms=int(res[3]),
+                    collapse_key=_s(res[4]) or None,
+                    topic=_s(res[5]) or None,
+                    reply_requested=_s(res[6]) == "1",
+                    targets=tuple(_target(m) for m in res[7:]),
+                )
+            out.append((e, outcome, push))
+        return out
+
+    async def bury_entry(self, entry: Entry, reason: str) -> str:
+        t = self.timing
+        res = await self.scripts.bury(
+            keys=[self.keyspace.part(entry.partition)],
+            args=[
+                entry.entry_id, entry.message_id, entry.user_id, entry.priority, GROUP,
+                reason, t.dlq_max_len, t.dead_keep_ms,
+            ],
+        )
+        return _s(res)
+
+    async def retry_due(self, partition: int, *, limit: int = 200) -> dict[str, int]:
+        """Reschedule (or bury, or expire) messages whose ack deadline passed."""
+        prefix = self.keyspace.part(partition)
+        flat = await self.scripts.due(keys=[prefix], args=[limit])
+        ids = [(_s(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 3)]
+        return await self._retry(prefix, ids, reason="ack_timeout", force=False)
+
+    async def nack(self, message_ids: Sequence[str], *, reason: str) -> dict[str, int]:
+        """Messages that could not be pushed at all: retry now-ish, without waiting."""
+        counts: dict[str, int] = {}
+        for mid in message_ids:
+            prefix = self.keyspace.part_of_message(mid)
+            for k, v in (await self._retry(prefix, [(mid, 0)], reason=reason, force=True)).items():
+                counts[k] = counts.get(k, 0) + v
+        return counts
+
+    async def _retry(
+        self, prefix: str, ids: list[tuple[str, int]], *, reason: str, force: bool
+    ) -> dict[str, int]:
+        if not ids:
+            return {}
+        t = self.timing
+        args: list[Any] = [reason, "1" if force else "0", t.retention_ms, t.dlq_max_len,
+                           t.dead_keep_ms]
+        for mid, attempt in ids:
+            delay = backoff_seconds(
+                max(attempt, 1), base=t.retry_base_seconds, cap=t.retry_max_seconds
+            )
+            args += [mid, int(delay * 1000)]
+        res = await self.scripts.retry(keys=[prefix], args=args)
+        counts: dict[str, int] = {}
+        for (mid, _), code in zip(ids, res, strict=True):
+            c = _s(code)
+            counts[c] = counts.get(c, 0) + 1
+            if c != "skip":
+                log.info("message %s %s (%s)", mid, c, reason)
+        return counts
+
+    async def evict(self, user_id: str, targets: Sequence[tuple[str, str]]) -> None:
+        """Forget connections that could not be reached (their node is gone)."""
+        if targets:
+            key = self.keyspace.user(user_id, "conns")
+            await self.redis.zrem(key, *(f"{n}|{c}" for n, c in targets))
+
+    async def promote(self, partition: int, *, limit: int = 500) -> tuple[int, int]:
+        """Queue delayed messages that are due; returns (moved, next due ms or -1)."""
+        moved, nxt = await self.scripts.promote(
+            keys=[self.keyspace.part(partition)], args=[limit, self.timing.retention_ms]
+        )
+        return int(moved), int(float(nxt))
+
+    async def expire_parked(self, partition: int, *, limit: int = 500) -> int:
+        return int(
+            await self.scripts.expire(
+                keys=[self.keyspace.part(partition)], args=[limit, self.timing.retention_ms]
+            )
+        )
+
+    # -- edge --------------------------------------------------------------------------
+    async def ack(
+        self, *, user_id: str, conn_id: str, node_id: str, message_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Acknowledge messages for a user; returns a code per id (see ``ack.lua``)."""
+        codes: dict[str, str] = {}
+        mine = self.keyspace.partition_of(user_id)
+        ids = []
+        for mid in message_ids:
+            try:
+                part = partition_from_id(mid)
+            except ValueError:
+                codes[mid] = "unknown"
+                continue
+            if part != mine:  # another user's message lives elsewhere: never ours
+                codes[mid] = "unknown"
+                continue
+            ids.append(mid)
+        if ids:
+            t = self.timing
+            res = await self.scripts.ack(
+                keys=[self.keyspace.part(mine)],
+                args=[user_id, conn_id, node_id, t.retention_ms, t.latency_samples, *ids],
+            )
+            for mid, raw in zip(ids, res, strict=True):
+                code, _, rest = _s(raw).partition("|")
+                codes[mid] = code
+                if code == "ok":
+                    prio, _, latency = rest.partition("|")
+                    DELIVERED.labels(prio).inc()
+                    DELIVER_SECONDS.observe(int(latency) / 1000)
+        return codes
+
+    async def unpark(
+        self, *, user_id: str, node_id: str, conn_id: str, limit: int
+    ) -> tuple[int, list[Push]]:
+        """Hand the next parked messages to one connection; returns (remaining, pushes)."""
+        res = await self.scripts.unpark(
+            keys=[self.keyspace.part_of_user(user_id)],
+            args=[user_id, f"{node_id}|{conn_id}", limit, self.timing.ack_timeout_ms,
+                  self.timing.retention_ms],
+        )
+        pushes = []
+        for i in range(1, len(res), 8):
+            mid, attempt, prio, payload, created, ck, tp, rr = res[i : i + 8]
+            pushes.append(
+                Push(
+                    id=_s(mid), user_id=user_id, priority=_s(prio), attempt=int(attempt),
+                    payload_json=payload, created_ms=int(created), collapse_key=_s(ck) or None,
+                    topic=_s(tp) or None, reply_requested=_s(rr) == "1",
+                    targets=((node_id, conn_id),),
+                )
+            )
+        return int(res[0]), pushes
+
+    async def reply(
+        self, *, user_id: str, conn_id: str, message_id: str, data: bytes
+    ) -> str:
+        """Record a user's answer to a message that asked for one (see ``reply.lua``)."""
+        try:
+            if partition_from_id(message_id) != self.keyspace.partition_of(user_id):
+                return "unknown"
+        except ValueError:
+            return "unknown"
+        return _s(
+            await self.scripts.reply(
+                keys=[self.keyspace.part_of_user(user_id)],
+                args=[user_id, conn_id, message_id, data,
+                      self.keyspace.replies_channel(message_id), self.timing.retention_ms],
+            )
+        )
+
+    async def request_cancel(self, *, user_id: str, task_id: str) -> str:
+        """A user asks the producer of one of their tasks to cancel it."""
+        key = self.keyspace.task(task_id)
+        owner = await self.redis.hget(key, "user_id")
+        if owner is None or _s(owner) != user_id:
+            return "unknown"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "cancel_requested", "1")
+            pipe.publish(self.keyspace.cancel_channel(task_id), user_id)
+            await pipe.execute()
+        return "ok"
+
+    # -- operators -----------------------------------------------------------------------
+    async def get(self, message_id: str) -> Message:
+        try:
+            key = self.keyspace.msg(message_id)
+        except ValueError:
+            raise NotFound(f"no message {message_id!r}") from None
+        h = await self.redis.hgetall(key)
+        if not h:
+            raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
+        return Message.from_hash(h)
+
+    async def replay(self, message_id: str, *, by: str = "operator") -> str:
+        res = _s(
+            await self.scripts.replay(
+                keys=[self._prefix(message_id)], args=[message_id, self.timing.retention_ms, by]
+            )
+        )
+        if res == "unknown":
+            raise NotFound(f"no message {message_id!r}")
+        if res != "queued":
+            raise Conflict(f"message {message_id} is {res}, not dead; nothing replayed")
+        log.info("message %s replayed by %s", message_id, by)
+        return res
+
+    async def purge(self, message_id: str) -> None:
+        res = _s(await self.scripts.purge(keys=[self._prefix(message_id)], args=[message_id]))
+        if res == "unknown":
+            raise NotFound(f"no message {message_id!r}")
+        if res != "purged":
+            raise Conflict(f"message {message_id} is {res}, not in the dead-letter stream")
+
+    def _prefix(self, message_id: str) -> str:
+        try:
+            return self.keyspace.part_of_message(message_id)
+        except ValueError:
+            raise NotFound(f"no message {message_id!r}") from None
