@@ -18,8 +18,6 @@ from delivery.settings import Settings
 from . import logs
 
 app = typer.Typer(help="Courier: guaranteed message delivery to users.", no_args_is_help=True)
-dlq_app = typer.Typer(help="The dead-letter stream.", no_args_is_help=True)
-app.add_typer(dlq_app, name="dlq")
 log = logging.getLogger("courier")
 
 
@@ -180,6 +178,17 @@ def status(message_id: str, json_out: bool = typer.Option(False, "--json")) -> N
     from . import tables
 
     tables.print_message(msg)
+
+
+def _register_groups() -> None:
+    from . import cli_admin
+    from .bench.cli import bench_app
+
+    cli_admin.register(app)
+    app.add_typer(bench_app, name="bench")
+
+
+_register_groups()
 
 
 def main() -> None:  # pragma: no cover

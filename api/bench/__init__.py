@@ -1,0 +1,1 @@
+"""``courier bench``: measured scenarios (see docs/benchmarks.md)."""
