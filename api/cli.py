@@ -75,6 +75,9 @@ def serve(
         f"Try:  courier token alice            # a user token for the WebSocket\n"
         f"      courier token backend --role service   # may POST {base}/v1/messages"
     )
+    # uvicorn re-raises SIGTERM after its graceful shutdown; make that a normal exit so
+    # the embedded Redis below is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             create_app(settings, consumers=consumers),

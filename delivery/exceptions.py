@@ -8,7 +8,8 @@
      ├── NotFound             no such message / dead letter (HTTP 404)
      ├── Conflict             the message is not in a state that allows this (HTTP 409)
      ├── IllegalTransition    a status change the table forbids (a bug if raised)
-     └── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
+     ├── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
+     └── ReplyTimeout         no answer to a confirmation request in time
 """
 
 from __future__ import annotations
@@ -55,3 +56,8 @@ class IllegalTransition(CourierError):
 class StoreUnavailable(CourierError):
     code = "redis_unavailable"
     http_status = 503
+
+
+class ReplyTimeout(CourierError):
+    code = "reply_timeout"
+    http_status = 504

@@ -32,6 +32,8 @@ PARTITION_LAYOUT: dict[str, tuple[str, str, str]] = {
     "user_latency": ("u:{user}:lat", "list of ack latencies ms", "like user_stats"),
     "conns": ("u:{user}:conns", "zset node|conn->last seen ms", "heartbeat timeout x2"),
     "conn": ("c:{conn}", "hash", "heartbeat timeout x2"),
+    "task": ("task:{task}", "hash: owner, status, progress ...", "task ttl (7 days)"),
+    "user_tasks": ("u:{user}:tasks", "zset task id->updated ms (active tasks)", "task ttl"),
 }
 
 PRIORITIES = ("high", "normal", "low")
@@ -74,12 +76,14 @@ class Keyspace:
     def cancel_channel(self, task_id: str) -> str:
         return f"{self.prefix}:cancel:{task_id}"
 
-    def task(self, task_id: str) -> str:
-        """hash: latest status of a task (owner, status, progress ...)."""
-        return f"{self.prefix}:task:{task_id}"
+    @property
+    def topics_channel(self) -> str:
+        """pub/sub channel of live topic frames; every edge node filters locally."""
+        return f"{self.prefix}:topics"
 
-    def topic_channel(self, topic: str) -> str:
-        return f"{self.prefix}:topic:{topic}"
+    def broadcast_report(self, broadcast_id: str) -> str:
+        """hash nodes/conns: how many nodes and connections took a broadcast."""
+        return f"{self.prefix}:bcast:{broadcast_id}"
 
     # -- partitions ------------------------------------------------------------------
     def partition_of(self, user_id: str) -> int:

@@ -8,25 +8,30 @@ pipelined round trip.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError as PydanticValidationError
 
-from .exceptions import PayloadTooLarge, ValidationError
+from .exceptions import NotFound, PayloadTooLarge, ReplyTimeout, ValidationError
 from .keys import Keyspace
 from .message import MessageIn, Priority, new_id
 from .scripts import Scripts
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .reporter import SyncTaskReporter, TaskReporter
+
 log = logging.getLogger(__name__)
 
 USER_INDEX_CAP = 10_000
+_NO_DEFAULT: Any = object()
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class _Call:
 
 
 def build(
-    msg: MessageIn | dict[str, Any], *, keyspace: Keyspace, limits: Limits
+    msg: MessageIn | dict[str, Any], *, keyspace: Keyspace, limits: Limits, keep: bool = False
 ) -> list[_Call]:
     """Validate one message and turn it into one script call per recipient."""
     if not isinstance(msg, MessageIn):
@@ -109,7 +114,7 @@ def build(
         limits.retention_seconds * 1000,
         (limits.max_ttl_seconds + limits.retention_seconds) * 1000,
         USER_INDEX_CAP,
-        "0",
+        "1" if keep else "0",
     ]
     return [
         _Call(keyspace.part_of_user(u), [new_id(u, keyspace.partitions), u, *common], u)
@@ -182,6 +187,69 @@ class Producer:
         log.debug("enqueued %d messages", sum(len(p) for p in out))
         return out
 
+    # -- tasks (see delivery/reporter.py) ------------------------------------------------
+    async def task_status(
+        self, task_id: str, user_id: str, status: str, **fields: Any
+    ) -> dict[str, Any]:
+        """Publish a task's status to its owner (guaranteed) and its topic (live)."""
+        from .tasks import TaskUpdate, build_task, task_result
+
+        call = build_task(task_id, _task_update(TaskUpdate, user_id, status, fields),
+                          keyspace=self.keyspace, limits=self.limits)
+        return task_result(task_id, await self._scripts.task(keys=[call.prefix], args=call.args))
+
+    def task(self, task_id: str, user_id: str, **options: Any) -> TaskReporter:
+        """``async with producer.task(id, user) as task:`` (see delivery/reporter.py)."""
+        from .reporter import TaskReporter
+
+        return TaskReporter(self, task_id, user_id, **options)
+
+    def reports_task(self, **options: Any) -> Any:
+        """Decorator: the function gets a TaskReporter first; call it with task_id=, user_id=."""
+        from .reporter import async_decorator
+
+        return async_decorator(self, **options)
+
+    async def get_task(self, task_id: str, user_id: str) -> dict[str, Any]:
+        from .tasks import task_view
+
+        h = await self.redis.hgetall(self.keyspace.user(user_id, "task", task=task_id))
+        if not h:
+            raise NotFound(f"no task {task_id!r} of user {user_id!r}")
+        return task_view(h)
+
+    # -- confirmation requests --------------------------------------------------------------
+    async def request(
+        self,
+        user_id: str,
+        payload: Any,
+        *,
+        timeout: float,
+        default: Any = _NO_DEFAULT,
+        **options: Any,
+    ) -> Any:
+        """Send a message that asks for a reply and wait for the user's answer.
+
+        Works across nodes and reconnects: the reply is stored with the message and
+        announced on a channel. After ``timeout`` seconds, returns ``default`` if given,
+        else raises :class:`ReplyTimeout` (the message stays deliverable)."""
+        accepted = await self.send(user_id, payload, reply_requested=True, **options)
+        key = self.keyspace.msg(accepted.id)
+        async with self.redis.pubsub() as ps:
+            await ps.subscribe(self.keyspace.replies_channel(accepted.id))
+            deadline = time.monotonic() + timeout
+            while True:
+                stored = await self.redis.hget(key, "rp")
+                if stored is not None:
+                    return orjson.loads(stored)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=min(left, 1))
+                if msg is not None:
+                    return orjson.loads(msg["data"])
+        return _timed_out(accepted.id, timeout, default)
+
     async def aclose(self) -> None:
         await self.redis.aclose()
 
@@ -221,5 +289,66 @@ class SyncProducer:
         results = iter(pipe.execute())
         return [[_accepted(c, next(results)) for c in plan] for plan in plans]
 
+    def task_status(self, task_id: str, user_id: str, status: str, **fields: Any) -> dict[str, Any]:
+        from .tasks import TaskUpdate, build_task, task_result
+
+        call = build_task(task_id, _task_update(TaskUpdate, user_id, status, fields),
+                          keyspace=self.keyspace, limits=self.limits)
+        return task_result(task_id, self._scripts.task(keys=[call.prefix], args=call.args))
+
+    def task(self, task_id: str, user_id: str, **options: Any) -> SyncTaskReporter:
+        from .reporter import SyncTaskReporter
+
+        return SyncTaskReporter(self, task_id, user_id, **options)
+
+    def reports_task(self, **options: Any) -> Any:
+        from .reporter import sync_decorator
+
+        return sync_decorator(self, **options)
+
+    def request(
+        self,
+        user_id: str,
+        payload: Any,
+        *,
+        timeout: float,
+        default: Any = _NO_DEFAULT,
+        **options: Any,
+    ) -> Any:
+        """The blocking form of :meth:`Producer.request`."""
+        accepted = self.send(user_id, payload, reply_requested=True, **options)
+        key = self.keyspace.msg(accepted.id)
+        ps = self.redis.pubsub()
+        try:
+            ps.subscribe(self.keyspace.replies_channel(accepted.id))
+            deadline = time.monotonic() + timeout
+            while True:
+                stored = self.redis.hget(key, "rp")
+                if stored is not None:
+                    return orjson.loads(stored)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                msg = ps.get_message(ignore_subscribe_messages=True, timeout=min(left, 1))
+                if msg is not None:
+                    return orjson.loads(msg["data"])
+        finally:
+            ps.close()
+        return _timed_out(accepted.id, timeout, default)
+
     def close(self) -> None:
         self.redis.close()
+
+
+def _task_update(cls: Any, user_id: str, status: str, fields: dict[str, Any]) -> Any:
+    try:
+        return cls(user_id=user_id, status=status, **fields)
+    except PydanticValidationError as e:
+        raise ValidationError(_first_error(e)) from None
+
+
+def _timed_out(message_id: str, timeout: float, default: Any) -> Any:
+    if default is _NO_DEFAULT:
+        raise ReplyTimeout(f"no reply to {message_id} within {timeout} s")
+    log.info("no reply to %s within %s s; using the default", message_id, timeout)
+    return default

@@ -30,7 +30,11 @@ NAMES = (
     "touch",
     "disconnect",
     "reply",
+    "task",
 )
+
+# Scripts that accept a message as part of their work include the enqueue function.
+INCLUDES = {"enqueue": ("_enqueue",), "task": ("_enqueue",)}
 
 
 def _transition_table() -> str:
@@ -45,11 +49,10 @@ def _transition_table() -> str:
 def source(name: str) -> str:
     """The full text of one script as Redis receives it."""
     lua = resources.files("delivery.lua")
-    prelude = lua.joinpath("_lib.lua").read_text()
-    body = lua.joinpath(f"{name}.lua").read_text()
-    return "\n".join(
-        ["local P = KEYS[1]", lua_key_functions(), _transition_table(), prelude, body]
-    )
+    parts = ["local P = KEYS[1]", lua_key_functions(), _transition_table()]
+    for part in ("_lib", *INCLUDES.get(name, ()), name):
+        parts.append(lua.joinpath(f"{part}.lua").read_text())
+    return "\n".join(parts)
 
 
 class Scripts:

@@ -1,0 +1,27 @@
+# Courier: HTTP + WebSocket edge (`courier serve`) and workers (`courier worker`).
+# Point it at Redis with COURIER_REDIS_URL (see compose.yaml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY delivery ./delivery
+COPY consumers ./consumers
+COPY api ./api
+RUN pip install . \
+ && useradd --create-home --uid 10001 --shell /usr/sbin/nologin courier \
+ && mkdir -p /app \
+ && chown courier:courier /app
+
+# A writable working folder for the non-root user (courier keeps local state in ./.courier).
+WORKDIR /app
+USER courier
+
+ENV COURIER_HOST=0.0.0.0 \
+    COURIER_PORT=8000
+EXPOSE 8000
+CMD ["courier", "serve", "--host", "0.0.0.0"]

@@ -1,0 +1,72 @@
+-- enqueue_one(A): the body of enqueue.lua as a function, so that other scripts
+-- (task.lua) can accept a message in the same atomic step. A is the argument list
+-- documented in enqueue.lua.
+local function enqueue_one(A)
+  local id, user, prio, payload = A[1], A[2], A[3], A[4]
+  local ttl, delay, at = tonumber(A[5]), tonumber(A[6]), tonumber(A[7])
+  local ma, ik, ck, tp, rr = A[8], A[9], A[10], A[11], A[12]
+  local retention, index_ttl, index_cap = tonumber(A[13]), tonumber(A[14]), tonumber(A[15])
+
+  if ik ~= '' then
+    local existing = redis.call('GET', key_idem(user, ik))
+    if existing then
+      return {existing, redis.call('HGET', key_msg(existing), 's') or 'unknown', 0}
+    end
+  end
+
+  local due = NOW
+  if delay >= 0 then due = NOW + delay elseif at >= 0 then due = at end
+  local expires = NOW + ttl
+  local mkey = key_msg(id)
+  redis.call('HSET', mkey, 'id', id, 'u', user, 'p', prio, 'pl', payload, 'ca', NOW,
+    'ea', expires, 'tl', ttl, 'ma', ma, 'a', 0, 'rr', rr)
+  if ck ~= '' then redis.call('HSET', mkey, 'ck', ck) end
+  if tp ~= '' then redis.call('HSET', mkey, 'tp', tp) end
+  if ik ~= '' then redis.call('HSET', mkey, 'ik', ik) end
+  if A[16] == '1' then redis.call('HSET', mkey, 'keep', '1') end
+  redis.call('PEXPIREAT', mkey, expires + retention)
+  if ik ~= '' then redis.call('SET', key_idem(user, ik), id, 'PX', ttl + retention) end
+
+  local status
+  if due > NOW then
+    status = 'scheduled'
+    redis.call('ZADD', key_delayed(), due, id)
+    redis.call('HSET', mkey, 's', status)
+    event(mkey, 'scheduled', 0, {due = due})
+  else
+    status = 'queued'
+    redis.call('XADD', key_stream(prio), '*', 'm', id, 'u', user)
+    redis.call('HSET', mkey, 's', status)
+    event(mkey, 'queued', 0)
+  end
+
+  local sk = key_user_stats(user)
+  redis.call('HINCRBY', sk, status, 1)
+  redis.call('HINCRBY', sk, 'total', 1)
+  redis.call('PEXPIRE', sk, index_ttl)
+  local uk = key_user_msgs(user)
+  redis.call('ZADD', uk, NOW, id)
+  redis.call('ZREMRANGEBYSCORE', uk, '-inf', NOW - index_ttl)
+  if redis.call('ZCARD', uk) > index_cap then
+    redis.call('ZREMRANGEBYRANK', uk, 0, -(index_cap + 1))
+  end
+  redis.call('PEXPIRE', uk, index_ttl)
+
+  if ck ~= '' then
+    local ckey = key_collapse(user, ck)
+    local old = redis.call('GET', ckey)
+    if old and old ~= id then
+      local okey = key_msg(old)
+      local o = redis.call('HMGET', okey, 's', 'a', 'keep')
+      if (o[1] == 'queued' or o[1] == 'scheduled' or o[1] == 'parked') and o[3] ~= '1' then
+        set_status(okey, user, o[1], 'cancelled')
+        event(okey, 'collapsed', o[2], {by = id})
+        unlink(old, user, nil)
+        local keep = NOW + retention
+        if redis.call('PTTL', okey) > retention then redis.call('PEXPIREAT', okey, keep) end
+      end
+    end
+    redis.call('SET', ckey, id, 'PX', ttl)
+  end
+  return {id, status, 1}
+end
