@@ -10,11 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from delivery.settings import Settings
 
-from . import errors, routes_admin, routes_messages, ws
+from . import errors, metrics_collector, routes_admin, routes_messages, routes_tasks, ws
 from .auth import Verifier
 from .hub import Hub
 from .runtime import Runtime
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     errors.install(app)
     app.include_router(routes_messages.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_tasks.router)
     app.include_router(ws.router)
 
     @app.middleware("http")
@@ -91,8 +92,12 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
         return ORJSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
                               status_code=200 if ok else 503)
 
+    metrics_collector.install()
+
     @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: this process's counters plus the deployment's Redis gauges."""
+        body = await metrics_collector.render(request.app.state.runtime)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

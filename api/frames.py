@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from delivery.message import MAX_ID_LEN
+from delivery.presence import Conn
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -71,17 +72,18 @@ async def _ping(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
     if ts is None:
         ts = int(time.time() * 1000)
     conn.offer(orjson.dumps({"type": "pong", "ts": ts}).decode())
+    await hub.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)])
 
 
 async def _subscribe(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
     topic = _str(frame, "topic")
     if topic not in conn.topics and len(conn.topics) >= MAX_TOPICS:
         raise FrameError("too_many_topics", f"at most {MAX_TOPICS} topics per connection")
+    current = await hub.on_subscribe(conn, topic)  # may refuse with a FrameError
     conn.topics.add(topic)
     conn.offer(orjson.dumps({"type": "subscribed", "topic": topic}).decode())
-    on_subscribe = getattr(hub, "on_subscribe", None)
-    if on_subscribe is not None:
-        await on_subscribe(conn, topic)
+    if current is not None:
+        conn.offer(current)
 
 
 async def _unsubscribe(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:

@@ -4,17 +4,23 @@ presence refresh, heartbeat timeouts and the dead-node sweep."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
+
+import orjson
 
 from consumers.resilience import forever
+from delivery.exceptions import NotFound
 from delivery.metrics import CONNECTIONS, FRAMES_OUT
 from delivery.presence import Conn
 from delivery.transport import decode_envelope
 
 from .connection import Connection, State
+from .frames import FrameError
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,7 @@ class Hub:
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.accepting = True
+        self.emptied = asyncio.Event()  # set whenever the last connection is gone
 
     # -- registry -------------------------------------------------------------------------
     @property
@@ -51,6 +58,8 @@ class Hub:
             if not users:
                 del self.by_user[conn.user_id]
         CONNECTIONS.set(len(self.conns))
+        if not self.conns:
+            self.emptied.set()
 
     def online_users(self) -> int:
         return len(self.by_user)
@@ -91,19 +100,52 @@ class Hub:
         ]
 
     async def _listen(self) -> float:
+        """This node's channel (message frames), live topic frames and broadcasts."""
         ks = self.rt.keyspace
         own = ks.node_channel(self.rt.node_id)
         async with self.rt.redis.pubsub() as ps:
-            await ps.subscribe(own)
+            await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel)
             log.info("node %s listening on %s", self.rt.node_id, own)
             while not self.stop_event.is_set():
                 msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is None:
                     continue
-                if msg["channel"].decode() == own:
+                channel = msg["channel"].decode()
+                if channel == own:
                     user, conns, frame, mid = decode_envelope(msg["data"])
                     await self.local_sink(user, conns, frame, mid)
+                elif channel == ks.topics_channel:
+                    env = orjson.loads(msg["data"])
+                    self.send_to_topic(env["t"], orjson.dumps(env["f"]).decode())
+                else:
+                    await self._broadcast(orjson.loads(msg["data"]))
         return 0.0
+
+    async def _broadcast(self, env: dict[str, Any]) -> None:
+        frame = orjson.dumps(env["f"]).decode()
+        n = self.send_to_all(frame) if env.get("u") is None else sum(
+            self.send_to_user(u, frame) for u in env["u"]
+        )
+        FRAMES_OUT.labels("broadcast").inc(n)
+        report = self.rt.keyspace.broadcast_report(env["id"])
+        async with self.rt.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(report, "nodes", 1)
+            pipe.hincrby(report, "connections", n)
+            pipe.expire(report, 300)
+            await pipe.execute()
+
+    async def on_subscribe(self, conn: Connection, topic: str) -> str | None:
+        """Task topics are their owner's: refuse others; return the task's current
+        state as a first frame so a late subscriber catches up."""
+        if not topic.startswith("task:"):
+            return None
+        task_id = topic[5:]
+        try:
+            task = await self.rt.producer.get_task(task_id, conn.user_id)
+        except NotFound:
+            raise FrameError("unknown_task", f"no task {task_id} of this user",
+                             topic=topic) from None
+        return orjson.dumps({"type": "topic", "topic": topic, "data": task}).decode()
 
     async def _refresh(self) -> float:
         """Refresh presence of every local connection; close silent ones (4408)."""
@@ -120,15 +162,25 @@ class Hub:
         await self.rt.presence.sweep_dead_nodes()
         return self.refresh_every
 
+    async def close_all(self, code: int, reason: str, *, within: float = 5.0) -> int:
+        """Refuse new connections, close every socket with `code` and wait (at most
+        `within` s) until their endpoints have handed their unacked messages back."""
+        self.accepting = False
+        n = len(self.conns)
+        for conn in list(self.conns.values()):
+            conn.request_close(code, reason)
+        if self.conns:
+            self.emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.emptied.wait(), within)
+        if n:
+            log.info("closed %d connections (%d); %d left", n, code, len(self.conns))
+        return n
+
     async def stop(self) -> None:
         """Graceful shutdown: close every socket with 1001 (their endpoints hand the
         unacked messages back), then stop the loops and leave the node registry."""
-        self.accepting = False
-        for conn in list(self.conns.values()):
-            conn.request_close(1001, "server shutting down")
-        deadline = time.monotonic() + 5
-        while self.conns and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await self.close_all(1001, "server shutting down")
         self.stop_event.set()
         for t in self.tasks:
             t.cancel()

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 SEND_TIMEOUT = 10.0
+CLOSE_GRACE = 2.0  # how long a closing connection may flush its queue and say goodbye
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -61,7 +62,8 @@ async def websocket_endpoint(ws: WebSocket, user_id: str | None = None) -> None:
         return await _refuse(ws, 1001, "server shutting down")
     origins = settings.origins()
     origin = (ws.headers.get("origin") or "").rstrip("/")
-    if origins is not None and origin not in origins:
+    # Origin protects browsers; clients that are not browsers send none (like Centrifugo).
+    if origins is not None and origin and origin not in origins:
         return await _refuse(ws, 4403, "origin not allowed")
     try:
         who = verifier.verify(token)
@@ -101,7 +103,8 @@ async def _serve(hub: Hub, conn: Connection) -> None:
         device=conn.device,
         address=conn.address,
     )
-    log.info("connected %s user=%s device=%r", conn.conn_id, conn.user_id, conn.device)
+    log.info("connected %s user=%s device=%r", conn.conn_id, conn.user_id, conn.device,
+             extra=_ids(conn))
     conn.offer(
         orjson.dumps(
             {
@@ -113,18 +116,29 @@ async def _serve(hub: Hub, conn: Connection) -> None:
             }
         ).decode()
     )
+    tasks = await rt.producer.active_tasks(conn.user_id)
+    if tasks:
+        conn.offer(orjson.dumps({"type": "tasks", "tasks": tasks}).decode())
     writer = asyncio.create_task(_writer(conn))
     reader = asyncio.create_task(_reader(hub, conn))
     drainer = asyncio.create_task(drain(hub, conn))
+    closing = asyncio.create_task(conn.closing.wait())
     try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if not writer.done():  # the client left or broke a rule: let the close go out
+        await asyncio.wait({writer, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            log.warning("connection %s failed", conn.conn_id, exc_info=reader.exception(),
+                        extra=_ids(conn))
+            conn.request_close(1011, "internal error")
+        if conn.state is not State.CLOSED and not writer.done():
+            # A rule was broken (or the node stops): let the queue and the close frame go
+            # out, but never wait long for a client that does not read.
             conn.request_close(conn.close_code or 1000, conn.close_reason)
-            await asyncio.wait({writer}, timeout=SEND_TIMEOUT)
+            await asyncio.wait({writer}, timeout=CLOSE_GRACE)
     finally:
-        for t in (writer, reader, drainer):
+        conn.state = State.CLOSED
+        for t in (writer, reader, drainer, closing):
             t.cancel()
-        await asyncio.gather(writer, reader, drainer, return_exceptions=True)
+        await asyncio.gather(writer, reader, drainer, closing, return_exceptions=True)
 
 
 async def _writer(conn: Connection) -> None:
@@ -191,7 +205,7 @@ async def drain(hub: Hub, conn: Connection) -> None:
             try:
                 await asyncio.wait_for(conn.acked.wait(), wait)
             except TimeoutError:
-                return  # the client stopped acking; retries take over
+                await _forget_settled(hub, conn)  # acked by another device, expired ...
             continue
         remaining, pushes = await rt.store.unpark(
             user_id=conn.user_id, node_id=conn.node_id, conn_id=conn.conn_id, limit=room
@@ -201,8 +215,22 @@ async def drain(hub: Hub, conn: Connection) -> None:
         total += len(pushes)
         if remaining == 0:
             if total:
-                log.info("drained %d parked messages to %s", total, conn.conn_id)
+                log.info("drained %d parked messages to %s", total, conn.conn_id,
+                         extra=_ids(conn))
             return
+
+
+async def _forget_settled(hub: Hub, conn: Connection) -> None:
+    """Drop from the connection's window the messages no longer waiting for its ack."""
+    ids = list(conn.unacked)
+    if not ids:
+        return
+    pipe = hub.rt.redis.pipeline(transaction=False)
+    for mid in ids:
+        pipe.hget(hub.rt.keyspace.msg(mid), "s")
+    for mid, status in zip(ids, await pipe.execute(), strict=True):
+        if status != b"sent":
+            conn.unacked.pop(mid, None)
 
 
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
@@ -222,7 +250,12 @@ async def _goodbye(hub: Hub, conn: Connection) -> None:
         )
     except Exception:
         log.warning("presence cleanup failed for %s; it will expire", conn.conn_id,
-                    exc_info=True)
+                    exc_info=True, extra=_ids(conn))
         return
     log.info("disconnected %s user=%s code=%s handed_back=%d", conn.conn_id, conn.user_id,
-             code, n)
+             code, n, extra=_ids(conn))
+
+
+def _ids(conn: Connection) -> dict[str, str]:
+    """Fields JSON logs carry to follow one connection across processes."""
+    return {"user_id": conn.user_id, "conn_id": conn.conn_id, "node_id": conn.node_id}

@@ -32,7 +32,7 @@ PARTITION_LAYOUT: dict[str, tuple[str, str, str]] = {
     "user_latency": ("u:{user}:lat", "list of ack latencies ms", "like user_stats"),
     "conns": ("u:{user}:conns", "zset node|conn->last seen ms", "heartbeat timeout x2"),
     "conn": ("c:{conn}", "hash", "heartbeat timeout x2"),
-    "task": ("task:{task}", "hash: owner, status, progress ...", "task ttl (7 days)"),
+    "task": ("task:{user}:{task}", "hash: owner, status, progress ...", "task ttl (7 days)"),
     "user_tasks": ("u:{user}:tasks", "zset task id->updated ms (active tasks)", "task ttl"),
 }
 

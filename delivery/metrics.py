@@ -18,10 +18,24 @@ PROMOTED = Counter("courier_promoted_total", "Delayed or retried messages queued
 EXPIRED = Counter("courier_expired_parked_total", "Parked messages expired")
 RECLAIMED = Counter("courier_reclaimed_total", "Pending entries taken over from dead consumers")
 BURIED = Counter("courier_poison_total", "Poison stream entries dead-lettered")
+DEAD = Counter("courier_dead_total", "Messages dead-lettered, by reason", ["reason"])
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+)
 DELIVER_SECONDS = Histogram(
     "courier_enqueue_to_ack_seconds",
     "Time from enqueue to the device's ack",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    buckets=_LATENCY_BUCKETS,
+)
+ENQUEUE_TO_DELIVER_SECONDS = Histogram(
+    "courier_enqueue_to_deliver_seconds",
+    "Time from enqueue to the first push to a device (parked time included)",
+    buckets=_LATENCY_BUCKETS,
+)
+DELIVER_TO_ACK_SECONDS = Histogram(
+    "courier_deliver_to_ack_seconds",
+    "Time from pushing a message to a connection to that connection's ack (edge)",
+    buckets=_LATENCY_BUCKETS,
 )
 CONNECTIONS = Gauge("courier_connections", "Open WebSocket connections on this process")
 FRAMES_OUT = Counter("courier_frames_sent_total", "Frames pushed to sockets", ["type"])

@@ -218,6 +218,18 @@ class Producer:
             raise NotFound(f"no task {task_id!r} of user {user_id!r}")
         return task_view(h)
 
+    async def active_tasks(self, user_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The user's tasks that have not ended yet, most recently updated first."""
+        from .tasks import task_view
+
+        ids = await self.redis.zrevrange(self.keyspace.user(user_id, "user_tasks"), 0, limit - 1)
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hgetall(self.keyspace.user(user_id, "task", task=tid.decode()))
+        return [task_view(h) for h in await pipe.execute() if h]
+
     # -- confirmation requests --------------------------------------------------------------
     async def request(
         self,

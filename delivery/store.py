@@ -8,6 +8,7 @@ hand-back) call these methods; the methods do the bookkeeping around the scripts
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,13 @@ from .backoff import backoff_seconds
 from .exceptions import Conflict, NotFound
 from .keys import GROUP, Keyspace, partition_from_id
 from .message import Message, message_frame
-from .metrics import DELIVER_SECONDS, DELIVERED
+from .metrics import (
+    DEAD,
+    DELIVER_SECONDS,
+    DELIVERED,
+    ENQUEUE_TO_DELIVER_SECONDS,
+    RETRIED,
+)
 from .scripts import Scripts
 from .settings import Settings
 
@@ -95,6 +102,11 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _first_push(push: Push) -> None:
+    if push.attempt == 1:
+        ENQUEUE_TO_DELIVER_SECONDS.observe(max(time.time() * 1000 - push.created_ms, 0) / 1000)
+
+
 def _target(member: Any) -> tuple[str, str]:
     node, _, conn = _s(member).partition("|")
     return node, conn
@@ -142,6 +154,7 @@ class Store:
                     reply_requested=_s(res[6]) == "1",
                     targets=tuple(_target(m) for m in res[7:]),
                 )
+                _first_push(push)
             out.append((e, outcome, push))
         return out
 
@@ -154,6 +167,8 @@ class Store:
                 reason, t.dlq_max_len, t.dead_keep_ms,
             ],
         )
+        if _s(res) == "dead":
+            DEAD.labels(reason).inc()
         return _s(res)
 
     async def retry_due(self, partition: int, *, limit: int = 200) -> dict[str, int]:
@@ -191,7 +206,10 @@ class Store:
             c = _s(code)
             counts[c] = counts.get(c, 0) + 1
             if c != "skip":
-                log.info("message %s %s (%s)", mid, c, reason)
+                RETRIED.labels(c, reason).inc()
+                if c == "dead":
+                    DEAD.labels(reason).inc()
+                log.info("message %s %s (%s)", mid, c, reason, extra={"message_id": mid})
         return counts
 
     async def evict(self, user_id: str, targets: Sequence[tuple[str, str]]) -> None:
@@ -245,6 +263,8 @@ class Store:
                     prio, _, latency = rest.partition("|")
                     DELIVERED.labels(prio).inc()
                     DELIVER_SECONDS.observe(int(latency) / 1000)
+                    log.debug("message %s delivered to %s", mid, conn_id,
+                              extra={"message_id": mid, "user_id": user_id, "conn_id": conn_id})
         return codes
 
     async def unpark(
@@ -267,6 +287,7 @@ class Store:
                     targets=((node_id, conn_id),),
                 )
             )
+            _first_push(pushes[-1])
         return int(res[0]), pushes
 
     async def reply(
@@ -288,9 +309,8 @@ class Store:
 
     async def request_cancel(self, *, user_id: str, task_id: str) -> str:
         """A user asks the producer of one of their tasks to cancel it."""
-        key = self.keyspace.task(task_id)
-        owner = await self.redis.hget(key, "user_id")
-        if owner is None or _s(owner) != user_id:
+        key = self.keyspace.user(user_id, "task", task=task_id)
+        if not await self.redis.exists(key):
             return "unknown"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, "cancel_requested", "1")
@@ -319,7 +339,7 @@ class Store:
             raise NotFound(f"no message {message_id!r}")
         if res != "queued":
             raise Conflict(f"message {message_id} is {res}, not dead; nothing replayed")
-        log.info("message %s replayed by %s", message_id, by)
+        log.info("message %s replayed by %s", message_id, by, extra={"message_id": message_id})
         return res
 
     async def purge(self, message_id: str) -> None:

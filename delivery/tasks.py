@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from .exceptions import Conflict, NotFound, ValidationError
+from .exceptions import Conflict, ValidationError
 from .keys import Keyspace
 from .message import MAX_ID_LEN, MessageIn, Priority, iso_ms
 from .producer import Limits, build
@@ -100,8 +100,6 @@ def build_task(
 def task_result(task_id: str, res: list[Any]) -> dict[str, Any]:
     """Turn the script's answer into the API's answer, raising on refusal."""
     code = _s(res[0])
-    if code == "forbidden":
-        raise NotFound(f"no task {task_id!r} of this user")
     if code == "final":
         raise Conflict(f"task {task_id} already ended ({_s(res[1])}); nothing changed")
     return {"task_id": task_id, "message_id": _s(res[1]), "message_status": _s(res[2])}

@@ -6,13 +6,13 @@
 -- ARGV: 1 task id, 2 owner, 3 status, 4 task data (JSON object), 5 task ttl ms,
 --   6 topics channel, 7 live frame (JSON), 8 final (1/0), 9.. the enqueue arguments
 --   (see enqueue.lua)
--- Returns {'ok', message id, message status, created} or {'forbidden'} (another
--- user's task) or {'final', status} (the task already ended; nothing changes).
+-- Task ids are scoped by their owner: the same id for two users names two tasks.
+-- Returns {'ok', message id, message status, created} or {'final', status} (the
+-- task already ended; nothing changes).
 local task_id, user, status = ARGV[1], ARGV[2], ARGV[3]
 local ttl = tonumber(ARGV[5])
-local tk = key_task(task_id)
+local tk = key_task(user, task_id)
 local cur = redis.call('HMGET', tk, 'user_id', 'status', 'final')
-if cur[1] and cur[1] ~= user then return {'forbidden'} end
 if cur[3] == '1' then return {'final', cur[2]} end
 if not cur[1] then redis.call('HSET', tk, 'created_at', NOW) end
 redis.call('HSET', tk, 'user_id', user, 'task_id', task_id, 'status', status,

@@ -1,0 +1,102 @@
+"""Task status (services publish, owners read) and broadcasts."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from delivery.message import MAX_ID_LEN
+from delivery.tasks import TaskUpdate
+
+from .auth import Principal, Role
+from .deps import principal, runtime, service
+from .errors import ApiError
+from .runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+
+
+@router.post("/tasks/{task_id}/status", status_code=202, response_class=ORJSONResponse)
+async def publish_task_status(
+    task_id: str,
+    update: TaskUpdate,
+    _: Principal = Depends(service),
+    rt: Runtime = Depends(runtime),
+) -> Any:
+    """Publish a task's status to its owner (guaranteed, latest progress only while
+    offline) and live to connections subscribed to `task:{task_id}`."""
+    out = await rt.producer.task_status(
+        task_id, update.user_id, update.status, **update.data()
+    )
+    return ORJSONResponse(out, status_code=202)
+
+
+@router.get("/tasks/{task_id}", response_class=ORJSONResponse)
+async def get_task(
+    task_id: str,
+    user_id: str | None = Query(None, description="Admins name the owner."),
+    who: Principal = Depends(principal),
+    rt: Runtime = Depends(runtime),
+) -> Any:
+    """The latest status of one of the caller's tasks (for clients without WebSocket)."""
+    owner = who.user_id
+    if user_id is not None and user_id != who.user_id:
+        if who.role is not Role.ADMIN:
+            raise ApiError(403, "only admins may read another user's tasks")
+        owner = user_id
+    return ORJSONResponse(await rt.producer.get_task(task_id, owner))
+
+
+@router.get("/tasks", response_class=ORJSONResponse)
+async def my_tasks(who: Principal = Depends(principal), rt: Runtime = Depends(runtime)) -> Any:
+    """The caller's tasks that have not ended."""
+    return ORJSONResponse({"tasks": await rt.producer.active_tasks(who.user_id)})
+
+
+class BroadcastIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payload: Any = Field(description="Any JSON value.")
+    users: list[str] | None = Field(
+        default=None, max_length=10000, description="Only these users (default: everyone)."
+    )
+    system: bool = Field(default=False, description="Mark it as a system notification.")
+    wait_ms: int = Field(default=500, ge=0, le=5000,
+                         description="How long to wait for the nodes' counts.")
+
+
+@router.post("/broadcast", response_class=ORJSONResponse)
+async def broadcast(
+    body: BroadcastIn, _: Principal = Depends(service), rt: Runtime = Depends(runtime)
+) -> Any:
+    """Push a live frame to every online user (or the listed ones) and report how many
+    connections got it. Best effort: offline users never see it; for guaranteed
+    delivery to a list of users, POST /v1/messages with `recipients`."""
+    payload = orjson.dumps(body.payload)
+    if len(payload) > rt.settings.max_payload_bytes:
+        raise ApiError(413, f"payload over {rt.settings.max_payload_bytes} bytes")
+    if body.users and any(not u or len(u) > MAX_ID_LEN for u in body.users):
+        raise ApiError(422, "users must be 1 to 200 character ids")
+    bid = secrets.token_hex(8)
+    frame = {"type": "broadcast", "id": bid, "payload": orjson.Fragment(payload),
+             "system": body.system}
+    env = orjson.dumps({"id": bid, "u": body.users, "f": frame})
+    nodes = int(await rt.redis.publish(rt.keyspace.broadcast_channel, env))
+    report = rt.keyspace.broadcast_report(bid)
+    got: dict[bytes, bytes] = {}
+    for _ in range(max(1, body.wait_ms // 20)):
+        got = await rt.redis.hgetall(report)
+        if int(got.get(b"nodes", 0)) >= nodes:
+            break
+        await asyncio.sleep(0.02)
+    return ORJSONResponse({
+        "id": bid,
+        "nodes": nodes,
+        "nodes_reported": int(got.get(b"nodes", 0)),
+        "connections": int(got.get(b"connections", 0)),
+    })

@@ -1,0 +1,439 @@
+"""Read-only questions operators ask: one message with its timeline, a user's messages
+and statistics, the dead letters, and the state of the whole deployment.
+
+Nothing here writes to Redis. Every answer is plain JSON-ready data (ISO times,
+ints, strings) so the HTTP API, the CLI and the metrics collector share it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from .exceptions import NotFound, ValidationError
+from .keys import GROUP, PRIORITIES, Keyspace, partition_from_id
+from .message import Message, iso_ms
+from .status import Status
+
+MAX_PAGE = 500
+_SCAN_CHUNK = 200
+_SUMMARY = ("id", "s", "p", "ca", "ea", "a", "ma", "da", "le", "tp", "ck")
+_MS_FIELDS = ("due", "until")  # timeline details that are epoch milliseconds
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _int(v: Any, default: int = 0) -> int:
+    return default if v is None else int(float(_s(v)))
+
+
+def _opt_iso(v: Any) -> str | None:
+    return None if v is None else iso_ms(_int(v))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the opaque cursor of the next one (None: the end)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def percentile(samples: Sequence[int], q: float) -> int | None:
+    """Nearest-rank percentile (``q`` in 0..100) of integer samples."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def message_json(msg: Message, extra: dict[bytes, bytes | None]) -> dict[str, Any]:
+    """A message as operators see it: the stored message plus ttl, delivery time and
+    the dead-letter entry, with epoch-ms timeline details as ISO times."""
+    out = msg.to_json()
+    tl, da, dl = (extra.get(k) for k in (b"tl", b"da", b"dl"))
+    out["recipient"] = msg.user_id
+    out["ttl_seconds"] = None if tl is None else _int(tl) // 1000
+    out["delivered_at"] = _opt_iso(da)
+    out["dead_letter_entry"] = None if dl is None else _s(dl)
+    for event in out["timeline"]:
+        for key in _MS_FIELDS:
+            if isinstance(event.get(key), int | float):
+                event[key] = iso_ms(int(event[key]))
+    return out
+
+
+class Queries:
+    """Read-only views over one deployment's keys."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        keyspace: Keyspace,
+        heartbeat_timeout_ms: int = 60_000,
+        consumer_alive_ms: int = 30_000,
+    ) -> None:
+        self.redis = client
+        self.keyspace = keyspace
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        self.consumer_alive_ms = consumer_alive_ms
+
+    # -- one message ----------------------------------------------------------------------
+    async def message(self, message_id: str) -> dict[str, Any]:
+        try:
+            key = self.keyspace.msg(message_id)
+        except ValueError:
+            raise NotFound(f"no message {message_id!r}") from None
+        h = await self.redis.hgetall(key)
+        if not h:
+            raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
+        return message_json(Message.from_hash(h), h)
+
+    # -- one user ---------------------------------------------------------------------------
+    async def user_messages(
+        self,
+        user_id: str,
+        *,
+        status: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """A user's messages, newest first, optionally only one status and a window of
+        creation times (inclusive). Messages whose retention ended are left out."""
+        if status is not None and status not in Status.__members__.values():
+            names = ", ".join(s.value for s in Status)
+            raise ValidationError(f"status must be one of {names}")
+        limit = max(1, min(limit, MAX_PAGE))
+        key = self.keyspace.user(user_id, "user_msgs")
+        top: float | str = "+inf" if until_ms is None else until_ms
+        after: tuple[int, str] | None = None
+        if cursor:
+            after = _decode_cursor(cursor)
+            top = after[0] if until_ms is None else min(after[0], until_ms)
+        bottom: float | str = "-inf" if since_ms is None else since_ms
+        items: list[dict[str, Any]] = []
+        last: tuple[int, str] | None = None
+        offset = 0
+        scanned = 0
+        while len(items) < limit and scanned < limit * 50 + 1000:
+            chunk = await self.redis.zrange(
+                key,
+                top,
+                bottom,
+                byscore=True,
+                desc=True,
+                offset=offset,
+                num=_SCAN_CHUNK,
+                withscores=True,
+            )
+            if not chunk:
+                return Page(items, None)
+            offset += len(chunk)
+            scanned += len(chunk)
+            rows = [(_s(m), int(score)) for m, score in chunk]
+            if after is not None:  # same score as the cursor: skip what was returned
+                rows = [(m, sc) for m, sc in rows if sc < after[0] or m < after[1]]
+            pipe = self.redis.pipeline(transaction=False)
+            for mid, _ in rows:
+                pipe.hmget(self.keyspace.msg(mid), *_SUMMARY)
+            for (mid, score), values in zip(rows, await pipe.execute(), strict=True):
+                last = (score, mid)
+                row = _summary(values)
+                if row is None or (status is not None and row["status"] != status):
+                    continue
+                items.append(row)
+                if len(items) == limit:
+                    break
+            if len(chunk) < _SCAN_CHUNK and len(items) < limit:
+                return Page(items, None)
+        return Page(items, None if last is None else _encode_cursor(*last))
+
+    async def user_stats(self, user_id: str) -> dict[str, Any]:
+        """Counts by status, delivery rate, enqueue-to-ack latency and devices online."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keyspace.user(user_id, "user_stats"))
+        pipe.lrange(self.keyspace.user(user_id, "user_latency"), 0, -1)
+        pipe.zrangebyscore(self.keyspace.user(user_id, "conns"), "-inf", "+inf", withscores=True)
+        pipe.time()
+        raw, lat, conns, (sec, usec) = await pipe.execute()
+        stats = {_s(k): _int(v) for k, v in raw.items()}
+        counts = {s.value: max(stats.get(s.value, 0), 0) for s in Status}
+        total = stats.get("total", 0)
+        ack_n, ack_ms = stats.get("ack_n", 0), stats.get("ack_ms", 0)
+        samples = [_int(x) for x in lat]
+        now = int(sec) * 1000 + int(usec) // 1000
+        live = [
+            (_s(m), int(score))
+            for m, score in conns
+            if int(score) >= now - self.heartbeat_timeout_ms
+        ]
+        devices = await self._devices(user_id, live)
+        return {
+            "user_id": user_id,
+            "total": total,
+            "counts": counts,
+            "delivery_rate": round(counts["delivered"] / total, 4) if total else None,
+            "ack_latency_ms": {
+                "mean": round(ack_ms / ack_n, 1) if ack_n else None,
+                "p95": percentile(samples, 95),
+                "samples": len(samples),
+            },
+            "online": {"devices": len(devices), "connections": devices},
+        }
+
+    async def _devices(self, user_id: str, live: list[tuple[str, int]]) -> list[dict[str, Any]]:
+        """Details of the user's live connections (``connect.lua`` keeps them)."""
+        if not live:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for member, _ in live:
+            pipe.hgetall(self.keyspace.user(user_id, "conn", conn=member.partition("|")[2]))
+        out = []
+        for (member, seen), h in zip(live, await pipe.execute(), strict=True):
+            node, _, conn = member.partition("|")
+            d = {_s(k): _s(v) for k, v in h.items()}
+            out.append(
+                {
+                    "conn_id": conn,
+                    "node_id": node,
+                    "device": d.get("device") or None,
+                    "address": d.get("address") or None,
+                    "connected_at": _opt_iso(d.get("connected_at")),
+                    "last_seen": iso_ms(seen),
+                }
+            )
+        return out
+
+    # -- dead letters ------------------------------------------------------------------------
+    async def dead_letters(self, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """Dead letters of every partition, newest first, with the reason, the last
+        error and the message's state (``message_expired`` when its hash is gone)."""
+        limit = max(1, min(limit, MAX_PAGE))
+        pos = _decode_dlq_cursor(cursor) if cursor else None
+        pipe = self.redis.pipeline(transaction=False)
+        for p in range(self.keyspace.partitions):
+            top = "+"
+            if pos is not None:
+                top = pos[0] if p < pos[1] else f"({pos[0]}"
+            pipe.xrevrange(self.keyspace.key(p, "dlq"), top, "-", count=limit)
+        merged: list[tuple[tuple[int, int, int], int, str, dict[str, str]]] = []
+        for p, entries in enumerate(await pipe.execute()):
+            for entry_id, fields in entries:
+                eid = _s(entry_id)
+                ms, _, seq = eid.partition("-")
+                f = {_s(k): _s(v) for k, v in fields.items()}
+                merged.append(((int(ms), int(seq), p), p, eid, f))
+        merged.sort(key=lambda x: x[0], reverse=True)
+        page = merged[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for _, _, _, f in page:
+            pipe.hmget(self.keyspace.msg(f["id"]), "s", "p", "ca", "a", "ma", "le", "dl")
+        items = [
+            _dead_letter(p, eid, f, values)
+            for (_, p, eid, f), values in zip(page, await pipe.execute(), strict=True)
+        ]
+        more = len(merged) > limit
+        nxt = _encode_dlq_cursor(page[-1][2], page[-1][1]) if more and page else None
+        return Page(items, nxt)
+
+    async def dead_letter_entries(self, partition: int) -> list[tuple[str, str]]:
+        """Every (entry id, message id) of one partition's dead-letter stream, oldest
+        first, read in chunks."""
+        key = self.keyspace.key(partition, "dlq")
+        out: list[tuple[str, str]] = []
+        start = "-"
+        while True:
+            chunk = await self.redis.xrange(key, start, "+", count=1000)
+            for entry_id, fields in chunk:
+                out.append((_s(entry_id), _s(fields.get(b"id", b""))))
+            if len(chunk) < 1000:
+                return out
+            start = f"({_s(chunk[-1][0])}"
+
+    # -- the whole deployment ---------------------------------------------------------------
+    async def stats(self) -> dict[str, Any]:
+        """Depth, pending and lag of every stream, the waiting sets, dead letters,
+        nodes with their connections and users, and the consumers of the group."""
+        ks = self.keyspace
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.zrange(ks.nodes, 0, -1, withscores=True)
+        for p in range(ks.partitions):
+            for prio in PRIORITIES:
+                stream = ks.stream(p, prio)
+                pipe.xlen(stream)
+                pipe.xinfo_groups(stream)
+                pipe.xinfo_consumers(stream, GROUP)
+            for name in ("delayed", "inflight", "parkx"):
+                pipe.zcard(ks.key(p, name))
+            pipe.xlen(ks.key(p, "dlq"))
+        res = iter(await pipe.execute(raise_on_error=False))
+        sec, usec = _ok(next(res), (0, 0))
+        now = int(sec) * 1000 + int(usec) // 1000
+        node_rows = _ok(next(res), [])
+        streams = {prio: {"length": 0, "pending": 0, "lag": 0} for prio in PRIORITIES}
+        partitions = []
+        consumers: dict[str, dict[str, int]] = {}
+        totals = {"delayed": 0, "inflight": 0, "parked": 0, "dead_letters": 0}
+        for p in range(ks.partitions):
+            part: dict[str, Any] = {"partition": p, "streams": {}}
+            for prio in PRIORITIES:
+                length = int(_ok(next(res), 0))
+                group = _group(_ok(next(res), []))
+                pending = int(group.get("pending", 0)) if group else 0
+                lag = group.get("lag") if group else length
+                if lag is None:  # undetermined: entries are deleted once dispatched
+                    lag = max(length - pending, 0)
+                row = {"length": length, "pending": pending, "lag": int(lag)}
+                part["streams"][prio] = row
+                for k, v in row.items():
+                    streams[prio][k] += v
+                for c in _ok(next(res), []):
+                    name = _s(c["name"])
+                    seen = consumers.setdefault(name, {"pending": 0, "idle_ms": c["idle"]})
+                    seen["pending"] += int(c["pending"])
+                    seen["idle_ms"] = min(seen["idle_ms"], int(c["idle"]))
+            for name, total in (
+                ("delayed", "delayed"),
+                ("inflight", "inflight"),
+                ("parked", "parked"),
+                ("dead_letters", "dead_letters"),
+            ):
+                part[name] = int(_ok(next(res), 0))
+                totals[total] += part[name]
+            partitions.append(part)
+        nodes = await self._nodes(node_rows, now)
+        users: set[str] = set()
+        for n in nodes:
+            users |= n.pop("_users")
+        alive = [c for c in consumers.values() if c["idle_ms"] < self.consumer_alive_ms]
+        return {
+            "time": iso_ms(now),
+            "streams": streams,
+            **totals,
+            "partitions": partitions,
+            "nodes": nodes,
+            "nodes_alive": sum(1 for n in nodes if n["alive"]),
+            "connections": sum(n["connections"] for n in nodes),
+            "online_users": len(users),
+            "consumers": [
+                {"name": name, **c, "alive": c["idle_ms"] < self.consumer_alive_ms}
+                for name, c in sorted(consumers.items())
+            ],
+            "consumers_alive": len(alive),
+        }
+
+    async def _nodes(self, rows: list[Any], now: int) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for node, _ in rows:
+            pipe.smembers(self.keyspace.node_conns(_s(node)))
+        out = []
+        for (node, seen), members in zip(rows, await pipe.execute(), strict=True):
+            users = {_s(m).partition("|")[0] for m in members}
+            out.append(
+                {
+                    "node_id": _s(node),
+                    "last_seen": iso_ms(int(seen)),
+                    "alive": int(seen) >= now - self.heartbeat_timeout_ms,
+                    "connections": len(members),
+                    "users": len(users),
+                    "_users": users,
+                }
+            )
+        return out
+
+
+def _ok(value: Any, default: Any) -> Any:
+    """A pipelined reply, or the default when the command failed (no such key/group)."""
+    if isinstance(value, ResponseError | Exception):
+        return default
+    return value
+
+
+def _group(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for g in groups:
+        if _s(g["name"]) == GROUP:
+            return g
+    return None
+
+
+def _summary(values: list[Any]) -> dict[str, Any] | None:
+    v = dict(zip(_SUMMARY, values, strict=True))
+    if v["id"] is None or v["s"] is None:
+        return None  # retention ended between the index read and now
+    return {
+        "id": _s(v["id"]),
+        "status": _s(v["s"]),
+        "priority": _s(v["p"]),
+        "created_at": iso_ms(_int(v["ca"])),
+        "expires_at": iso_ms(_int(v["ea"])),
+        "attempts": _int(v["a"]),
+        "max_attempts": _int(v["ma"]),
+        "delivered_at": _opt_iso(v["da"]),
+        "last_error": None if v["le"] is None else _s(v["le"]),
+        "topic": None if v["tp"] is None else _s(v["tp"]),
+        "collapse_key": None if v["ck"] is None else _s(v["ck"]),
+    }
+
+
+def _dead_letter(
+    partition: int, entry_id: str, f: dict[str, str], values: list[Any]
+) -> dict[str, Any]:
+    s, prio, created, attempts, max_attempts, last_error, dl = values
+    gone = s is None
+    return {
+        "id": f.get("id"),
+        "entry_id": entry_id,
+        "partition": partition,
+        "user_id": f.get("u"),
+        "reason": f.get("reason"),
+        "last_error": None if last_error is None else _s(last_error),
+        "attempts": int(f.get("attempts") or 0) if gone else _int(attempts),
+        "max_attempts": None if gone else _int(max_attempts),
+        "priority": None if gone else _s(prio),
+        "status": "gone" if gone else _s(s),
+        "dead_at": iso_ms(int(entry_id.partition("-")[0])),
+        "created_at": None if gone else iso_ms(_int(created)),
+        "message_expired": gone,
+        "current": not gone and dl is not None and _s(dl) == entry_id,
+    }
+
+
+def _encode_cursor(score: int, member: str) -> str:
+    return f"{score}.{member}"
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    score, sep, member = cursor.partition(".")
+    if not sep or not score.isdigit() or not member:
+        raise ValidationError("cursor is not one this API returned")
+    try:
+        partition_from_id(member)
+    except ValueError:
+        raise ValidationError("cursor is not one this API returned") from None
+    return int(score), member
+
+
+def _encode_dlq_cursor(entry_id: str, partition: int) -> str:
+    return f"{entry_id}.{partition}"
+
+
+def _decode_dlq_cursor(cursor: str) -> tuple[str, int]:
+    entry_id, sep, part = cursor.partition(".")
+    ms, dash, seq = entry_id.partition("-")
+    if not (sep and dash and ms.isdigit() and seq.isdigit() and part.isdigit()):
+        raise ValidationError("cursor is not one this API returned")
+    return entry_id, int(part)
