@@ -106,3 +106,25 @@ class Runtime:
         if self.consumers is not None and self.consumers.started:
             await self.consumers.stop()
         await self.redis.aclose()
+
+
+def load_settings(*, make_secret: bool = False, **overrides: object) -> Settings:
+    """Settings from the environment, completed from the local data folder: the URL of
+    the embedded Redis a running `courier serve` started, and its generated JWT secret
+    (made when `make_secret` and none exists). For the CLI, examples and scripts."""
+    import secrets as _secrets
+    from pathlib import Path
+
+    s = Settings()
+    data = Path(s.data_dir)
+    if not s.redis_url and (data / "redis.url").exists():
+        overrides.setdefault("redis_url", (data / "redis.url").read_text().strip())
+    if not s.jwt_secret:
+        secret_file = data / "jwt.secret"
+        if not secret_file.exists() and make_secret:
+            data.mkdir(parents=True, exist_ok=True)
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(_secrets.token_urlsafe(32))
+        if secret_file.exists():
+            overrides.setdefault("jwt_secret", secret_file.read_text().strip())
+    return s.model_copy(update={k: v for k, v in overrides.items() if v is not None})
