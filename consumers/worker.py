@@ -109,6 +109,9 @@ class Worker:
             _, claimed, *_ = await self.redis.xautoclaim(
                 stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.read_count
             )
+            gone = [c[0] for c in claimed if c and not c[1]]
+            if gone:  # Redis 6.2 reports entries deleted while pending this way
+                await self.redis.xack(stream, GROUP, *gone)
             claimed = [c for c in claimed if c and c[1]]
             if not claimed:
                 continue
