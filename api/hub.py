@@ -38,6 +38,7 @@ class Hub:
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.accepting = True
+        self._drains: set[asyncio.Task[None]] = set()
         self.emptied = asyncio.Event()  # set whenever the last connection is gone
 
     # -- registry -------------------------------------------------------------------------
@@ -153,11 +154,16 @@ class Hub:
         for conn in list(self.conns.values()):
             if now - conn.last_seen > self.heartbeat_timeout:
                 conn.request_close(4408, "heartbeat missed")
-        await self.rt.presence.touch(
+        restored = await self.rt.presence.touch(
             Conn(c.user_id, c.conn_id, c.node_id)
             for c in self.conns.values()
             if c.state is State.OPEN
         )
+        for cid in restored:
+            conn = self.conns.get(cid)
+            if conn is not None and conn.state is State.OPEN:
+                log.warning("presence of %s was lost; draining it again", cid)
+                self._spawn_drain(conn)
         await self.rt.presence.heartbeat_node(self.rt.node_id)
         await self.rt.presence.sweep_dead_nodes()
         return self.refresh_every
@@ -176,6 +182,13 @@ class Hub:
         if n:
             log.info("closed %d connections (%d); %d left", n, code, len(self.conns))
         return n
+
+    def _spawn_drain(self, conn: Connection) -> None:
+        from .ws import drain  # the endpoint module imports this one
+
+        task = asyncio.create_task(drain(self, conn))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     async def stop(self) -> None:
         """Graceful shutdown: close every socket with 1001 (their endpoints hand the

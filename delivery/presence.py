@@ -52,18 +52,19 @@ class Presence:
         await self.redis.sadd(self.keyspace.node_conns(conn.node_id), self._member(conn))
         return int(now)
 
-    async def touch(self, conns: Iterable[Conn]) -> None:
-        """Refresh many connections: one script call per partition, one round trip."""
+    async def touch(self, conns: Iterable[Conn]) -> list[str]:
+        """Refresh many connections: one script call per partition, one round trip.
+        Returns the ids of connections whose presence had been lost (see touch.lua)."""
         by_part: dict[int, list[str]] = defaultdict(list)
         for c in conns:
             by_part[self.keyspace.partition_of(c.user_id)] += [c.user_id, c.conn_id, c.node_id]
         if not by_part:
-            return
+            return []
         pipe = self.redis.pipeline(transaction=False)
         for part, flat in by_part.items():
             await self.scripts.touch(keys=[self.keyspace.part(part)], args=[self.ttl_ms, *flat],
                                      client=pipe)
-        await pipe.execute()
+        return [c.decode() for res in await pipe.execute() for c in res]
 
     async def disconnect(self, conn: Conn, *, unacked: Sequence[str], reason: str) -> int:
         """Remove a connection; returns how many unacked messages were handed back."""

@@ -1,12 +1,17 @@
 -- touch: a node refreshes the presence of its live connections in this partition.
 -- KEYS[1] partition prefix
 -- ARGV: 1 presence ttl ms, then triples: user, connection id, node id
--- Returns the server time in ms.
+-- Returns the ids of connections that presence had lost (pruned as stale, e.g. after a
+-- Redis outage longer than the heartbeat timeout): messages may have been parked
+-- for them meanwhile, so the node drains those connections again.
 local ttl = tonumber(ARGV[1])
+local restored = {}
 for i = 2, #ARGV, 3 do
   local user, conn, node = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local zk = key_conns(user)
-  redis.call('ZADD', zk, NOW, node .. '|' .. conn)
+  if redis.call('ZADD', zk, NOW, node .. '|' .. conn) == 1 then
+    restored[#restored + 1] = conn
+  end
   redis.call('PEXPIRE', zk, ttl)
   local ck = key_conn(conn)
   if redis.call('EXISTS', ck) == 1 then
@@ -14,4 +19,4 @@ for i = 2, #ARGV, 3 do
     redis.call('PEXPIRE', ck, ttl)
   end
 end
-return NOW
+return restored

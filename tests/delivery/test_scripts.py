@@ -1,0 +1,477 @@
+"""One test per Lua script: its return value and its effect on Redis keys."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from delivery.exceptions import Conflict, NotFound
+from delivery.keys import GROUP
+from delivery.presence import Conn
+from delivery.producer import Limits, build
+from delivery.store import Entry
+from tests.support import NODE, Harness, neighbour, raw_timeline, server_ms
+
+RETENTION = 3_600_000  # the `timing` fixture's retention
+
+
+async def _read(h: Harness, user: str, consumer: str = "probe") -> list[Entry]:
+    """Read the user's partition streams as a consumer of the group would."""
+    p = h.keyspace.partition_of(user)
+    resp = await h.r.xreadgroup(GROUP, consumer, {s: ">" for s in h.keyspace.streams(p)})
+    return h.worker._entries(resp)
+
+
+async def _sent(h: Harness, user: str = "alice", **options: object) -> str:
+    """A message pushed to a connected device and not acked yet."""
+    await h.connect(user)
+    mid = (await h.producer.send(user, {"n": 1}, **options)).id
+    await h.pump()
+    assert await h.status(mid) == "sent"
+    return mid
+
+
+async def _parked(h: Harness, user: str = "alice", **options: object) -> str:
+    mid = (await h.producer.send(user, {"n": 1}, **options)).id
+    await h.pump()
+    assert await h.status(mid) == "parked"
+    return mid
+
+
+async def _dead(h: Harness) -> str:
+    mid = await _sent(h, max_attempts=1)
+    assert await h.store.nack([mid], reason="boom") == {"dead": 1}
+    return mid
+
+
+def _events(tl: list[dict[str, object]]) -> list[object]:
+    return [e["e"] for e in tl]
+
+
+async def test_enqueue(h: Harness) -> None:
+    ks, now = h.keyspace, await server_ms(h.r)
+    (call,) = build(
+        {
+            "user_id": "alice",
+            "payload": {"a": 1},
+            "priority": "high",
+            "ttl_seconds": 60,
+            "topic": "t",
+            "reply_requested": True,
+            "idempotency_key": "i1",
+            "collapse_key": "c1",
+        },
+        keyspace=ks,
+        limits=Limits(),
+    )
+    mid = call.args[0]
+    res = await h.store.scripts.enqueue(keys=[call.prefix], args=call.args)
+    assert res == [mid.encode(), b"queued", 1]
+
+    key = ks.msg(mid)
+    m = await h.r.hgetall(key)
+    assert m[b"u"] == b"alice" and m[b"p"] == b"high" and orjson.loads(m[b"pl"]) == {"a": 1}
+    assert m[b"s"] == b"queued" and m[b"a"] == b"0" and m[b"ma"] == b"5" and m[b"rr"] == b"1"
+    assert m[b"tp"] == b"t" and m[b"ik"] == b"i1" and m[b"ck"] == b"c1" and m[b"tl"] == b"60000"
+    created = int(m[b"ca"])
+    assert now <= created and int(m[b"ea"]) == created + 60_000
+    assert await h.r.pttl(key) > 60_000 + 86_400_000 - 10_000  # ttl + retention
+    p = ks.partition_of("alice")
+    ((_, fields),) = await h.r.xrange(ks.stream(p, "high"))
+    assert fields == {b"m": mid.encode(), b"u": b"alice"}
+    assert await h.r.get(ks.user("alice", "idem", key="i1")) == mid.encode()
+    assert await h.r.get(ks.user("alice", "collapse", key="c1")) == mid.encode()
+    assert await h.r.zscore(ks.user("alice", "user_msgs"), mid) == created
+    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
+    assert stats == {b"queued": b"1", b"total": b"1"}
+
+    # A delay: the delayed zset instead of a stream; a repeat of the key: no write.
+    (later,) = build(
+        {"user_id": "alice", "payload": 2, "delay_seconds": 5}, keyspace=ks, limits=Limits()
+    )
+    res = await h.store.scripts.enqueue(keys=[later.prefix], args=later.args)
+    assert res[1:] == [b"scheduled", 1]
+    due = await h.r.zscore(ks.key(p, "delayed"), later.args[0])
+    assert due == int(await h.r.hget(ks.msg(later.args[0]), "ca")) + 5000
+    (repeat,) = build(
+        {"user_id": "alice", "payload": 3, "idempotency_key": "i1"}, keyspace=ks, limits=Limits()
+    )
+    res = await h.store.scripts.enqueue(keys=[repeat.prefix], args=repeat.args)
+    assert res == [mid.encode(), b"queued", 0]
+    assert await h.r.exists(ks.msg(repeat.args[0])) == 0
+    assert await h.r.xlen(ks.stream(p, "normal")) == 0
+
+
+async def test_dispatch(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    await h.connect("alice", conn="c1")
+    on = await h.producer.send("alice", {"x": 1}, collapse_key="ck", topic="tp")
+    off = await h.producer.send("bob", {"x": 2}, priority="low")
+    (entry,) = await _read(h, "alice")
+    before = await server_ms(h.r)
+
+    raw = await h.store.scripts.dispatch(
+        keys=[ks.part(p)],
+        args=[entry.entry_id, on.id, "alice", "normal", GROUP, 300, 60_000, 1000, RETENTION],
+    )
+    created = await h.r.hget(ks.msg(on.id), "ca")
+    assert raw == [b"sent", 1, b'{"x":1}', created, b"ck", b"tp", b"0", f"{NODE}|c1".encode()]
+    assert await h.r.xlen(ks.stream(p, "normal")) == 0  # XACK + XDEL in the same step
+    assert (await h.r.xpending(ks.stream(p, "normal"), GROUP))["pending"] == 0
+    deadline = await h.r.zscore(ks.key(p, "inflight"), on.id)
+    assert before + 300 <= deadline <= await server_ms(h.r) + 300
+    assert await h.r.hmget(ks.msg(on.id), "s", "a") == [b"sent", b"1"]
+    assert (await raw_timeline(h.r, ks, on.id))[-1] == {
+        "e": "sent",
+        "a": 1,
+        "t": deadline - 300,
+        "to": [f"{NODE}|c1"],
+    }
+
+    # Offline user: parked, ranked by priority then age, with a park expiry.
+    (entry,) = await _read(h, "bob")
+    ((_, outcome, push),) = await h.store.dispatch([entry])
+    assert (outcome, push) == ("parked", None)
+    pb = ks.partition_of("bob")
+    bcreated = int(await h.r.hget(ks.msg(off.id), "ca"))
+    assert await h.r.zscore(ks.user("bob", "parked"), off.id) == 2e13 + bcreated
+    parkx = await h.r.zscore(ks.key(pb, "parkx"), off.id)
+    assert parkx == (await raw_timeline(h.r, ks, off.id))[-1]["until"]
+    assert 0 < await h.r.pttl(ks.user("bob", "parked")) <= h.store.timing.park_ttl_ms
+
+    # The same entry again, or a message that is gone: skipped, entry still acked.
+    await h.r.xadd(ks.stream(p, "normal"), {"m": on.id, "u": "alice"})
+    await h.r.xadd(ks.stream(p, "normal"), {"m": f"{p}-{'0' * 20}", "u": "alice"})
+    outcomes = [o for _, o, _ in await h.store.dispatch(await _read(h, "alice"))]
+    assert outcomes == ["skip", "skip"]
+    assert (await h.r.xpending(ks.stream(p, "normal"), GROUP))["pending"] == 0
+
+
+async def test_dispatch_expires_a_message_past_its_ttl(h: Harness) -> None:
+    await h.connect("alice")
+    mid = (await h.producer.send("alice", 1)).id
+    await h.r.hset(h.keyspace.msg(mid), "ea", await server_ms(h.r) - 1)
+    ((_, outcome, push),) = await h.store.dispatch(await _read(h, "alice"))
+    assert (outcome, push) == ("expired", None)
+    assert await h.status(mid) == "expired"
+    assert 0 < await h.r.pttl(h.keyspace.msg(mid)) <= RETENTION
+
+
+async def test_ack(h: Harness) -> None:
+    ks = h.keyspace
+    mid = await _sent(h)
+    p = ks.partition_of("alice")
+    raw = await h.store.scripts.ack(
+        keys=[ks.part(p)], args=["alice", "c1", NODE, RETENTION, 2, mid, mid]
+    )
+    latency = await server_ms(h.r) - int(await h.r.hget(ks.msg(mid), "ca"))
+    code, prio, ms = raw[0].decode().split("|")
+    assert (code, prio) == ("ok", "normal") and 0 <= int(ms) <= latency
+    assert raw[1] == b"duplicate"  # the same id twice in one call
+    m = await h.r.hgetall(ks.msg(mid))
+    assert m[b"s"] == b"delivered" and int(m[b"da"]) >= int(m[b"ca"])
+    assert await h.r.zscore(ks.key(p, "inflight"), mid) is None
+    assert 0 < await h.r.pttl(ks.msg(mid)) <= RETENTION
+    assert await h.r.lrange(ks.user("alice", "user_latency"), 0, -1) == [ms.encode()]
+    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
+    assert stats[b"sent"] == b"0" and stats[b"delivered"] == b"1"
+    assert stats[b"ack_n"] == b"1" and stats[b"ack_ms"] == ms.encode()
+    # Final, forbidden and unknown ids change nothing.
+    dead = await _dead(h)
+    other = neighbour(ks, "alice")
+    missing = f"{p}-{'a' * 20}"
+    raw = await h.store.scripts.ack(
+        keys=[ks.part(p)], args=[other, "c", NODE, RETENTION, 2, mid, dead, missing]
+    )
+    assert raw == [b"forbidden", b"forbidden", b"unknown"]
+    raw = await h.store.scripts.ack(
+        keys=[ks.part(p)], args=["alice", "c", NODE, RETENTION, 2, dead]
+    )
+    assert raw == [b"final"] and await h.status(dead) == "dead"
+
+
+async def test_due(h: Harness) -> None:
+    ks = h.keyspace
+    late = await _sent(h)
+    p = ks.partition_of("alice")
+    fresh = (await h.producer.send("alice", 2)).id
+    await h.pump()
+    inflight = ks.key(p, "inflight")
+    await h.r.zadd(inflight, {late: 0}, xx=True)  # its ack deadline has passed
+
+    res = await h.store.scripts.due(keys=[ks.part(p)], args=[10])
+
+    assert res == [late.encode(), b"1", b"5"]  # id, attempts made, max attempts
+    assert await h.r.zrange(inflight, 0, -1) == [late.encode(), fresh.encode()]  # read only
+    assert await h.status(late) == "sent"
+
+
+async def test_retry(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    prefix, inflight, delayed = ks.part(p), ks.key(p, "inflight"), ks.key(p, "delayed")
+    mid = await _sent(h)
+    args = ["ack_timeout", "0", RETENTION, 100, 604_800_000]
+
+    assert await h.store.scripts.retry(keys=[prefix], args=[*args, mid, 500]) == [b"skip"]
+    assert await h.status(mid) == "sent"  # its deadline has not passed and no force
+
+    await h.r.zadd(inflight, {mid: 0}, xx=True)
+    now = await server_ms(h.r)
+    assert await h.store.scripts.retry(keys=[prefix], args=[*args, mid, 500]) == [b"scheduled"]
+    due = await h.r.zscore(delayed, mid)
+    assert now + 500 <= due <= await server_ms(h.r) + 500
+    assert await h.r.zscore(inflight, mid) is None
+    assert await h.r.hmget(ks.msg(mid), "s", "le") == [b"scheduled", b"ack_timeout"]
+    last = (await raw_timeline(h.r, ks, mid))[-1]
+    assert last == {"e": "retry", "a": 1, "t": due - 500, "due": due, "reason": "ack_timeout"}
+
+    # Attempts used up: dead, with a DLQ entry. Ttl ends before the delay: expired.
+    used = await _sent(h, max_attempts=1)
+    short = await _sent(h, ttl_seconds=2)
+    res = await h.store.scripts.retry(
+        keys=[prefix], args=["unreachable", "1", RETENTION, 100, 604_800_000, used, 0, short, 5000]
+    )
+    assert res == [b"dead", b"expired"]
+    assert await h.status(used) == "dead" and await h.status(short) == "expired"
+    ((entry_id, fields),) = await h.r.xrange(ks.key(p, "dlq"))
+    assert fields[b"id"] == used.encode() and fields[b"reason"] == b"unreachable"
+    assert await h.r.hget(ks.msg(used), "dl") == entry_id
+    assert await h.r.zcard(inflight) == 0
+
+
+async def test_promote(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    soon = (await h.producer.send("alice", 1, delay_seconds=0.05, priority="high")).id
+    later = (await h.producer.send("alice", 2, delay_seconds=60)).id
+    gone = (await h.producer.send("alice", 3, delay_seconds=0.05, ttl_seconds=1)).id
+    await h.r.hset(ks.msg(gone), "ea", 0)  # its ttl already passed
+    later_due = await h.r.zscore(ks.key(p, "delayed"), later)
+    await asyncio.sleep(0.06)
+
+    res = await h.store.scripts.promote(keys=[ks.part(p)], args=[10, RETENTION])
+
+    assert res == [2, str(int(later_due)).encode()]  # moved, next due time
+    ((_, fields),) = await h.r.xrange(ks.stream(p, "high"))
+    assert fields == {b"m": soon.encode(), b"u": b"alice"}
+    assert await h.status(soon) == "queued" and await h.status(gone) == "expired"
+    assert (await raw_timeline(h.r, ks, soon))[-1]["from"] == "scheduled"
+    assert await h.r.zrange(ks.key(p, "delayed"), 0, -1) == [later.encode()]
+    assert await h.store.promote(p) == (0, int(later_due))
+
+
+async def test_expire(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    old = await _parked(h)
+    young = await _parked(h)
+    parkx = ks.key(p, "parkx")
+    await h.r.zadd(parkx, {old: 0}, xx=True)
+
+    assert await h.store.scripts.expire(keys=[ks.part(p)], args=[10, RETENTION]) == 1
+
+    assert await h.status(old) == "expired" and await h.status(young) == "parked"
+    assert await h.r.zrange(parkx, 0, -1) == [young.encode()]
+    assert await h.r.zrange(ks.user("alice", "parked"), 0, -1) == [young.encode()]
+    assert 0 < await h.r.pttl(ks.msg(old)) <= RETENTION
+    assert (await raw_timeline(h.r, ks, old))[-1]["e"] == "expired"
+
+
+async def test_unpark(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    low = await _parked(h, priority="low")
+    high = await _parked(h, priority="high", topic="tp", reply_requested=True)
+    await _parked(h)
+
+    res = await h.store.scripts.unpark(
+        keys=[ks.part(p)], args=["alice", "n1|c7", 2, 300, RETENTION]
+    )
+
+    assert res[0] == 1  # one still parked (the low one)
+    created = await h.r.hget(ks.msg(high), "ca")
+    assert res[1:9] == [high.encode(), 1, b"high", b'{"n":1}', created, b"", b"tp", b"1"]
+    assert res[11] == b"normal" and len(res) == 17
+    assert await h.r.zrange(ks.user("alice", "parked"), 0, -1) == [low.encode()]
+    assert await h.r.zrange(ks.key(p, "parkx"), 0, -1) == [low.encode()]
+    assert await h.r.zcard(ks.key(p, "inflight")) == 2
+    assert await h.status(high) == "sent"
+    assert (await raw_timeline(h.r, ks, high))[-1]["to"] == ["n1|c7"]
+
+
+async def test_bury(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    mid = (await h.producer.send("alice", 1)).id
+    (entry,) = await _read(h, "alice")
+
+    assert await h.store.bury_entry(entry, "poison") == "dead"
+
+    stream = ks.stream(p, "normal")
+    assert await h.r.xlen(stream) == 0 and (await h.r.xpending(stream, GROUP))["pending"] == 0
+    ((entry_id, fields),) = await h.r.xrange(ks.key(p, "dlq"))
+    assert fields == {b"id": mid.encode(), b"u": b"alice", b"reason": b"poison", b"attempts": b"0"}
+    assert await h.r.hmget(ks.msg(mid), "s", "le", "dl") == [b"dead", b"poison", entry_id]
+    # An entry whose message moved on is only acknowledged.
+    await h.r.xadd(stream, {"m": mid, "u": "alice"})
+    (again,) = await _read(h, "alice")
+    assert await h.store.bury_entry(again, "poison") == "dead"
+    assert await h.r.xlen(ks.key(p, "dlq")) == 1 and await h.r.xlen(stream) == 0
+
+
+async def test_replay(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    mid = await _dead(h)
+    assert await h.r.xlen(ks.key(p, "dlq")) == 1
+    prefix = ks.part(p)
+
+    assert await h.store.scripts.replay(keys=[prefix], args=[mid, RETENTION, "ops"]) == b"queued"
+
+    m = await h.r.hgetall(ks.msg(mid))
+    assert m[b"s"] == b"queued" and m[b"a"] == b"0" and b"dl" not in m
+    assert int(m[b"ea"]) > await server_ms(h.r) + 604_800_000 - 10_000  # a fresh ttl
+    assert await h.r.xlen(ks.key(p, "dlq")) == 0
+    ((_, fields),) = await h.r.xrange(ks.stream(p, "normal"))
+    assert fields == {b"m": mid.encode(), b"u": b"alice"}
+    last = (await raw_timeline(h.r, ks, mid))[-1]
+    assert (last["e"], last["a"], last["by"]) == ("replayed", 1, "ops")
+    await h.pump()
+    assert [f["attempt"] for f in h.devices.frames["alice"]] == [1, 1]  # a fresh cycle
+    assert await h.store.scripts.replay(keys=[prefix], args=[mid, RETENTION, "x"]) == b"sent"
+    with pytest.raises(Conflict):
+        await h.store.replay(mid)
+    with pytest.raises(NotFound):
+        await h.store.replay(f"{p}-{'b' * 20}")
+
+
+async def test_purge(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    mid = await _dead(h)
+    prefix = ks.part(p)
+
+    assert await h.store.scripts.purge(keys=[prefix], args=[mid]) == b"purged"
+
+    assert await h.r.xlen(ks.key(p, "dlq")) == 0
+    assert await h.r.hget(ks.msg(mid), "dl") is None and await h.status(mid) == "dead"
+    assert (await raw_timeline(h.r, ks, mid))[-1]["e"] == "purged"
+    assert await h.store.scripts.purge(keys=[prefix], args=[mid]) == b"dead"  # already purged
+    with pytest.raises(Conflict):
+        await h.store.purge(mid)
+    with pytest.raises(NotFound):
+        await h.store.purge(f"{p}-{'c' * 20}")
+
+
+async def test_connect(h: Harness) -> None:
+    ks = h.keyspace
+    before = await server_ms(h.r)
+    now = await h.store.scripts.connect(
+        keys=[ks.part_of_user("alice")], args=["alice", "c1", "n1", 5000, "device", "ios"]
+    )
+    assert before <= now <= await server_ms(h.r)
+    conns = ks.user("alice", "conns")
+    assert await h.r.zrange(conns, 0, -1, withscores=True) == [(b"n1|c1", float(now))]
+    conn = ks.user("alice", "conn", conn="c1")
+    assert await h.r.hgetall(conn) == {
+        b"user": b"alice",
+        b"node": b"n1",
+        b"device": b"ios",
+        b"connected_at": str(now).encode(),
+        b"last_seen": str(now).encode(),
+    }
+    assert 4000 < await h.r.pttl(conns) <= 5000 and 4000 < await h.r.pttl(conn) <= 5000
+
+
+async def test_touch(h: Harness) -> None:
+    ks = h.keyspace
+    bob = neighbour(ks, "alice")  # one script call refreshes one partition
+    first = await h.presence.connect(Conn("alice", "c1", "n1"))
+    await asyncio.sleep(0.01)
+
+    restored = await h.store.scripts.touch(
+        keys=[ks.part_of_user("alice")], args=[90_000, "alice", "c1", "n1", bob, "c2", "n1"]
+    )
+
+    assert restored == [b"c2"]  # presence had lost bob's c2: the node drains it again
+    now = int(await h.r.zscore(ks.user("alice", "conns"), "n1|c1"))
+    assert now > first
+    conn = ks.user("alice", "conn", conn="c1")
+    assert await h.r.hget(conn, "last_seen") == str(now).encode()
+    assert await h.r.hget(conn, "connected_at") == str(first).encode()
+    assert 80_000 < await h.r.pttl(conn) <= 90_000
+    assert 80_000 < await h.r.pttl(ks.user("alice", "conns")) <= 90_000
+    # A connection whose hash is gone gets its presence entry back, never a half hash.
+    assert await h.r.zscore(ks.user(bob, "conns"), "n1|c2") == now
+    assert await h.r.exists(ks.user(bob, "conn", conn="c2")) == 0
+
+
+async def test_disconnect(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    await h.presence.connect(Conn("alice", "c2", NODE))  # a second device
+    mid = await _sent(h)  # pushed to both; c1 leaves first
+    prefix = ks.part(p)
+
+    n = await h.store.scripts.disconnect(
+        keys=[prefix], args=["alice", "c1", NODE, 60_000, "closed", mid]
+    )
+    assert n == 0 and await h.status(mid) == "sent"  # another device is still online
+    assert await h.r.exists(ks.user("alice", "conn", conn="c1")) == 0
+
+    n = await h.store.scripts.disconnect(
+        keys=[prefix], args=["alice", "c2", NODE, 60_000, "closed", mid]
+    )
+    assert n == 1 and await h.status(mid) == "queued"  # handed back at once
+    assert await h.r.exists(ks.user("alice", "conns")) == 0
+    assert await h.r.zscore(ks.key(p, "inflight"), mid) is None
+    ((_, fields),) = await h.r.xrange(ks.stream(p, "normal"))
+    assert fields == {b"m": mid.encode(), b"u": b"alice"}
+    last = (await raw_timeline(h.r, ks, mid))[-1]
+    assert (last["e"], last["conn"], last["reason"]) == ("handed_back", "c2", "closed")
+    h.devices.online.discard("alice")
+    await h.pump()
+    assert await h.status(mid) == "parked"  # nobody is left: parked for the next device
+
+
+async def test_reply(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    mid = await _sent(h, reply_requested=True)
+    plain = await _sent(h)
+    pubsub = h.r.pubsub()
+    await pubsub.subscribe(ks.replies_channel(mid))
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+
+    res = await h.store.scripts.reply(
+        keys=[ks.part(p)],
+        args=["alice", "c1", mid, b'{"ok":true}', ks.replies_channel(mid), RETENTION],
+    )
+
+    assert res == b"ok"
+    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+    assert msg is not None and msg["data"] == b'{"ok":true}'
+    await pubsub.aclose()
+    m = await h.r.hgetall(ks.msg(mid))
+    assert m[b"rp"] == b'{"ok":true}' and m[b"s"] == b"delivered"
+    tl = await raw_timeline(h.r, ks, mid)
+    assert [e["e"] for e in tl[-2:]] == ["replied", "acked"] and tl[-1]["via"] == "reply"
+    assert await h.r.zscore(ks.key(p, "inflight"), mid) is None
+    assert (
+        await h.store.reply(user_id="alice", conn_id="c1", message_id=mid, data=b"1") == "duplicate"
+    )
+    assert (
+        await h.store.reply(user_id="alice", conn_id="c1", message_id=plain, data=b"1")
+        == "not_requested"
+    )
+    other = neighbour(ks, "alice")
+    assert await h.store.reply(user_id=other, conn_id="c", message_id=mid, data=b"1") == "forbidden"
+    assert (
+        await h.store.reply(user_id="alice", conn_id="c1", message_id=f"{p}-{'d' * 20}", data=b"1")
+        == "unknown"
+    )
+    assert await h.status(plain) == "sent"
