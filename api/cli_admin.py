@@ -1,11 +1,213 @@
-"""Operators' commands: ``courier stats``, ``courier dlq list|replay|purge``."""
+"""Operators' commands: ``courier stats``, ``courier dlq list|replay|purge`` and
+``courier user``. Each reads the same settings as the servers (``COURIER_*``), talks
+to Redis directly, prints rich tables, or JSON with ``--json``."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 import typer
 
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+T = TypeVar("T")
+
 dlq_app = typer.Typer(help="The dead-letter stream.", no_args_is_help=True)
+JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _run(fn: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run one async query against Redis; Courier errors end the command with code 1."""
+    from delivery.exceptions import CourierError
+
+    from .cli import _settings
+    from .runtime import Runtime
+
+    async def go() -> T:
+        rt = Runtime.build(_settings(), with_consumers=False)
+        try:
+            return await fn(rt)
+        finally:
+            await rt.close()
+
+    try:
+        return asyncio.run(go())
+    except CourierError as e:
+        typer.echo(f"error: {e.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _json(data: Any) -> None:
+    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def stats(json_out: bool = JSON_OPT) -> None:
+    """Stream depths, pending entries, lag, waiting sets, dead letters, nodes, consumers."""
+    from .routes_admin import queries
+
+    async def go(rt: Runtime) -> dict[str, Any]:
+        return await queries(rt).stats()
+
+    s = _run(go)
+    if json_out:
+        return _json(s)
+    from . import tables
+
+    keys = (
+        "time",
+        "delayed",
+        "inflight",
+        "parked",
+        "dead_letters",
+        "online_users",
+        "connections",
+        "nodes_alive",
+        "consumers_alive",
+    )
+    tables.print_pairs([(k, s[k]) for k in keys])
+    tables.print_rows(
+        "streams (all partitions)",
+        ["priority", "length", "pending", "lag"],
+        [[p, row["length"], row["pending"], row["lag"]] for p, row in s["streams"].items()],
+    )
+    tables.print_rows(
+        "nodes",
+        ["node", "alive", "connections", "users", "last seen"],
+        [
+            [n["node_id"], n["alive"], n["connections"], n["users"], n["last_seen"]]
+            for n in s["nodes"]
+        ],
+    )
+    tables.print_rows(
+        "consumers",
+        ["consumer", "alive", "pending", "idle ms"],
+        [[c["name"], c["alive"], c["pending"], c["idle_ms"]] for c in s["consumers"]],
+    )
+
+
+def user(
+    user_id: str,
+    status: str | None = typer.Option(None, help="Only messages in this status."),
+    limit: int = typer.Option(20, help="How many of the newest messages to list."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """A user's statistics and newest messages."""
+    from .routes_admin import queries
+
+    async def go(rt: Runtime) -> dict[str, Any]:
+        q = queries(rt)
+        page = await q.user_messages(user_id, status=status, limit=limit)
+        return {
+            **await q.user_stats(user_id),
+            "messages": page.items,
+            "next_cursor": page.next_cursor,
+        }
+
+    data = _run(go)
+    if json_out:
+        return _json(data)
+    from . import tables
+
+    lat = data["ack_latency_ms"]
+    tables.print_pairs(
+        [
+            ("user_id", data["user_id"]),
+            ("total", data["total"]),
+            ("delivery rate", data["delivery_rate"]),
+            ("ack ms mean / p95", f"{lat['mean']} / {lat['p95']}"),
+            ("devices online", data["online"]["devices"]),
+            *((s, n) for s, n in data["counts"].items() if n),
+        ]
+    )
+    tables.print_rows(
+        "messages (newest first)",
+        ["id", "status", "priority", "attempts", "created", "error"],
+        [
+            [m["id"], m["status"], m["priority"], m["attempts"], m["created_at"], m["last_error"]]
+            for m in data["messages"]
+        ],
+    )
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: int = typer.Option(50, help="Entries per page."),
+    cursor: str | None = typer.Option(None, help="The next cursor a previous page printed."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Dead letters, newest first, with the reason and the last error."""
+    from .routes_admin import queries
+
+    async def go(rt: Runtime) -> Any:
+        return await queries(rt).dead_letters(limit=limit, cursor=cursor)
+
+    page = _run(go)
+    if json_out:
+        return _json({"dead_letters": page.items, "next_cursor": page.next_cursor})
+    from . import tables
+
+    tables.print_rows(
+        "dead letters",
+        ["id", "user", "reason", "last error", "attempts", "status", "dead at"],
+        [
+            [
+                d["id"],
+                d["user_id"],
+                d["reason"],
+                d["last_error"],
+                d["attempts"],
+                d["status"],
+                d["dead_at"],
+            ]
+            for d in page.items
+        ],
+    )
+    if page.next_cursor:
+        typer.echo(f"more: courier dlq list --cursor {page.next_cursor}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(message_id: str, json_out: bool = JSON_OPT) -> None:
+    """Give a dead message a fresh cycle of attempts."""
+    from .routes_admin import dead_letters
+
+    async def go(rt: Runtime) -> str:
+        return await dead_letters(rt).replay(message_id, by="cli")
+
+    status = _run(go)
+    if json_out:
+        return _json({"id": message_id, "status": status})
+    typer.echo(f"{message_id} {status} (a fresh cycle of attempts)")
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    message_id: str | None = typer.Argument(None, help="The message whose entry goes."),
+    all_: bool = typer.Option(False, "--all", help="Empty every partition's stream."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Remove one message's dead-letter entry, or all of them with --all."""
+    from .routes_admin import dead_letters
+
+    if (message_id is None) == (not all_):
+        typer.echo("error: give a message id or --all (not both)", err=True)
+        raise typer.Exit(2)
+
+    async def go(rt: Runtime) -> int:
+        dl = dead_letters(rt)
+        return await (dl.purge_all() if message_id is None else dl.purge(message_id))
+
+    n = _run(go)
+    if json_out:
+        return _json({"id": message_id, "purged": n} if message_id else {"purged": n})
+    typer.echo(f"purged {n} dead-letter entr{'y' if n == 1 else 'ies'}")
 
 
 def register(app: typer.Typer) -> None:
+    app.command()(stats)
+    app.command()(user)
     app.add_typer(dlq_app, name="dlq")

@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
+from redis import exceptions as rex
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from delivery.exceptions import CourierError
+from delivery.metrics import REDIS_ERRORS
 
 _CODES = {
     400: "bad_request",
@@ -42,7 +44,12 @@ def _validation_detail(exc: RequestValidationError) -> tuple[int, str, str]:
     err = exc.errors()[0]
     if err.get("type") == "json_invalid":
         return 400, "invalid_json", f"body is not valid JSON: {err.get('ctx', {}).get('error')}"
-    loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+    loc = ""
+    for x in err.get("loc", ()):
+        if x == "body":
+            continue
+        loc += f"[{x}]" if isinstance(x, int) else f".{x}" if loc else str(x)
+    loc = loc or "body"
     return 422, "invalid_request", f"{loc}: {err.get('msg')}"
 
 
@@ -59,6 +66,14 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
         status, code, detail = _validation_detail(exc)
         return ORJSONResponse(body(code, detail), status_code=status)
+
+    @app.exception_handler(rex.ConnectionError)
+    @app.exception_handler(rex.TimeoutError)
+    @app.exception_handler(rex.BusyLoadingError)
+    async def _redis_down(_: Request, exc: Exception) -> ORJSONResponse:
+        REDIS_ERRORS.labels("http").inc()
+        detail = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
+        return ORJSONResponse(body("redis_unavailable", detail), status_code=503)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:

@@ -1,11 +1,17 @@
-"""Operators' HTTP API (admin role): message status and timeline, dead letters."""
+"""Operators' HTTP API (admin role on every route): a message's status and timeline,
+a user's messages and statistics, the dead letters, and the deployment's stats."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import ORJSONResponse
+
+from delivery.dead_letters import DeadLetters
+from delivery.queries import MAX_PAGE, Queries
+from delivery.status import Status
 
 from .auth import Principal
 from .deps import admin, runtime
@@ -14,10 +20,110 @@ from .runtime import Runtime
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 
+def queries(rt: Runtime) -> Queries:
+    s = rt.settings
+    return Queries(
+        rt.redis,
+        keyspace=rt.keyspace,
+        heartbeat_timeout_ms=int(s.heartbeat_timeout_seconds * 1000),
+        consumer_alive_ms=int(max(s.claim_idle_seconds * 1000, s.read_block_ms * 10)),
+    )
+
+
+def dead_letters(rt: Runtime) -> DeadLetters:
+    return DeadLetters(rt.redis, keyspace=rt.keyspace, store=rt.store)
+
+
+def _ms(dt: datetime | None) -> int | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
 @router.get("/messages/{message_id}", response_class=ORJSONResponse)
 async def message_status(
     message_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
-    """Status, attempts, ttl and the full timeline of one message."""
-    msg = await rt.store.get(message_id)
-    return ORJSONResponse(msg.to_json())
+    """Status, priority, recipient, attempts, ttl, the reply if one was requested, and the
+    full timeline (each event with its time, attempt and connection/node)."""
+    return ORJSONResponse(await queries(rt).message(message_id))
+
+
+@router.get("/users/{user_id}/messages", response_class=ORJSONResponse)
+async def user_messages(
+    user_id: str,
+    status: Status | None = Query(None, description="only messages in this status"),
+    since: datetime | None = Query(None, description="created at or after (ISO 8601)"),
+    until: datetime | None = Query(None, description="created at or before (ISO 8601)"),
+    limit: int = Query(50, ge=1, le=MAX_PAGE),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    _: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> Any:
+    """A user's messages, newest first: ``{"messages": [...], "next_cursor"}``."""
+    page = await queries(rt).user_messages(
+        user_id,
+        status=None if status is None else status.value,
+        since_ms=_ms(since),
+        until_ms=_ms(until),
+        limit=limit,
+        cursor=cursor,
+    )
+    return ORJSONResponse(
+        {"user_id": user_id, "messages": page.items, "next_cursor": page.next_cursor}
+    )
+
+
+@router.get("/users/{user_id}/stats", response_class=ORJSONResponse)
+async def user_stats(
+    user_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> Any:
+    """Counts by status, delivery rate, mean and p95 enqueue-to-ack, devices online."""
+    return ORJSONResponse(await queries(rt).user_stats(user_id))
+
+
+@router.get("/dead-letters", response_class=ORJSONResponse)
+async def list_dead_letters(
+    limit: int = Query(50, ge=1, le=MAX_PAGE),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    _: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> Any:
+    """Dead letters of every partition, newest first, with reason and last error."""
+    page = await queries(rt).dead_letters(limit=limit, cursor=cursor)
+    return ORJSONResponse({"dead_letters": page.items, "next_cursor": page.next_cursor})
+
+
+@router.post("/dead-letters/{message_id}/replay", status_code=202, response_class=ORJSONResponse)
+async def replay_dead_letter(
+    message_id: str, who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> Any:
+    """A fresh cycle of attempts for a dead message (409 when it is not dead)."""
+    status = await dead_letters(rt).replay(message_id, by=who.user_id)
+    return ORJSONResponse({"id": message_id, "status": status}, status_code=202)
+
+
+@router.delete("/dead-letters/{message_id}", response_class=ORJSONResponse)
+async def purge_dead_letter(
+    message_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> Any:
+    """Remove one message's dead-letter entry; the message itself stays dead."""
+    n = await dead_letters(rt).purge(message_id)
+    return ORJSONResponse({"id": message_id, "purged": n})
+
+
+@router.delete("/dead-letters", response_class=ORJSONResponse)
+async def purge_all_dead_letters(
+    _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> Any:
+    """Empty the dead-letter stream of every partition."""
+    return ORJSONResponse({"purged": await dead_letters(rt).purge_all()})
+
+
+@router.get("/stats", response_class=ORJSONResponse)
+async def stats(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) -> Any:
+    """Stream depths, pending, lag, delayed/inflight/parked, dead letters, nodes with
+    their connections and users, consumers alive."""
+    return ORJSONResponse(await queries(rt).stats())

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from delivery.exceptions import ValidationError
 from delivery.message import MessageIn
 from delivery.metrics import ENQUEUED
+from delivery.producer import build
 
 from .auth import Principal
 from .deps import runtime, service
@@ -32,8 +33,7 @@ async def enqueue(
 ) -> Any:
     """Enqueue one message: `user_id` (one id) or `recipients` (one id each)."""
     accepted = await rt.producer.submit(msg)
-    for _a in accepted:
-        ENQUEUED.labels(str(msg.priority)).inc()
+    ENQUEUED.labels(str(msg.priority)).inc(sum(1 for a in accepted if a.created))
     if msg.user_id is not None:
         a = accepted[0]
         return ORJSONResponse(
@@ -54,10 +54,16 @@ async def enqueue_batch(
     """Enqueue many messages in one round trip; all are validated before any is written."""
     if len(batch.messages) > rt.settings.max_batch:
         raise ValidationError(f"at most {rt.settings.max_batch} messages per batch")
+    for i, m in enumerate(batch.messages):  # name the bad one; nothing is written yet
+        try:
+            build(m, keyspace=rt.keyspace, limits=rt.producer.limits)
+        except ValidationError as e:
+            raise type(e)(f"messages[{i}]: {e.detail}") from None
     results = await rt.producer.submit_many(batch.messages)
     out = []
     for i, (msg, accepted) in enumerate(zip(batch.messages, results, strict=True)):
         for a in accepted:
-            ENQUEUED.labels(str(msg.priority)).inc()
+            if a.created:
+                ENQUEUED.labels(str(msg.priority)).inc()
             out.append({"index": i, **a.to_json(), "duplicate": not a.created})
     return ORJSONResponse({"messages": out}, status_code=202)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -13,8 +15,11 @@ console = Console()
 def print_message(msg: dict[str, Any]) -> None:
     head = Table.grid(padding=(0, 2))
     for key in ("id", "user_id", "status", "priority", "attempts", "max_attempts",
-                "created_at", "expires_at", "last_error"):
-        head.add_row(f"[bold]{key}[/]", str(msg.get(key)))
+                "created_at", "expires_at", "ttl_seconds", "delivered_at", "last_error"):
+        if key in msg:
+            head.add_row(f"[bold]{key}[/]", str(msg.get(key)))
+    if "reply" in msg:
+        head.add_row("[bold]reply[/]", escape(orjson.dumps(msg["reply"]).decode()))
     console.print(head)
     t = Table(title="timeline")
     for col in ("at", "event", "attempt", "detail"):
@@ -30,5 +35,13 @@ def print_rows(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*(str(x) for x in r))
+        t.add_row(*(escape(str(x)) for x in r))
     console.print(t)
+
+
+def print_pairs(pairs: list[tuple[str, Any]]) -> None:
+    """Name/value lines, names in bold."""
+    grid = Table.grid(padding=(0, 2))
+    for name, value in pairs:
+        grid.add_row(f"[bold]{name}[/]", escape(str(value)))
+    console.print(grid)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from delivery.metrics import EXPIRED, PROMOTED, RETRIED
+from delivery.metrics import EXPIRED, PROMOTED
 from delivery.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,7 @@ class Scheduler:
             done["promoted"] += moved
             retried = await self.store.retry_due(p, limit=self.batch)
             for result, n in retried.items():
-                if result != "skip":
-                    RETRIED.labels(result, "ack_timeout").inc(n)
+                if result != "skip":  # the store counts them (courier_retries_total)
                     done[result] = done.get(result, 0) + n
             done["expired"] += await self.store.expire_parked(p, limit=self.batch)
         PROMOTED.inc(done["promoted"])

@@ -55,7 +55,7 @@ def percentile(samples: Sequence[int], q: float) -> int | None:
     return ordered[rank - 1]
 
 
-def message_json(msg: Message, extra: dict[bytes, bytes | None]) -> dict[str, Any]:
+def message_json(msg: Message, extra: dict[bytes, Any]) -> dict[str, Any]:
     """A message as operators see it: the stored message plus ttl, delivery time and
     the dead-letter entry, with epoch-ms timeline details as ISO times."""
     out = msg.to_json()
@@ -93,7 +93,7 @@ class Queries:
             key = self.keyspace.msg(message_id)
         except ValueError:
             raise NotFound(f"no message {message_id!r}") from None
-        h = await self.redis.hgetall(key)
+        h: dict[bytes, Any] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
         return message_json(Message.from_hash(h), h)
@@ -127,7 +127,7 @@ class Queries:
         offset = 0
         scanned = 0
         while len(items) < limit and scanned < limit * 50 + 1000:
-            chunk = await self.redis.zrange(
+            chunk: Any = await self.redis.zrange(
                 key,
                 top,
                 bottom,
@@ -226,7 +226,7 @@ class Queries:
             top = "+"
             if pos is not None:
                 top = pos[0] if p < pos[1] else f"({pos[0]}"
-            pipe.xrevrange(self.keyspace.key(p, "dlq"), top, "-", count=limit)
+            pipe.xrevrange(self.keyspace.key(p, "dlq"), top, "-", count=limit + 1)
         merged: list[tuple[tuple[int, int, int], int, str, dict[str, str]]] = []
         for p, entries in enumerate(await pipe.execute()):
             for entry_id, fields in entries:
@@ -254,7 +254,7 @@ class Queries:
         out: list[tuple[str, str]] = []
         start = "-"
         while True:
-            chunk = await self.redis.xrange(key, start, "+", count=1000)
+            chunk: Any = await self.redis.xrange(key, start, "+", count=1000)
             for entry_id, fields in chunk:
                 out.append((_s(entry_id), _s(fields.get(b"id", b""))))
             if len(chunk) < 1000:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # `courier worker` serves its own /metrics on this port (host: `host`) when set.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     node_id: str | None = None
 
     ack_timeout_seconds: float = Field(default=30, gt=0)
