@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from delivery.settings import Settings
@@ -17,6 +17,7 @@ from delivery.settings import Settings
 from . import errors, metrics_collector, routes_admin, routes_messages, routes_tasks, ws
 from .auth import Verifier
 from .hub import Hub
+from .responses import OrjsonResponse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub: Hub | None = None
-        rt = Runtime.build(settings, with_consumers=consumers,
-                           local=lambda *a: hub.local_sink(*a))  # type: ignore[union-attr]
+        rt = Runtime.build(settings, with_consumers=consumers, local=lambda *a: hub.local_sink(*a))  # type: ignore[union-attr]
         hub = Hub(rt)
         app.state.runtime = rt
         app.state.hub = hub
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
         version="0.1.0",
         summary="Guaranteed message delivery to users over WebSocket, on Redis Streams.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
     app.state.verifier = verifier
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
         length = request.headers.get("content-length")
         limit = max(settings.max_payload_bytes * 2, 1 << 20) * 16
         if length is not None and length.isdigit() and int(length) > limit:
-            return ORJSONResponse(
+            return OrjsonResponse(
                 errors.body("payload_too_large", f"request body over {limit} bytes"),
                 status_code=413,
             )
@@ -89,8 +89,10 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
         if rt.consumers is not None:
             checks["consumers"] = "ok" if rt.consumers.alive else "stopped"
         ok = all(v == "ok" for v in checks.values())
-        return ORJSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                              status_code=200 if ok else 503)
+        return OrjsonResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
     metrics_collector.install()
 

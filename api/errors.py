@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from redis import exceptions as rex
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from delivery.exceptions import CourierError
 from delivery.metrics import REDIS_ERRORS
+
+from .responses import OrjsonResponse
 
 _CODES = {
     400: "bad_request",
@@ -55,27 +56,27 @@ def _validation_detail(exc: RequestValidationError) -> tuple[int, str, str]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> ORJSONResponse:
-        return ORJSONResponse(body(exc.code, exc.detail), status_code=exc.status)
+    async def _api(_: Request, exc: ApiError) -> OrjsonResponse:
+        return OrjsonResponse(body(exc.code, exc.detail), status_code=exc.status)
 
     @app.exception_handler(CourierError)
-    async def _courier(_: Request, exc: CourierError) -> ORJSONResponse:
-        return ORJSONResponse(body(exc.code, exc.detail), status_code=exc.http_status)
+    async def _courier(_: Request, exc: CourierError) -> OrjsonResponse:
+        return OrjsonResponse(body(exc.code, exc.detail), status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _invalid(_: Request, exc: RequestValidationError) -> OrjsonResponse:
         status, code, detail = _validation_detail(exc)
-        return ORJSONResponse(body(code, detail), status_code=status)
+        return OrjsonResponse(body(code, detail), status_code=status)
 
     @app.exception_handler(rex.ConnectionError)
     @app.exception_handler(rex.TimeoutError)
     @app.exception_handler(rex.BusyLoadingError)
-    async def _redis_down(_: Request, exc: Exception) -> ORJSONResponse:
+    async def _redis_down(_: Request, exc: Exception) -> OrjsonResponse:
         REDIS_ERRORS.labels("http").inc()
         detail = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
-        return ORJSONResponse(body("redis_unavailable", detail), status_code=503)
+        return OrjsonResponse(body("redis_unavailable", detail), status_code=503)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         code = _CODES.get(exc.status_code, "error")
-        return ORJSONResponse(body(code, str(exc.detail)), status_code=exc.status_code)
+        return OrjsonResponse(body(code, str(exc.detail)), status_code=exc.status_code)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import ORJSONResponse
 
 from delivery.dead_letters import DeadLetters
 from delivery.queries import MAX_PAGE, Queries
@@ -15,6 +14,7 @@ from delivery.status import Status
 
 from .auth import Principal
 from .deps import admin, runtime
+from .responses import OrjsonResponse
 from .runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -42,16 +42,16 @@ def _ms(dt: datetime | None) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
-@router.get("/messages/{message_id}", response_class=ORJSONResponse)
+@router.get("/messages/{message_id}", response_class=OrjsonResponse)
 async def message_status(
     message_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
     """Status, priority, recipient, attempts, ttl, the reply if one was requested, and the
     full timeline (each event with its time, attempt and connection/node)."""
-    return ORJSONResponse(await queries(rt).message(message_id))
+    return OrjsonResponse(await queries(rt).message(message_id))
 
 
-@router.get("/users/{user_id}/messages", response_class=ORJSONResponse)
+@router.get("/users/{user_id}/messages", response_class=OrjsonResponse)
 async def user_messages(
     user_id: str,
     status: Status | None = Query(None, description="only messages in this status"),
@@ -71,20 +71,20 @@ async def user_messages(
         limit=limit,
         cursor=cursor,
     )
-    return ORJSONResponse(
+    return OrjsonResponse(
         {"user_id": user_id, "messages": page.items, "next_cursor": page.next_cursor}
     )
 
 
-@router.get("/users/{user_id}/stats", response_class=ORJSONResponse)
+@router.get("/users/{user_id}/stats", response_class=OrjsonResponse)
 async def user_stats(
     user_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
     """Counts by status, delivery rate, mean and p95 enqueue-to-ack, devices online."""
-    return ORJSONResponse(await queries(rt).user_stats(user_id))
+    return OrjsonResponse(await queries(rt).user_stats(user_id))
 
 
-@router.get("/dead-letters", response_class=ORJSONResponse)
+@router.get("/dead-letters", response_class=OrjsonResponse)
 async def list_dead_letters(
     limit: int = Query(50, ge=1, le=MAX_PAGE),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
@@ -93,37 +93,37 @@ async def list_dead_letters(
 ) -> Any:
     """Dead letters of every partition, newest first, with reason and last error."""
     page = await queries(rt).dead_letters(limit=limit, cursor=cursor)
-    return ORJSONResponse({"dead_letters": page.items, "next_cursor": page.next_cursor})
+    return OrjsonResponse({"dead_letters": page.items, "next_cursor": page.next_cursor})
 
 
-@router.post("/dead-letters/{message_id}/replay", status_code=202, response_class=ORJSONResponse)
+@router.post("/dead-letters/{message_id}/replay", status_code=202, response_class=OrjsonResponse)
 async def replay_dead_letter(
     message_id: str, who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
     """A fresh cycle of attempts for a dead message (409 when it is not dead)."""
     status = await dead_letters(rt).replay(message_id, by=who.user_id)
-    return ORJSONResponse({"id": message_id, "status": status}, status_code=202)
+    return OrjsonResponse({"id": message_id, "status": status}, status_code=202)
 
 
-@router.delete("/dead-letters/{message_id}", response_class=ORJSONResponse)
+@router.delete("/dead-letters/{message_id}", response_class=OrjsonResponse)
 async def purge_dead_letter(
     message_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
     """Remove one message's dead-letter entry; the message itself stays dead."""
     n = await dead_letters(rt).purge(message_id)
-    return ORJSONResponse({"id": message_id, "purged": n})
+    return OrjsonResponse({"id": message_id, "purged": n})
 
 
-@router.delete("/dead-letters", response_class=ORJSONResponse)
+@router.delete("/dead-letters", response_class=OrjsonResponse)
 async def purge_all_dead_letters(
     _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
     """Empty the dead-letter stream of every partition."""
-    return ORJSONResponse({"purged": await dead_letters(rt).purge_all()})
+    return OrjsonResponse({"purged": await dead_letters(rt).purge_all()})
 
 
-@router.get("/stats", response_class=ORJSONResponse)
+@router.get("/stats", response_class=OrjsonResponse)
 async def stats(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) -> Any:
     """Stream depths, pending, lag, delayed/inflight/parked, dead letters, nodes with
     their connections and users, consumers alive."""
-    return ORJSONResponse(await queries(rt).stats())
+    return OrjsonResponse(await queries(rt).stats())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from delivery.exceptions import ValidationError
@@ -15,6 +14,7 @@ from delivery.producer import build
 
 from .auth import Principal
 from .deps import runtime, service
+from .responses import OrjsonResponse
 from .runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["messages"])
@@ -25,7 +25,7 @@ class BatchIn(BaseModel):
     messages: list[MessageIn] = Field(min_length=1)
 
 
-@router.post("/messages", status_code=202, response_class=ORJSONResponse)
+@router.post("/messages", status_code=202, response_class=OrjsonResponse)
 async def enqueue(
     msg: MessageIn,
     _: Principal = Depends(service),
@@ -36,16 +36,14 @@ async def enqueue(
     ENQUEUED.labels(str(msg.priority)).inc(sum(1 for a in accepted if a.created))
     if msg.user_id is not None:
         a = accepted[0]
-        return ORJSONResponse(
-            {**a.to_json(), "duplicate": not a.created}, status_code=202
-        )
-    return ORJSONResponse(
+        return OrjsonResponse({**a.to_json(), "duplicate": not a.created}, status_code=202)
+    return OrjsonResponse(
         {"messages": [{**a.to_json(), "duplicate": not a.created} for a in accepted]},
         status_code=202,
     )
 
 
-@router.post("/messages/batch", status_code=202, response_class=ORJSONResponse)
+@router.post("/messages/batch", status_code=202, response_class=OrjsonResponse)
 async def enqueue_batch(
     batch: BatchIn,
     _: Principal = Depends(service),
@@ -66,4 +64,4 @@ async def enqueue_batch(
             if a.created:
                 ENQUEUED.labels(str(msg.priority)).inc()
             out.append({"index": i, **a.to_json(), "duplicate": not a.created})
-    return ORJSONResponse({"messages": out}, status_code=202)
+    return OrjsonResponse({"messages": out}, status_code=202)

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from delivery.message import MAX_ID_LEN
@@ -17,12 +16,13 @@ from delivery.tasks import TaskUpdate
 from .auth import Principal, Role
 from .deps import principal, runtime, service
 from .errors import ApiError
+from .responses import OrjsonResponse
 from .runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
 
-@router.post("/tasks/{task_id}/status", status_code=202, response_class=ORJSONResponse)
+@router.post("/tasks/{task_id}/status", status_code=202, response_class=OrjsonResponse)
 async def publish_task_status(
     task_id: str,
     update: TaskUpdate,
@@ -31,13 +31,11 @@ async def publish_task_status(
 ) -> Any:
     """Publish a task's status to its owner (guaranteed, latest progress only while
     offline) and live to connections subscribed to `task:{task_id}`."""
-    out = await rt.producer.task_status(
-        task_id, update.user_id, update.status, **update.data()
-    )
-    return ORJSONResponse(out, status_code=202)
+    out = await rt.producer.task_status(task_id, update.user_id, update.status, **update.data())
+    return OrjsonResponse(out, status_code=202)
 
 
-@router.get("/tasks/{task_id}", response_class=ORJSONResponse)
+@router.get("/tasks/{task_id}", response_class=OrjsonResponse)
 async def get_task(
     task_id: str,
     user_id: str | None = Query(None, description="Admins name the owner."),
@@ -50,13 +48,13 @@ async def get_task(
         if who.role is not Role.ADMIN:
             raise ApiError(403, "only admins may read another user's tasks")
         owner = user_id
-    return ORJSONResponse(await rt.producer.get_task(task_id, owner))
+    return OrjsonResponse(await rt.producer.get_task(task_id, owner))
 
 
-@router.get("/tasks", response_class=ORJSONResponse)
+@router.get("/tasks", response_class=OrjsonResponse)
 async def my_tasks(who: Principal = Depends(principal), rt: Runtime = Depends(runtime)) -> Any:
     """The caller's tasks that have not ended."""
-    return ORJSONResponse({"tasks": await rt.producer.active_tasks(who.user_id)})
+    return OrjsonResponse({"tasks": await rt.producer.active_tasks(who.user_id)})
 
 
 class BroadcastIn(BaseModel):
@@ -66,11 +64,12 @@ class BroadcastIn(BaseModel):
         default=None, max_length=10000, description="Only these users (default: everyone)."
     )
     system: bool = Field(default=False, description="Mark it as a system notification.")
-    wait_ms: int = Field(default=500, ge=0, le=5000,
-                         description="How long to wait for the nodes' counts.")
+    wait_ms: int = Field(
+        default=500, ge=0, le=5000, description="How long to wait for the nodes' counts."
+    )
 
 
-@router.post("/broadcast", response_class=ORJSONResponse)
+@router.post("/broadcast", response_class=OrjsonResponse)
 async def broadcast(
     body: BroadcastIn, _: Principal = Depends(service), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -83,8 +82,12 @@ async def broadcast(
     if body.users and any(not u or len(u) > MAX_ID_LEN for u in body.users):
         raise ApiError(422, "users must be 1 to 200 character ids")
     bid = secrets.token_hex(8)
-    frame = {"type": "broadcast", "id": bid, "payload": orjson.Fragment(payload),
-             "system": body.system}
+    frame = {
+        "type": "broadcast",
+        "id": bid,
+        "payload": orjson.Fragment(payload),
+        "system": body.system,
+    }
     env = orjson.dumps({"id": bid, "u": body.users, "f": frame})
     nodes = int(await rt.redis.publish(rt.keyspace.broadcast_channel, env))
     report = rt.keyspace.broadcast_report(bid)
@@ -94,9 +97,11 @@ async def broadcast(
         if int(got.get(b"nodes", 0)) >= nodes:
             break
         await asyncio.sleep(0.02)
-    return ORJSONResponse({
-        "id": bid,
-        "nodes": nodes,
-        "nodes_reported": int(got.get(b"nodes", 0)),
-        "connections": int(got.get(b"connections", 0)),
-    })
+    return OrjsonResponse(
+        {
+            "id": bid,
+            "nodes": nodes,
+            "nodes_reported": int(got.get(b"nodes", 0)),
+            "connections": int(got.get(b"connections", 0)),
+        }
+    )

@@ -35,7 +35,7 @@ async def retrying(name: str, step: Callable[[], Awaitable[object]]) -> object:
 
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(transient),
-        wait=wait_exponential_jitter(initial=0.05, max=2.0),
+        wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
         before_sleep=_log,
         reraise=True,
     ):

@@ -1,0 +1,14 @@
+"""JSON responses rendered by orjson (message payloads pass through as raw JSON
+fragments, never parsed and dumped again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import JSONResponse
+
+
+class OrjsonResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
