@@ -19,6 +19,7 @@ from delivery.metrics import CONNECTIONS, FRAMES_OUT
 from delivery.presence import Conn
 from delivery.transport import decode_envelope
 
+from .acks import AckBatcher
 from .connection import Connection, State
 from .frames import FrameError
 from .runtime import Runtime
@@ -39,7 +40,9 @@ class Hub:
         self.tasks: list[asyncio.Task[None]] = []
         self.accepting = True
         self._drains: set[asyncio.Task[None]] = set()
+        self._listened = False
         self.emptied = asyncio.Event()  # set whenever the last connection is gone
+        self.acks = AckBatcher(runtime.store)  # ack frames of one loop turn, one round trip
 
     # -- registry -------------------------------------------------------------------------
     @property
@@ -107,6 +110,11 @@ class Hub:
         async with self.rt.redis.pubsub() as ps:
             await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel)
             log.info("node %s listening on %s", self.rt.node_id, own)
+            if self._listened:  # back after an outage: frames published meanwhile were
+                for conn in list(self.conns.values()):  # retried or parked; drain them
+                    if conn.state is State.OPEN:
+                        self._spawn_drain(conn)
+            self._listened = True
             while not self.stop_event.is_set():
                 msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is None:

@@ -88,6 +88,16 @@ class Push:
 
 
 @dataclass(frozen=True)
+class AckRequest:
+    """One ack frame: a user's connection acknowledging message ids."""
+
+    user_id: str
+    conn_id: str
+    node_id: str
+    message_ids: Sequence[str]
+
+
+@dataclass(frozen=True)
 class Entry:
     """One stream entry read by a consumer."""
 
@@ -212,11 +222,22 @@ class Store:
                 log.info("message %s %s (%s)", mid, c, reason, extra={"message_id": mid})
         return counts
 
-    async def evict(self, user_id: str, targets: Sequence[tuple[str, str]]) -> None:
-        """Forget connections that could not be reached (their node is gone)."""
-        if targets:
-            key = self.keyspace.user(user_id, "conns")
-            await self.redis.zrem(key, *(f"{n}|{c}" for n, c in targets))
+    async def evict(self, user_id: str, targets: Sequence[tuple[str, str]]) -> int:
+        """Forget connections that could not be reached because their node is gone
+        (no heartbeat within the heartbeat timeout). A live node that missed a frame
+        (it was resubscribing after a Redis outage) keeps its connections: the retry
+        reaches them. Returns how many were forgotten."""
+        if not targets:
+            return 0
+        sec, usec = await self.redis.time()
+        cutoff = int(sec) * 1000 + int(usec) // 1000 - self.timing.heartbeat_timeout_ms
+        seen = await self.redis.zmscore(self.keyspace.nodes, sorted({n for n, _ in targets}))
+        alive = {n for n, ms in zip(sorted({n for n, _ in targets}), seen, strict=True)
+                 if ms is not None and ms > cutoff}
+        dead = [f"{n}|{c}" for n, c in targets if n not in alive]
+        if dead:
+            await self.redis.zrem(self.keyspace.user(user_id, "conns"), *dead)
+        return len(dead)
 
     async def promote(self, partition: int, *, limit: int = 500) -> tuple[int, int]:
         """Queue delayed messages that are due; returns (moved, next due ms or -1)."""
@@ -237,6 +258,34 @@ class Store:
         self, *, user_id: str, conn_id: str, node_id: str, message_ids: Sequence[str]
     ) -> dict[str, str]:
         """Acknowledge messages for a user; returns a code per id (see ``ack.lua``)."""
+        (codes,) = await self.ack_many([AckRequest(user_id, conn_id, node_id, message_ids)])
+        return codes
+
+    async def ack_many(self, requests: Sequence[AckRequest]) -> list[dict[str, str]]:
+        """Several acks (of any users) in one pipelined round trip, one script call each."""
+        t = self.timing
+        plans: list[tuple[dict[str, str], list[str]]] = []
+        pipe = self.redis.pipeline(transaction=False)
+        for req in requests:
+            codes, ids = self._ack_ids(req.user_id, req.message_ids)
+            plans.append((codes, ids))
+            if ids:
+                await self.scripts.ack(
+                    keys=[self.keyspace.part_of_user(req.user_id)],
+                    args=[req.user_id, req.conn_id, req.node_id, t.retention_ms,
+                          t.latency_samples, *ids],
+                    client=pipe,
+                )
+        results = iter(await pipe.execute() if any(ids for _, ids in plans) else [])
+        for req, (codes, ids) in zip(requests, plans, strict=True):
+            if ids:
+                self._ack_codes(req, codes, ids, next(results))
+        return [codes for codes, _ in plans]
+
+    def _ack_ids(
+        self, user_id: str, message_ids: Sequence[str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """Codes for ids that cannot be this user's, and the ids left to ask Redis about."""
         codes: dict[str, str] = {}
         mine = self.keyspace.partition_of(user_id)
         ids = []
@@ -250,22 +299,20 @@ class Store:
                 codes[mid] = "unknown"
                 continue
             ids.append(mid)
-        if ids:
-            t = self.timing
-            res = await self.scripts.ack(
-                keys=[self.keyspace.part(mine)],
-                args=[user_id, conn_id, node_id, t.retention_ms, t.latency_samples, *ids],
-            )
-            for mid, raw in zip(ids, res, strict=True):
-                code, _, rest = _s(raw).partition("|")
-                codes[mid] = code
-                if code == "ok":
-                    prio, _, latency = rest.partition("|")
-                    DELIVERED.labels(prio).inc()
-                    DELIVER_SECONDS.observe(int(latency) / 1000)
-                    log.debug("message %s delivered to %s", mid, conn_id,
-                              extra={"message_id": mid, "user_id": user_id, "conn_id": conn_id})
-        return codes
+        return codes, ids
+
+    @staticmethod
+    def _ack_codes(req: AckRequest, codes: dict[str, str], ids: list[str], res: Any) -> None:
+        for mid, raw in zip(ids, res, strict=True):
+            code, _, rest = _s(raw).partition("|")
+            codes[mid] = code
+            if code == "ok":
+                prio, _, latency = rest.partition("|")
+                DELIVERED.labels(prio).inc()
+                DELIVER_SECONDS.observe(int(latency) / 1000)
+                log.debug("message %s delivered to %s", mid, req.conn_id,
+                          extra={"message_id": mid, "user_id": req.user_id,
+                                 "conn_id": req.conn_id})
 
     async def unpark(
         self, *, user_id: str, node_id: str, conn_id: str, limit: int
