@@ -9,8 +9,13 @@ from tests.support import Harness
 
 @pytest.fixture
 def timing() -> Timing:
-    return Timing(ack_timeout_ms=300, heartbeat_timeout_ms=60_000, retry_base_seconds=0.05,
-                  retry_max_seconds=0.2, retention_ms=3_600_000)
+    return Timing(
+        ack_timeout_ms=300,
+        heartbeat_timeout_ms=60_000,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+        retention_ms=3_600_000,
+    )
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from tests.support import Harness
+from datetime import UTC, datetime, timedelta
+
+from tests.support import NODE, Harness, raw_timeline, server_ms
 
 
 async def test_online_user_gets_message_and_ack_marks_delivered(h: Harness) -> None:
@@ -18,6 +20,39 @@ async def test_online_user_gets_message_and_ack_marks_delivered(h: Harness) -> N
     assert msg.status == "delivered"
     assert [e.event for e in msg.timeline] == ["queued", "sent", "acked"]
     assert msg.timeline[2].detail == {"conn": "c1", "node": "test-node"}
+
+
+async def test_timeline_events_carry_time_attempt_and_connection(h: Harness) -> None:
+    before = await server_ms(h.r)
+    await h.connect("alice", conn="phone")
+    sent = await h.producer.send("alice", {"n": 1})
+    await h.pump(lambda: _has(h, "alice"))
+    assert await h.ack("alice", [sent.id], conn="phone") == {sent.id: "ok"}
+    after = await server_ms(h.r)
+
+    raw = await raw_timeline(h.r, h.keyspace, sent.id)
+    assert [(e["e"], e["a"]) for e in raw] == [("queued", 0), ("sent", 1), ("acked", 1)]
+    times = [e["t"] for e in raw]
+    assert before <= times[0] <= times[1] <= times[2] <= after  # server ms, in order
+    assert raw[1]["to"] == [f"{NODE}|phone"]  # which node and connection it was pushed to
+    assert raw[2]["conn"] == "phone" and raw[2]["node"] == NODE
+
+    msg = await h.store.get(sent.id)
+    assert msg.attempts == 1 and msg.last_error is None
+    assert [e.attempt for e in msg.timeline] == [0, 1, 1]
+    now = datetime.now(UTC)
+    for e in msg.timeline:
+        assert now - timedelta(seconds=30) < e.at <= now + timedelta(seconds=30)
+    body = msg.to_json()
+    assert [e["event"] for e in body["timeline"]] == ["queued", "sent", "acked"]
+    assert body["timeline"][2]["conn"] == "phone" and body["timeline"][2]["node"] == NODE
+    assert all(e["at"].endswith("Z") for e in body["timeline"])
+    assert body["status"] == "delivered" and body["attempts"] == 1
+    stats = await h.r.hgetall(h.keyspace.user("alice", "user_stats"))
+    assert int(stats[b"delivered"]) == 1 and int(stats[b"ack_n"]) == 1
+    created_ms = int(await h.r.hget(h.keyspace.msg(sent.id), "ca"))
+    assert created_ms == times[0]
+    assert int(stats[b"ack_ms"]) == times[2] - created_ms  # enqueue-to-ack latency
 
 
 async def _has(h: Harness, user: str) -> bool:

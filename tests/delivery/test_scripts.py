@@ -104,6 +104,46 @@ async def test_enqueue(h: Harness) -> None:
     assert await h.r.xlen(ks.stream(p, "normal")) == 0
 
 
+async def test_enqueue_many(h: Harness) -> None:
+    ks = h.keyspace
+    msgs = [
+        {"user_id": "alice", "payload": 1, "idempotency_key": "a"},
+        {"user_id": "alice", "payload": 2, "priority": "low"},
+        {"user_id": "alice", "payload": 3, "idempotency_key": "a"},  # a repeat of the first
+        {"user_id": "alice", "payload": 4, "delay_seconds": 5},
+    ]
+    calls = [c for m in msgs for c in build(m, keyspace=ks, limits=Limits())]
+    width = len(calls[0].args)
+    args = [width, *(a for c in calls for a in c.args)]
+
+    res = await h.store.scripts.enqueue_many(keys=[calls[0].prefix], args=args)
+
+    ids = [c.args[0] for c in calls]
+    assert res == [
+        ids[0].encode(), b"queued", 1,
+        ids[1].encode(), b"queued", 1,
+        ids[0].encode(), b"queued", 0,
+        ids[3].encode(), b"scheduled", 1,
+    ]  # fmt: skip
+    assert await h.r.exists(ks.msg(ids[2])) == 0
+    p = ks.partition_of("alice")
+    assert [f[b"m"].decode() for _, f in await h.r.xrange(ks.stream(p, "normal"))] == [ids[0]]
+    assert [f[b"m"].decode() for _, f in await h.r.xrange(ks.stream(p, "low"))] == [ids[1]]
+    assert await h.r.zrange(ks.key(p, "delayed"), 0, -1) == [ids[3].encode()]
+    # Each message is stored exactly as enqueue.lua stores one.
+    (single,) = build(
+        {"user_id": "alice", "payload": 2, "priority": "low"}, keyspace=ks, limits=Limits()
+    )
+    await h.store.scripts.enqueue(keys=[single.prefix], args=single.args)
+    one, many = await h.r.hgetall(ks.msg(single.args[0])), await h.r.hgetall(ks.msg(ids[1]))
+    assert set(one) == set(many)
+    for field in (b"u", b"p", b"pl", b"tl", b"ma", b"a", b"rr", b"s", b"n"):
+        assert one[field] == many[field], field
+    assert (await h.store.get(ids[1])).timeline[0].event == "queued"
+    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
+    assert stats[b"total"] == b"4" and stats[b"queued"] == b"3" and stats[b"scheduled"] == b"1"
+
+
 async def test_dispatch(h: Harness) -> None:
     ks = h.keyspace
     p = ks.partition_of("alice")

@@ -1,0 +1,117 @@
+"""The exact Redis footprint of one message's whole life, stage by stage.
+
+This test documents the layout of ``delivery/keys.py``: if a script starts writing a
+new key, or stops expiring one, it fails here first.
+"""
+
+from __future__ import annotations
+
+from delivery.keys import PRIORITIES
+from tests.support import NODE, Harness
+
+DAY_MS = 86_400_000
+PRESENCE_TTL_MS = 120_000  # heartbeat timeout (60 s) x 2
+USER_INDEX_TTL_MS = 31 * DAY_MS  # max ttl (30 days) + retention (1 day)
+MESSAGE_TTL_MS = 8 * DAY_MS  # ttl (7 days) + retention (1 day)
+
+
+async def _ttls(h: Harness) -> dict[str, int]:
+    return {k: await h.r.pttl(k) for k in await h.keys()}
+
+
+def _about(ttl: int, expected: int, slack: int = 10_000) -> bool:
+    return expected - slack < ttl <= expected
+
+
+async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    # ensure_groups made an (empty) stream with the consumer group for every priority of
+    # every partition: these exist from the start and never expire.
+    streams = {ks.stream(q, prio) for q in range(ks.partitions) for prio in PRIORITIES}
+    assert await h.keys() == streams
+    for s in streams:
+        assert await h.r.pttl(s) == -1 and await h.r.xlen(s) == 0
+        assert [g["name"] for g in await h.r.xinfo_groups(s)] == [b"couriers"]
+
+    # 1. A device of alice connects: presence keys, with the presence TTL, plus the
+    #    node's set of connections (no TTL: emptied on disconnect, or deleted by the
+    #    dead-node sweep, like the `nodes` zset).
+    await h.connect("alice")
+    presence = {ks.user("alice", "conns"), ks.user("alice", "conn", conn="c1")}
+    node_set = ks.node_conns(NODE)
+    ttls = await _ttls(h)
+    assert set(ttls) == streams | presence | {node_set}
+    assert all(_about(ttls[k], PRESENCE_TTL_MS) for k in presence)
+    assert ttls[node_set] == -1
+    assert await h.r.smembers(node_set) == {b"alice|c1"}
+    assert await h.r.zrange(ks.user("alice", "conns"), 0, -1) == [f"{NODE}|c1".encode()]
+    conn = await h.r.hgetall(ks.user("alice", "conn", conn="c1"))
+    assert set(conn) == {b"user", b"node", b"connected_at", b"last_seen", b"device"}
+
+    # 2. Enqueue: the message hash, alice's index and counters, one stream entry.
+    sent = await h.producer.send("alice", {"text": "hi"})
+    msg = ks.msg(sent.id)
+    user_keys = {ks.user("alice", "user_msgs"), ks.user("alice", "user_stats")}
+    ttls = await _ttls(h)
+    assert set(ttls) == streams | presence | {node_set, msg} | user_keys
+    assert _about(ttls[msg], MESSAGE_TTL_MS)
+    assert all(_about(ttls[k], USER_INDEX_TTL_MS) for k in user_keys)
+    assert await h.r.xlen(ks.stream(p, "normal")) == 1
+    fields = set(await h.r.hkeys(msg))
+    assert fields == {
+        b"id",
+        b"u",
+        b"p",
+        b"pl",
+        b"ca",
+        b"ea",
+        b"tl",
+        b"ma",
+        b"a",
+        b"rr",
+        b"s",
+        b"n",
+        b"e1",
+    }
+
+    # 3. Dispatched to the device: the stream entry is acked and deleted, the ack
+    #    deadline lives in the partition's inflight zset (shared, no TTL, emptied on ack).
+    await h.pump()
+    inflight = ks.key(p, "inflight")
+    ttls = await _ttls(h)
+    assert set(ttls) == streams | presence | {node_set, msg, inflight} | user_keys
+    assert ttls[inflight] == -1 and await h.r.zcard(inflight) == 1
+    for s in streams:
+        assert await h.r.xlen(s) == 0 and (await h.r.xpending(s, "couriers"))["pending"] == 0
+
+    # 4. Acked: inflight is gone, the latency sample list appears, the message hash is
+    #    kept for the retention only.
+    assert await h.ack("alice", [sent.id]) == {sent.id: "ok"}
+    latency = ks.user("alice", "user_latency")
+    ttls = await _ttls(h)
+    assert set(ttls) == streams | presence | {node_set, msg, latency} | user_keys
+    assert _about(ttls[msg], h.store.timing.retention_ms)
+    assert _about(ttls[latency], USER_INDEX_TTL_MS)
+    for key, ttl in ttls.items():
+        if key in streams or key == node_set:
+            assert ttl == -1, key
+        else:
+            assert ttl > 0, key  # everything else has a bounded life
+    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
+    assert {k: int(v) for k, v in stats.items() if k != b"ack_ms"} == {
+        b"queued": 0,
+        b"sent": 0,
+        b"delivered": 1,
+        b"total": 1,
+        b"ack_n": 1,
+    }
+    assert await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1) == [sent.id.encode()]
+    assert await h.r.llen(latency) == 1
+    assert not any(
+        ":dlq" in k or k.endswith(":nodes") or ":idem:" in k or ":ck:" in k for k in ttls
+    )
+
+    # 5. The device disconnects: every presence key is gone, the node set too.
+    await h.disconnect("alice")
+    assert await h.keys() == streams | {msg, latency} | user_keys
