@@ -10,6 +10,8 @@ from enum import Enum
 
 from starlette.websockets import WebSocket
 
+from delivery.metrics import DELIVER_TO_ACK_SECONDS
+
 from .auth import Role
 
 
@@ -63,8 +65,10 @@ class Connection:
         self.device = device
         self.address = address
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
-        self.unacked: dict[str, None] = {}
+        self.unacked: dict[str, float] = {}  # message id -> when it was pushed (monotonic)
         self.acked = asyncio.Event()
+        self.closing = asyncio.Event()  # set once a close is requested
+        self.needs_drain = False  # a drain failed: the hub's refresh starts another
         self.bucket = bucket
         self.last_seen = time.monotonic()
         self.topics: set[str] = set()
@@ -82,7 +86,7 @@ class Connection:
             self.request_close(1008, "send buffer full: client reads too slowly")
             return False
         if message_id is not None:
-            self.unacked[message_id] = None
+            self.unacked[message_id] = time.monotonic()
         return True
 
     def request_close(self, code: int, reason: str) -> None:
@@ -91,6 +95,7 @@ class Connection:
             return
         self.state = State.CLOSING
         self.close_code, self.close_reason = code, reason
+        self.closing.set()
         while True:  # make room for the close sentinel
             try:
                 self.queue.put_nowait(None)
@@ -100,7 +105,9 @@ class Connection:
 
     def acked_ids(self, ids: list[str]) -> None:
         for mid in ids:
-            self.unacked.pop(mid, None)
+            pushed = self.unacked.pop(mid, None)
+            if pushed is not None:
+                DELIVER_TO_ACK_SECONDS.observe(time.monotonic() - pushed)
         self.acked.set()
 
     def seen(self) -> None:

@@ -58,11 +58,16 @@ async def _ack(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
             raise FrameError("invalid_frame", "'ids' must hold message id strings")
     else:
         ids = [_str(frame, "id")]
-    codes = await hub.rt.store.ack(
+    codes = await hub.acks.ack(
         user_id=conn.user_id, conn_id=conn.conn_id, node_id=conn.node_id, message_ids=ids
     )
     bad = [mid for mid, code in codes.items() if code in ("unknown", "forbidden")]
-    conn.acked_ids([mid for mid in ids if mid not in bad])
+    settled = [mid for mid in ids if mid not in bad]
+    conn.acked_ids(settled)
+    for other in hub.by_user.get(conn.user_id, ()):  # its other devices here got them too
+        if other is not conn:
+            for mid in settled:
+                other.unacked.pop(mid, None)
     for mid in bad:
         conn.offer(_error("unknown_message", f"no message {mid} for this user", id=mid))
 
@@ -71,8 +76,8 @@ async def _ping(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
     ts = frame.get("ts")
     if ts is None:
         ts = int(time.time() * 1000)
-    conn.offer(orjson.dumps({"type": "pong", "ts": ts}).decode())
     await hub.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)])
+    conn.offer(orjson.dumps({"type": "pong", "ts": ts}).decode())
 
 
 async def _subscribe(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:

@@ -88,8 +88,10 @@ class Hub:
         n = sum(1 for c in list(self.by_user.get(user_id, ())) if c.offer(frame))
         return n
 
-    def send_to_topic(self, topic: str, frame: str) -> int:
-        return sum(1 for c in list(self.conns.values()) if topic in c.topics and c.offer(frame))
+    def send_to_topic(self, topic: str, frame: str, *, owner: str | None = None) -> int:
+        """A live topic frame to subscribed connections (only the owner's, for a task)."""
+        conns = self.conns.values() if owner is None else self.by_user.get(owner, ())
+        return sum(1 for c in list(conns) if topic in c.topics and c.offer(frame))
 
     def send_to_all(self, frame: str) -> int:
         return sum(1 for c in list(self.conns.values()) if c.offer(frame))
@@ -125,7 +127,8 @@ class Hub:
                     await self.local_sink(user, conns, frame, mid)
                 elif channel == ks.topics_channel:
                     env = orjson.loads(msg["data"])
-                    self.send_to_topic(env["t"], orjson.dumps(env["f"]).decode())
+                    self.send_to_topic(env["t"], orjson.dumps(env["f"]).decode(),
+                                       owner=env.get("o"))
                 else:
                     await self._broadcast(orjson.loads(msg["data"]))
         return 0.0
@@ -162,15 +165,22 @@ class Hub:
         for conn in list(self.conns.values()):
             if now - conn.last_seen > self.heartbeat_timeout:
                 conn.request_close(4408, "heartbeat missed")
-        restored = await self.rt.presence.touch(
-            Conn(c.user_id, c.conn_id, c.node_id)
+        snapshot = {
+            c.conn_id: Conn(c.user_id, c.conn_id, c.node_id)
             for c in self.conns.values()
             if c.state is State.OPEN
-        )
+        }
+        restored = await self.rt.presence.touch(snapshot.values())
         for cid in restored:
-            conn = self.conns.get(cid)
-            if conn is not None and conn.state is State.OPEN:
+            back = self.conns.get(cid)
+            if back is not None and back.state is State.OPEN:
                 log.warning("presence of %s was lost; draining it again", cid)
+                self._spawn_drain(back)
+            else:  # it closed while we refreshed it: remove the ghost we re-added
+                await self.rt.presence.disconnect(snapshot[cid], unacked=(), reason="ghost")
+        for conn in list(self.conns.values()):
+            if conn.needs_drain and conn.state is State.OPEN:  # a drain failed earlier
+                conn.needs_drain = False
                 self._spawn_drain(conn)
         await self.rt.presence.heartbeat_node(self.rt.node_id)
         await self.rt.presence.sweep_dead_nodes()

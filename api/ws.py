@@ -17,6 +17,7 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
 
+from consumers.resilience import retrying
 from delivery.message import MAX_ID_LEN, iso_ms
 from delivery.metrics import DISCONNECTS
 from delivery.presence import Conn
@@ -156,7 +157,8 @@ async def _writer(conn: Connection) -> None:
                     pass
             return
         try:
-            await asyncio.wait_for(ws.send_text(frame), SEND_TIMEOUT)
+            async with asyncio.timeout(SEND_TIMEOUT):  # no task per frame, unlike wait_for
+                await ws.send_text(frame)
         except Exception:  # slow or gone: give up on this socket, nobody else waits
             conn.state = State.CLOSED
             conn.close_code = conn.close_code or 1006
@@ -207,9 +209,19 @@ async def drain(hub: Hub, conn: Connection) -> None:
             except TimeoutError:
                 await _forget_settled(hub, conn)  # acked by another device, expired ...
             continue
-        remaining, pushes = await rt.store.unpark(
-            user_id=conn.user_id, node_id=conn.node_id, conn_id=conn.conn_id, limit=room
-        )
+        try:  # Redis outages are waited out; anything else is logged, never silent
+            remaining, pushes = await retrying(
+                "drain",
+                lambda room=room: rt.store.unpark(  # type: ignore[misc]
+                    user_id=conn.user_id, node_id=conn.node_id, conn_id=conn.conn_id,
+                    limit=room,
+                ),
+            )  # type: ignore[misc]
+        except Exception:
+            log.exception("drain of %s failed; the next presence refresh retries it",
+                          conn.conn_id, extra=_ids(conn))
+            conn.needs_drain = True
+            return
         for p in pushes:
             conn.offer(p.frame().decode(), p.id)
         total += len(pushes)

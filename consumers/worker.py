@@ -98,7 +98,7 @@ class Worker:
             # Their connections are gone (node dead, socket closed): forget those
             # connections, then retry, which parks the message if none is left.
             for p in lost:
-                await self.store.evict(p.user_id, p.targets)
+                await self.store.evict(p.user_id, p.targets, own_node=self.consumer)
             await self.store.nack([p.id for p in lost], reason="unreachable")
 
     async def reclaim(self, partition: int) -> int:

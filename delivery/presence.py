@@ -79,6 +79,13 @@ class Presence:
         await self.redis.zadd(self.keyspace.nodes, {node_id: await self._now_ms()})
 
     async def leave(self, node_id: str) -> None:
+        """A node shuts down: forget what its connections left behind (normally
+        nothing: each closed connection removed itself), then the node."""
+        key = self.keyspace.node_conns(node_id)
+        for raw in await self.redis.smembers(key):
+            user, _, conn = raw.decode().rpartition("|")
+            await self.disconnect(Conn(user, conn, node_id), unacked=(), reason="node_left")
+        await self.redis.delete(key)
         await self.redis.zrem(self.keyspace.nodes, node_id)
 
     async def sweep_dead_nodes(self) -> list[str]:
@@ -89,7 +96,7 @@ class Presence:
             key = self.keyspace.node_conns(node)
             members = await self.redis.smembers(key)
             for raw in members:
-                user, _, conn = raw.decode().partition("|")
+                user, _, conn = raw.decode().rpartition("|")  # user ids may hold "|"
                 await self.disconnect(Conn(user, conn, node), unacked=(), reason="node_dead")
             await self.redis.delete(key)
             await self.redis.zrem(self.keyspace.nodes, node)

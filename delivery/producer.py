@@ -22,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 from .exceptions import NotFound, PayloadTooLarge, ReplyTimeout, ValidationError
 from .keys import Keyspace
 from .message import MessageIn, Priority, new_id
+from .redis_clients import async_client, sync_client
 from .scripts import Scripts
 from .settings import Settings
 
@@ -97,6 +98,9 @@ def build(
     if msg.delay_seconds is not None and msg.delay_seconds >= ttl:
         raise ValidationError("delay_seconds must be shorter than ttl_seconds")
     deliver_at = _epoch_ms(msg.deliver_at) if msg.deliver_at is not None else -1
+    # (the local clock only validates here; due times come from Redis server time)
+    if deliver_at != -1 and deliver_at - time.time() * 1000 >= ttl * 1000:
+        raise ValidationError("deliver_at must come before the message expires (ttl_seconds)")
     targets = msg.targets()
     if len(targets) > limits.max_recipients:
         raise ValidationError(f"at most {limits.max_recipients} recipients per message")
@@ -139,6 +143,47 @@ def _accepted(call: _Call, result: Sequence[Any]) -> Accepted:
     return Accepted(_s(mid), call.user_id, _s(status), bool(int(created)))
 
 
+ENQUEUE_CHUNK = 100
+"""Messages of one partition per ``enqueue_many`` call: a batch costs one script call
+per partition instead of one per message, and no call keeps Redis busy for long."""
+
+
+def _chunks(plans: Sequence[Sequence[_Call]]) -> list[tuple[str, list[_Call]]]:
+    """The calls of a batch grouped by partition (order kept within each), chunked."""
+    by_prefix: dict[str, list[_Call]] = {}
+    for plan in plans:
+        for call in plan:
+            by_prefix.setdefault(call.prefix, []).append(call)
+    return [
+        (prefix, calls[k : k + ENQUEUE_CHUNK])
+        for prefix, calls in by_prefix.items()
+        for k in range(0, len(calls), ENQUEUE_CHUNK)
+    ]
+
+
+def _script_call(scripts: Scripts, calls: Sequence[_Call]) -> tuple[Any, list[Any]]:
+    if len(calls) == 1:
+        return scripts.enqueue, calls[0].args
+    width = len(calls[0].args)
+    args: list[Any] = [width]
+    for c in calls:
+        assert len(c.args) == width
+        args += c.args
+    return scripts.enqueue_many, args
+
+
+def _unpack(
+    plans: Sequence[Sequence[_Call]], chunks: list[tuple[str, list[_Call]]], results: list[Any]
+) -> list[list[Accepted]]:
+    """Map the scripts' answers back to each message and recipient, in order."""
+    answer: dict[int, Accepted] = {}
+    for (_, calls), res in zip(chunks, results, strict=True):
+        rows = [res] if len(calls) == 1 else [res[k : k + 3] for k in range(0, len(res), 3)]
+        for call, row in zip(calls, rows, strict=True):
+            answer[id(call)] = _accepted(call, row)
+    return [[answer[id(c)] for c in plan] for plan in plans]
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -160,7 +205,11 @@ class Producer:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: aioredis.Redis | None = None) -> Producer:
-        client = client or aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379")
+        client = client or async_client(
+            settings.redis_url or "redis://127.0.0.1:6379",
+            cluster=settings.redis_cluster,
+            pubsub_key=settings.key_prefix,
+        )
         ks = Keyspace(settings.key_prefix, settings.partitions)
         return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
 
@@ -179,11 +228,11 @@ class Producer:
         """Validate all, then enqueue all in one pipelined round trip."""
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         pipe = self.redis.pipeline(transaction=False)
-        for plan in plans:
-            for call in plan:
-                await self._scripts.enqueue(keys=[call.prefix], args=call.args, client=pipe)
-        results = iter(await pipe.execute())
-        out = [[_accepted(c, next(results)) for c in plan] for plan in plans]
+        chunks = _chunks(plans)
+        for prefix, calls in chunks:
+            script, args = _script_call(self._scripts, calls)
+            await script(keys=[prefix], args=args, client=pipe)
+        out = _unpack(plans, chunks, await pipe.execute())
         log.debug("enqueued %d messages", sum(len(p) for p in out))
         return out
 
@@ -281,7 +330,11 @@ class SyncProducer:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> SyncProducer:
-        client = client or redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379")
+        client = client or sync_client(
+            settings.redis_url or "redis://127.0.0.1:6379",
+            cluster=settings.redis_cluster,
+            pubsub_key=settings.key_prefix,
+        )
         ks = Keyspace(settings.key_prefix, settings.partitions)
         return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
 
@@ -295,11 +348,11 @@ class SyncProducer:
     def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         pipe = self.redis.pipeline(transaction=False)
-        for plan in plans:
-            for call in plan:
-                self._scripts.enqueue(keys=[call.prefix], args=call.args, client=pipe)
-        results = iter(pipe.execute())
-        return [[_accepted(c, next(results)) for c in plan] for plan in plans]
+        chunks = _chunks(plans)
+        for prefix, calls in chunks:
+            script, args = _script_call(self._scripts, calls)
+            script(keys=[prefix], args=args, client=pipe)
+        return _unpack(plans, chunks, pipe.execute())
 
     def task_status(self, task_id: str, user_id: str, status: str, **fields: Any) -> dict[str, Any]:
         from .tasks import TaskUpdate, build_task, task_result

@@ -129,8 +129,9 @@ class TaskReporter:
         async with self.producer.redis.pubsub() as ps:
             await ps.subscribe(channel)
             while not await self.cancel_requested():
-                if await ps.get_message(ignore_subscribe_messages=True, timeout=1.0):
-                    break
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is not None and msg["data"].decode() == self.state.user_id:
+                    break  # task ids are per owner: another user's "cancel 123" is not ours
         log.info("task %s: cancel requested by its user", self.state.task_id)
         self._cancelled_by_user = True
         if target is not None:

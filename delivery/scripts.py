@@ -7,6 +7,7 @@ them with EVALSHA and reload them by themselves after a Redis restart (NOSCRIPT)
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -16,8 +17,11 @@ from .status import TRANSITIONS
 
 NAMES = (
     "enqueue",
+    "enqueue_many",
     "dispatch",
+    "dispatch_many",
     "ack",
+    "ack_many",
     "due",
     "retry",
     "promote",
@@ -31,10 +35,19 @@ NAMES = (
     "disconnect",
     "reply",
     "task",
+    "cancel",
 )
 
 # Scripts that accept a message as part of their work include the enqueue function.
-INCLUDES = {"enqueue": ("_enqueue",), "task": ("_enqueue",)}
+INCLUDES = {
+    "enqueue": ("_enqueue",),
+    "enqueue_many": ("_enqueue",),
+    "task": ("_enqueue",),
+    "dispatch": ("_dispatch",),
+    "dispatch_many": ("_dispatch",),
+    "ack": ("_ack",),
+    "ack_many": ("_ack",),
+}
 
 
 def _transition_table() -> str:
@@ -47,12 +60,67 @@ def _transition_table() -> str:
 
 @cache
 def source(name: str) -> str:
-    """The full text of one script as Redis receives it."""
+    """The text of one script as Redis receives it: the prelude (key functions,
+    transition table, ``_lib.lua``) cut down to what the script uses, then its body."""
     lua = resources.files("delivery.lua")
-    parts = ["local P = KEYS[1]", lua_key_functions(), _transition_table()]
-    for part in ("_lib", *INCLUDES.get(name, ()), name):
-        parts.append(lua.joinpath(f"{part}.lua").read_text())
-    return "\n".join(parts)
+    prelude = "\n".join(
+        ["local P = KEYS[1]", lua_key_functions(), _transition_table(),
+         lua.joinpath("_lib.lua").read_text()]
+    )
+    body = "\n".join(lua.joinpath(f"{part}.lua").read_text()
+                     for part in (*INCLUDES.get(name, ()), name))
+    return "\n".join([*_used(_units(prelude), body), body])
+
+
+_DEFINES = re.compile(r"^local (?:function )?([A-Za-z_]\w*)")
+
+
+def _units(text: str) -> list[tuple[str | None, str]]:
+    """Top-level definitions of the prelude as (name, text); a comment goes with the
+    definition below it."""
+    units: list[tuple[str | None, str]] = []
+    lines = text.split("\n")
+    comment: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = _DEFINES.match(line)
+        if not m:
+            comment.append(line)
+            i += 1
+            continue
+        j = i
+        if line.startswith("local function") and not line.rstrip().endswith(" end"):
+            while lines[j] != "end":
+                j += 1
+        elif line.rstrip().endswith("{"):
+            while not lines[j].startswith("}"):
+                j += 1
+        units.append((m.group(1), "\n".join([*comment, *lines[i : j + 1]])))
+        comment = []
+        i = j + 1
+    return units
+
+
+def _used(units: list[tuple[str | None, str]], body: str) -> list[str]:
+    """The units the body needs, directly or through other units, in their order.
+
+    Every definition runs on every call of a script (Lua closures and tables are
+    built anew each time), so leaving out the unused ones makes each call cheaper."""
+    names = {n for n, _ in units if n}
+    text_of = dict(units)
+
+    def refs(text: str) -> set[str]:
+        words = set(re.findall(r"[A-Za-z_]\w*", text))
+        return names & words
+
+    need = {"P", "NOW"} | refs(body)
+    todo = list(need)
+    while todo:
+        for dep in refs(text_of[todo.pop()]) - need:
+            need.add(dep)
+            todo.append(dep)
+    return [text for n, text in units if n in need]
 
 
 class Scripts:

@@ -31,6 +31,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+BATCH = 100  # entries per dispatch_many call: cheap per message, short for Redis
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -138,17 +140,24 @@ class Store:
             return []
         t = self.timing
         pipe = self.redis.pipeline(transaction=False)
+        by_part: dict[int, list[Entry]] = {}
         for e in entries:
-            await self.scripts.dispatch(
-                keys=[self.keyspace.part(e.partition)],
-                args=[
-                    e.entry_id, e.message_id, e.user_id, e.priority, GROUP,
-                    t.ack_timeout_ms, t.heartbeat_timeout_ms, t.park_ttl_ms, t.retention_ms,
-                ],
-                client=pipe,
-            )
+            by_part.setdefault(e.partition, []).append(e)
+        batches = [(p, es[k : k + BATCH]) for p, es in by_part.items()
+                   for k in range(0, len(es), BATCH)]
+        for part, batch in batches:  # one script call per partition and batch
+            args: list[Any] = [GROUP, t.ack_timeout_ms, t.heartbeat_timeout_ms, t.park_ttl_ms,
+                               t.retention_ms]
+            for e in batch:
+                args += [e.entry_id, e.message_id, e.user_id, e.priority]
+            await self.scripts.dispatch_many(keys=[self.keyspace.part(part)], args=args,
+                                             client=pipe)
+        answers: dict[int, Any] = {}
+        for (_, batch), res in zip(batches, await pipe.execute(), strict=True):
+            for e, one in zip(batch, res, strict=True):
+                answers[id(e)] = one
         out: list[tuple[Entry, str, Push | None]] = []
-        for e, res in zip(entries, await pipe.execute(), strict=True):
+        for e, res in ((e, answers[id(e)]) for e in entries):
             outcome = _s(res[0])
             push = None
             if outcome == "sent":
@@ -222,11 +231,14 @@ class Store:
                 log.info("message %s %s (%s)", mid, c, reason, extra={"message_id": mid})
         return counts
 
-    async def evict(self, user_id: str, targets: Sequence[tuple[str, str]]) -> int:
+    async def evict(
+        self, user_id: str, targets: Sequence[tuple[str, str]], *, own_node: str | None = None
+    ) -> int:
         """Forget connections that could not be reached because their node is gone
         (no heartbeat within the heartbeat timeout). A live node that missed a frame
         (it was resubscribing after a Redis outage) keeps its connections: the retry
-        reaches them. Returns how many were forgotten."""
+        reaches them. Connections that `own_node` (this process) does not hold are
+        ghosts and always forgotten. Returns how many were forgotten."""
         if not targets:
             return 0
         sec, usec = await self.redis.time()
@@ -234,6 +246,7 @@ class Store:
         seen = await self.redis.zmscore(self.keyspace.nodes, sorted({n for n, _ in targets}))
         alive = {n for n, ms in zip(sorted({n for n, _ in targets}), seen, strict=True)
                  if ms is not None and ms > cutoff}
+        alive.discard(own_node or "")
         dead = [f"{n}|{c}" for n, c in targets if n not in alive]
         if dead:
             await self.redis.zrem(self.keyspace.user(user_id, "conns"), *dead)
@@ -265,21 +278,27 @@ class Store:
         """Several acks (of any users) in one pipelined round trip, one script call each."""
         t = self.timing
         plans: list[tuple[dict[str, str], list[str]]] = []
-        pipe = self.redis.pipeline(transaction=False)
-        for req in requests:
+        by_part: dict[str, list[int]] = {}  # partition prefix -> indexes of its requests
+        for k, req in enumerate(requests):
             codes, ids = self._ack_ids(req.user_id, req.message_ids)
             plans.append((codes, ids))
             if ids:
-                await self.scripts.ack(
-                    keys=[self.keyspace.part_of_user(req.user_id)],
-                    args=[req.user_id, req.conn_id, req.node_id, t.retention_ms,
-                          t.latency_samples, *ids],
-                    client=pipe,
-                )
-        results = iter(await pipe.execute() if any(ids for _, ids in plans) else [])
-        for req, (codes, ids) in zip(requests, plans, strict=True):
-            if ids:
-                self._ack_codes(req, codes, ids, next(results))
+                by_part.setdefault(self.keyspace.part_of_user(req.user_id), []).append(k)
+        if not by_part:
+            return [codes for codes, _ in plans]
+        pipe = self.redis.pipeline(transaction=False)
+        for prefix, ks in by_part.items():  # one script call per partition
+            args: list[Any] = [t.retention_ms, t.latency_samples]
+            for k in ks:
+                req, ids = requests[k], plans[k][1]
+                args += [req.user_id, req.conn_id, req.node_id, len(ids), *ids]
+            await self.scripts.ack_many(keys=[prefix], args=args, client=pipe)
+        for ks, res in zip(by_part.values(), await pipe.execute(), strict=True):
+            pos = 0
+            for k in ks:
+                codes, ids = plans[k]
+                self._ack_codes(requests[k], codes, ids, res[pos : pos + len(ids)])
+                pos += len(ids)
         return [codes for codes, _ in plans]
 
     def _ack_ids(
@@ -355,15 +374,13 @@ class Store:
         )
 
     async def request_cancel(self, *, user_id: str, task_id: str) -> str:
-        """A user asks the producer of one of their tasks to cancel it."""
-        key = self.keyspace.user(user_id, "task", task=task_id)
-        if not await self.redis.exists(key):
-            return "unknown"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, "cancel_requested", "1")
-            pipe.publish(self.keyspace.cancel_channel(task_id), user_id)
-            await pipe.execute()
-        return "ok"
+        """A user asks the producer of one of their tasks to cancel it ('ok' or 'unknown')."""
+        return _s(
+            await self.scripts.cancel(
+                keys=[self.keyspace.part_of_user(user_id)],
+                args=[user_id, task_id, self.keyspace.cancel_channel(task_id)],
+            )
+        )
 
     # -- operators -----------------------------------------------------------------------
     async def get(self, message_id: str) -> Message:

@@ -87,7 +87,10 @@ def build_task(
     )
     (call,) = build(msg, keyspace=keyspace, limits=limits, keep=final)
     live = orjson.dumps({"type": "topic", "topic": topic_of(task_id), "data": payload})
-    envelope = orjson.dumps({"t": topic_of(task_id), "f": orjson.Fragment(live)})
+    # "o": task topics are per owner; nodes send the frame to the owner's connections only
+    envelope = orjson.dumps(
+        {"t": topic_of(task_id), "o": update.user_id, "f": orjson.Fragment(live)}
+    )
     return TaskCall(
         call.prefix,
         [

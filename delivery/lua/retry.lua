@@ -4,6 +4,8 @@
 -- KEYS[1] partition prefix
 -- ARGV: 1 reason, 2 force (1: do not require the ack deadline to have passed),
 --   3 retention_ms, 4 dlq max length, 5 dead keep ms, then pairs: id, delay_ms
+-- A push that reached no connection at all (reason 'unreachable') gives the attempt
+-- back: nobody received it, so it neither counts nor buries the message.
 -- Returns one code per id: 'scheduled', 'dead', 'expired' or 'skip'.
 local reason, force = ARGV[1], ARGV[2] == '1'
 local retention, dlq_max, dead_keep = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -13,12 +15,21 @@ for i = 6, #ARGV, 2 do
   local mkey = key_msg(id)
   local m = redis.call('HMGET', mkey, 's', 'u', 'a', 'ma', 'ea')
   local deadline = redis.call('ZSCORE', key_inflight(), id)
-  if m[1] ~= 'sent' or not deadline or (not force and tonumber(deadline) > NOW) then
+  if deadline and m[1] ~= 'sent' and tonumber(deadline) <= NOW then
+    -- a leftover (the hash expired, or the message moved on without us): drop it, so
+    -- that leftovers never fill `due`'s batch and block real retries
+    redis.call('ZREM', key_inflight(), id)
+    out[#out + 1] = 'skip'
+  elseif m[1] ~= 'sent' or not deadline or (not force and tonumber(deadline) > NOW) then
     out[#out + 1] = 'skip'
   else
     local user, attempt = m[2], tonumber(m[3])
     redis.call('ZREM', key_inflight(), id)
-    if attempt >= tonumber(m[4]) then
+    if reason == 'unreachable' and attempt > 0 then
+      attempt = attempt - 1
+      redis.call('HSET', mkey, 'a', attempt)
+    end
+    if attempt >= tonumber(m[4]) and reason ~= 'unreachable' then
       bury(mkey, id, user, 'sent', attempt, reason, dlq_max, dead_keep)
       out[#out + 1] = 'dead'
     elseif NOW + delay >= tonumber(m[5]) then

@@ -273,12 +273,19 @@ async def test_retry(h: Harness) -> None:
     used = await _sent(h, max_attempts=1)
     short = await _sent(h, ttl_seconds=2)
     res = await h.store.scripts.retry(
-        keys=[prefix], args=["unreachable", "1", RETENTION, 100, 604_800_000, used, 0, short, 5000]
+        keys=[prefix], args=["ack_timeout", "1", RETENTION, 100, 604_800_000, used, 0, short, 5000]
     )
     assert res == [b"dead", b"expired"]
+    # A push that reached nobody gives its attempt back and never buries the message.
+    nobody = await _sent(h, max_attempts=1)
+    res = await h.store.scripts.retry(
+        keys=[prefix], args=["unreachable", "1", RETENTION, 100, 604_800_000, nobody, 0]
+    )
+    assert res == [b"scheduled"]
+    assert await h.r.hmget(ks.msg(nobody), "s", "a") == [b"scheduled", b"0"]
     assert await h.status(used) == "dead" and await h.status(short) == "expired"
     ((entry_id, fields),) = await h.r.xrange(ks.key(p, "dlq"))
-    assert fields[b"id"] == used.encode() and fields[b"reason"] == b"unreachable"
+    assert fields[b"id"] == used.encode() and fields[b"reason"] == b"ack_timeout"
     assert await h.r.hget(ks.msg(used), "dl") == entry_id
     assert await h.r.zcard(inflight) == 0
 

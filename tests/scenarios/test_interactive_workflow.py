@@ -79,3 +79,34 @@ async def test_user_cancels_the_task_from_the_browser(edge, producer: Producer) 
 
     await browser.send({"type": "cancel", "task_id": "not-mine"})
     assert (await browser.recv_type("error"))["code"] == "unknown_task"
+
+
+async def test_same_task_id_of_two_users_stays_apart(edge, producer: Producer) -> None:
+    """Task ids are per owner: alice's task "123" and bob's task "123" are two tasks;
+    alice can neither cancel bob's nor watch its progress."""
+    node = await edge()
+    alice, _ = await node.online("alice-t")
+    await producer.task_status("123", "alice-t", "running")
+    await alice.recv_type("message")
+    await alice.send({"type": "subscribe", "topic": "task:123"})
+    await alice.recv_type("subscribed")
+    await alice.recv_type("topic")  # her own task's current state
+
+    bob_steps = 0
+
+    async def bobs_job() -> None:
+        nonlocal bob_steps
+        async with producer.task("123", user_id="bob-t", min_interval=0) as task:
+            for _ in range(30):
+                await asyncio.sleep(0.02)
+                bob_steps += 1
+                await task.progress(bob_steps)
+
+    job = asyncio.create_task(bobs_job())
+    await asyncio.sleep(0.1)
+    await alice.send({"type": "cancel", "task_id": "123"})  # cancels *her* task only
+    await asyncio.wait_for(job, 5)
+    assert bob_steps == 30  # bob's job ran to the end
+    await alice.silent(0.2)  # and none of bob's progress reached alice
+    bob = await producer.get_task("123", "bob-t")
+    assert bob["status"] == "completed" and bob["cancel_requested"] is False
