@@ -246,14 +246,14 @@ async def _forget_settled(hub: Hub, conn: Connection) -> None:
 
 
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
-    DISCONNECTS.labels(str(code)).inc()
+    DISCONNECTS.labels(_code_label(code)).inc()
     log.info("refused connection: %s (%d)", reason, code)
     await ws.close(code, reason)
 
 
 async def _goodbye(hub: Hub, conn: Connection) -> None:
     code = conn.close_code or 1000
-    DISCONNECTS.labels(str(code)).inc()
+    DISCONNECTS.labels(_code_label(code)).inc()
     try:
         n = await hub.rt.presence.disconnect(
             Conn(conn.user_id, conn.conn_id, conn.node_id),
@@ -271,3 +271,12 @@ async def _goodbye(hub: Hub, conn: Connection) -> None:
 def _ids(conn: Connection) -> dict[str, str]:
     """Fields JSON logs carry to follow one connection across processes."""
     return {"user_id": conn.user_id, "conn_id": conn.conn_id, "node_id": conn.node_id}
+
+
+KNOWN_CODES = frozenset({1000, 1001, 1006, 1008, 1009, 1011, 1012, 1013, 4401, 4403, 4408, 4429})
+
+
+def _code_label(code: int) -> str:
+    """Close codes as metric labels: the known ones, everything else "other" (a client
+    chooses its own close code, and labels must stay few)."""
+    return str(code) if code in KNOWN_CODES else "other"

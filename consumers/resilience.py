@@ -21,7 +21,11 @@ def transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, rex.ResponseError):
         text = str(exc)
-        return text.startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY"))
+        # NOSCRIPT: Redis restarted and lost its script cache in the middle of a
+        # pipeline; running the step again reloads the scripts.
+        return text.startswith(
+            ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOSCRIPT")
+        )
     return False
 
 
