@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -19,6 +20,7 @@ from consumers.runner import Consumers
 from delivery.keys import Keyspace
 from delivery.presence import Presence
 from delivery.producer import Limits, Producer
+from delivery.redis_clients import async_cluster, cluster_seed
 from delivery.settings import Settings
 from delivery.store import Store, Timing
 from delivery.transport import LocalSink, RedisTransport
@@ -32,17 +34,47 @@ def make_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    """An asyncio client whose commands survive short outages by themselves."""
-    return aioredis.Redis.from_url(
+def redis_client(url: str, *, cluster: bool = False, pubsub_key: str = "courier") -> aioredis.Redis:
+    """An asyncio client whose commands survive short outages by themselves.
+
+    The pool blocks (up to 20 s) for a free connection instead of raising
+    ``MaxConnectionsError`` when more than 512 commands are in flight at once (a
+    thousand clients acking together), which used to close their sockets with 1011.
+
+    A ``redis+cluster://`` URL (or ``cluster``) gives a Redis Cluster client with the
+    same API (delivery/redis_clients.py); its pub/sub goes to the node of `pubsub_key`."""
+    seed = cluster_seed(url, cluster)
+    if seed is not None:
+        return _cluster_client(seed, pubsub_key)
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=512,
+        timeout=20,
         health_check_interval=10,
         socket_connect_timeout=5,
         socket_keepalive=True,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=512,
     )
+    return aioredis.Redis.from_pool(pool)
+
+
+def _cluster_client(seed: str, pubsub_key: str) -> aioredis.Redis:
+    options: dict[str, object] = {
+        "health_check_interval": 10,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+    }
+    client = async_cluster(
+        seed,
+        pubsub_key=pubsub_key,
+        pubsub_options=options,
+        # per node; the cluster pool cannot block, so it is larger than the single one
+        max_connections=2048,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        **options,
+    )
+    return cast(aioredis.Redis, client)  # the same command API
 
 
 @dataclass
@@ -67,7 +99,11 @@ class Runtime:
         with_consumers: bool = True,
         node_id: str | None = None,
     ) -> Runtime:
-        client = redis_client(settings.redis_url or DEFAULT_REDIS_URL)
+        client = redis_client(
+            settings.redis_url or DEFAULT_REDIS_URL,
+            cluster=settings.redis_cluster,
+            pubsub_key=settings.key_prefix,
+        )
         ks = Keyspace(settings.key_prefix, settings.partitions)
         node = node_id or settings.node_id or make_node_id()
         timing = Timing.from_settings(settings)

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("COURIER_REDIS_URL", "REDIS_URL")
     )
+    # The URL names one node of a Redis Cluster (same as a redis+cluster:// URL).
+    redis_cluster: bool = False
     key_prefix: str = "courier"
     partitions: int = Field(default=8, ge=1, le=1024)
     data_dir: str = ".courier"

@@ -1,0 +1,346 @@
+"""Redis clients for one server or a Redis Cluster, with the same API for Courier.
+
+On a single server Courier uses ``redis.asyncio.Redis`` / ``redis.Redis`` as they are.
+A deployment names a cluster with the URL scheme ``redis+cluster://host:port``
+(``rediss+cluster://`` with TLS), or with ``COURIER_REDIS_CLUSTER=true`` and a plain
+URL; any one node is enough, the client discovers the others.
+
+The key layout is already legal there (one hash tag per partition; every script gets
+the partition prefix as ``KEYS[1]``), so a script call routes to the slot of its
+partition. What redis-py's ``RedisCluster`` does not do by itself, and
+:class:`AsyncCluster` / :class:`SyncCluster` add:
+
+* Scripts in pipelines. The cluster pipeline refuses ``evalsha()`` and never loads a
+  script. Here a pipelined script call is a plain ``EVALSHA`` routed by ``KEYS[1]``;
+  each script is loaded on every primary (``SCRIPT LOAD``) before its first pipelined
+  use, and a call that still meets ``NOSCRIPT`` (a primary restarted or was promoted)
+  is sent again alone after loading it again: NOSCRIPT means it did not run.
+* Pub/sub on one node. PUBLISH reaches the subscribers of every node, but answers
+  only how many listen on the node that took it, and Courier relies on that number
+  (zero: the edge node is gone, retry at once). So every PUBLISH and SUBSCRIBE of a
+  deployment goes to one primary: the one serving the slot of ``pubsub_key`` (the
+  key prefix), through a plain connection to that node.
+* ``TIME`` and ``PUBLISH`` inside pipelines (refused by the cluster pipeline).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio import cluster as aiocluster
+from redis.asyncio.client import PubSub as AsyncPubSub
+from redis.cluster import ClusterPipeline as SyncClusterPipelineBase
+from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import NoScriptError, RedisError
+
+log = logging.getLogger(__name__)
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_seed(url: str, cluster: bool = False) -> str | None:
+    """The plain ``redis://`` URL of a cluster node when ``url`` names a Redis Cluster
+    (its scheme, or ``cluster``), else None: a single server."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in CLUSTER_SCHEMES:
+        return f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}"
+    return url if cluster else None
+
+
+def node_url(url: str, host: str, port: int) -> str:
+    """``url`` (scheme, credentials, query) pointed at one node."""
+    parts = urlsplit(url)
+    auth, at, _ = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{auth}{at}{host}:{port}", path=""))
+
+
+class _Queued:
+    """What a pipelined script call returns: awaiting it gives the pipeline back
+    without re-initialising it (awaiting a cluster pipeline empties its queue)."""
+
+    __slots__ = ("pipe",)
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.pipe
+        yield  # a generator: never awaited, it is dropped without a warning
+
+
+def _raise_first(results: list[Any]) -> None:
+    for res in results:
+        if isinstance(res, Exception):
+            raise res
+
+
+def _missing_scripts(scripted: dict[int, tuple[Any, ...]], results: list[Any]) -> list[int]:
+    return [pos for pos in scripted if isinstance(results[pos], NoScriptError)]
+
+
+# -- asyncio ---------------------------------------------------------------------------
+
+
+class AsyncCluster(aiocluster.RedisCluster):
+    """``redis.asyncio.cluster.RedisCluster`` that runs Courier (see the module doc)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        pubsub_key: str = "courier",
+        seed_url: str = "redis://127.0.0.1:6379",
+        pubsub_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.pubsub_key = pubsub_key
+        self.seed_url = seed_url
+        self.pubsub_options = pubsub_options or {}
+        self.script_sources: dict[str, Any] = {}
+        self.scripts_loaded: set[str] = set()
+
+    def register_script(self, script: Any) -> Any:
+        registered = super().register_script(script)
+        self.script_sources[registered.sha] = script
+        return registered
+
+    async def load_scripts(self, shas: Iterable[str], *, again: bool = False) -> None:
+        """Load scripts on every primary (once, or ``again`` after NOSCRIPT)."""
+        for sha in shas:
+            if (again or sha not in self.scripts_loaded) and sha in self.script_sources:
+                await self.script_load(self.script_sources[sha])
+                self.scripts_loaded.add(sha)
+
+    async def pubsub_node(self) -> aiocluster.ClusterNode:
+        """The primary that carries this deployment's pub/sub."""
+        if self._initialize:
+            await self.initialize()
+        node = self.get_node_from_key(self.pubsub_key)
+        if node is None:
+            raise RedisError(f"no cluster node serves the slot of {self.pubsub_key!r}")
+        return node
+
+    def pubsub(self, **kwargs: Any) -> AsyncPubSub:  # type: ignore[override]
+        return _NodePubSub(self, **kwargs)
+
+    async def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        node = await self.pubsub_node()
+        return int(
+            await self.execute_command("PUBLISH", channel, message, target_nodes=node, **kwargs)
+        )
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> AsyncClusterPipeline:
+        if shard_hint:
+            raise RedisError("shard_hint is not supported in cluster mode")
+        return AsyncClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _NodePubSub(AsyncPubSub):
+    """A plain pub/sub connection to the deployment's pub/sub node, found on first use."""
+
+    def __init__(self, cluster: AsyncCluster, **kwargs: Any) -> None:
+        self._cluster = cluster
+        super().__init__(
+            connection_pool=None,  # type: ignore[arg-type]  # set in connect()
+            encoder=cluster.get_encoder(),
+            **kwargs,
+        )
+
+    async def connect(self) -> None:
+        if self.connection_pool is None:
+            node = await self._cluster.pubsub_node()
+            self.connection_pool = aioredis.ConnectionPool.from_url(
+                node_url(self._cluster.seed_url, node.host, node.port),
+                **self._cluster.pubsub_options,
+            )
+        await super().connect()
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self.connection_pool is not None:
+            await self.connection_pool.disconnect()
+
+
+class AsyncClusterPipeline(aiocluster.ClusterPipeline):
+    """The cluster pipeline with script calls, PUBLISH and TIME."""
+
+    cluster_client: AsyncCluster
+
+    def __init__(self, client: AsyncCluster, transaction: Any = None) -> None:
+        super().__init__(client, transaction)
+        self._scripted: dict[int, tuple[Any, ...]] = {}  # position -> EVALSHA command
+        self._publishes: list[int] = []  # positions whose node is set in execute()
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+        command = ("EVALSHA", sha, numkeys, *keys_and_args)
+        self._scripted[len(self)] = command
+        self.execute_command(*command)
+        return _Queued(self)
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._publishes.append(len(self))
+        return self.execute_command("PUBLISH", channel, message, **kwargs)
+
+    def time(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.execute_command("TIME", **kwargs)
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        client = self.cluster_client
+        scripted, self._scripted = self._scripted, {}
+        publishes, self._publishes = self._publishes, []
+        if publishes:  # routed now: the client may (re)initialise in between
+            node = await client.pubsub_node()
+            queue = self._execution_strategy._command_queue  # type: ignore[attr-defined]
+            for pos in publishes:
+                queue[pos].kwargs["target_nodes"] = node
+        if scripted:
+            await client.load_scripts({c[1] for c in scripted.values()})
+        results = await super().execute(False, allow_redirections)
+        missing = _missing_scripts(scripted, results)
+        if missing:
+            log.info("NOSCRIPT for %d pipelined script calls: loading again", len(missing))
+            await client.load_scripts({scripted[p][1] for p in missing}, again=True)
+            for pos in missing:
+                try:
+                    results[pos] = await client.execute_command(*scripted[pos])
+                except RedisError as e:
+                    results[pos] = e
+        if raise_on_error:
+            _raise_first(results)
+        return results
+
+    async def reset(self) -> None:  # type: ignore[override]
+        self._scripted = {}
+        self._publishes = []
+        await super().reset()
+
+
+def async_cluster(
+    url: str,
+    *,
+    pubsub_key: str = "courier",
+    pubsub_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> AsyncCluster:
+    """An :class:`AsyncCluster` from a node's plain URL (see :func:`cluster_seed`)."""
+    return AsyncCluster.from_url(  # type: ignore[return-value]
+        url, pubsub_key=pubsub_key, seed_url=url, pubsub_options=pubsub_options, **options
+    )
+
+
+# -- blocking ----------------------------------------------------------------------------
+
+
+class SyncCluster(SyncRedisCluster):
+    """``redis.cluster.RedisCluster`` that runs Courier (see the module doc)."""
+
+    def __init__(self, *args: Any, pubsub_key: str = "courier", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pubsub_key = pubsub_key
+        self.script_sources: dict[str, Any] = {}
+        self.scripts_loaded: set[str] = set()
+
+    def register_script(self, script: Any) -> Any:
+        registered = super().register_script(script)
+        self.script_sources[registered.sha] = script
+        return registered
+
+    def load_scripts(self, shas: Iterable[str], *, again: bool = False) -> None:
+        for sha in shas:
+            if (again or sha not in self.scripts_loaded) and sha in self.script_sources:
+                self.script_load(self.script_sources[sha])
+                self.scripts_loaded.add(sha)
+
+    def pubsub_node(self) -> Any:
+        return self.get_node_from_key(self.pubsub_key)
+
+    def pubsub(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.pubsub_node().redis_connection.pubsub(**kwargs)
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        return int(
+            self.execute_command(
+                "PUBLISH", channel, message, target_nodes=self.pubsub_node(), **kwargs
+            )
+        )
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        # redis-py builds the ClusterPipeline itself; ours only adds methods
+        pipe.__class__ = SyncClusterPipeline
+        pipe.courier = self
+        pipe.scripted = {}
+        return pipe
+
+
+class SyncClusterPipeline(SyncClusterPipelineBase):
+    """The blocking cluster pipeline with script calls, PUBLISH and TIME."""
+
+    courier: SyncCluster
+    scripted: dict[int, tuple[Any, ...]]
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+        command = ("EVALSHA", sha, numkeys, *keys_and_args)
+        self.scripted[len(self)] = command
+        return self.execute_command(*command)
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.execute_command(
+            "PUBLISH", channel, message, target_nodes=self.courier.pubsub_node(), **kwargs
+        )
+
+    def time(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.execute_command("TIME", **kwargs)
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        scripted, self.scripted = self.scripted, {}
+        if scripted:
+            self.courier.load_scripts({c[1] for c in scripted.values()})
+        results = super().execute(False)
+        missing = _missing_scripts(scripted, results)
+        if missing:
+            log.info("NOSCRIPT for %d pipelined script calls: loading again", len(missing))
+            self.courier.load_scripts({scripted[p][1] for p in missing}, again=True)
+            for pos in missing:
+                try:
+                    results[pos] = self.courier.execute_command(*scripted[pos])
+                except RedisError as e:
+                    results[pos] = e
+        if raise_on_error:
+            _raise_first(results)
+        return results
+
+    def reset(self) -> None:  # type: ignore[override]
+        self.scripted = {}
+        super().reset()
+
+
+# -- one entry point ------------------------------------------------------------------------
+
+
+def async_client(url: str, *, cluster: bool = False, pubsub_key: str = "courier") -> Any:
+    """``redis.asyncio.Redis.from_url(url)``, or an :class:`AsyncCluster` when the URL
+    (or ``cluster``) names a Redis Cluster."""
+    seed = cluster_seed(url, cluster)
+    if seed is None:
+        return aioredis.Redis.from_url(url)
+    return async_cluster(seed, pubsub_key=pubsub_key)
+
+
+def sync_client(url: str, *, cluster: bool = False, pubsub_key: str = "courier") -> Any:
+    """``redis.Redis.from_url(url)``, or a :class:`SyncCluster` (see :func:`async_client`)."""
+    seed = cluster_seed(url, cluster)
+    if seed is None:
+        return redis.Redis.from_url(url)
+    return SyncCluster.from_url(seed, pubsub_key=pubsub_key)
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, AsyncCluster | SyncCluster | aiocluster.RedisCluster)
