@@ -46,10 +46,9 @@ def serve(
     consumers: bool = typer.Option(True, help="Run consumers and scheduler in this process."),
 ) -> None:
     """HTTP + WebSocket edge + consumers + scheduler in one process."""
-    import uvicorn
-
     from .app import create_app
     from .redis_server import RedisServer
+    from .server import Server, config
 
     had_secret = bool(Settings().jwt_secret)
     settings = _settings(make_secret=True, host=host, port=port)
@@ -79,16 +78,12 @@ def serve(
     # the embedded Redis below is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(
-            create_app(settings, consumers=consumers),
-            host=settings.host,
-            port=settings.port,
-            ws="websockets",
-            ws_max_size=settings.max_frame_bytes,
-            log_level="warning",
-            log_config=None,
-            timeout_graceful_shutdown=10,
-        )
+        # Server closes WebSockets with 1001 and hands unacked messages back before
+        # uvicorn's own shutdown (which would close them with 1012).
+        server = Server(config(create_app(settings, consumers=consumers), settings))
+        server.run()
+        if not server.started:
+            raise typer.Exit(3)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -96,9 +91,13 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: int | None = typer.Option(
+        None, help="Serve /metrics on this port [COURIER_METRICS_PORT]; host: COURIER_HOST."
+    ),
+) -> None:
     """Consumers and scheduler only, for scaling out (no sockets)."""
-    settings = _settings()
+    settings = _settings(metrics_port=metrics_port)
     logs.configure(settings.log_level, settings.log_format)
     asyncio.run(_run_worker(settings))
 
@@ -107,6 +106,11 @@ async def _run_worker(settings: Settings) -> None:
     from .runtime import Runtime
 
     rt = Runtime.build(settings, with_consumers=True)
+    if settings.metrics_port:  # one scrape target per process (docs/operations.md)
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.host)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -123,11 +127,17 @@ def token(
     user: str,
     role: str = typer.Option("user", help="user, service or admin"),
     ttl: int = typer.Option(3600, help="Seconds until it expires."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Print a token signed with COURIER_JWT_SECRET, for trying things out."""
     from .auth import issue
 
-    typer.echo(issue(_settings(), user, role=role, ttl=ttl))
+    jwt = issue(_settings(), user, role=role, ttl=ttl)
+    if json_out:
+        out = {"token": jwt, "user_id": user, "role": role, "expires_in": ttl}
+        typer.echo(orjson.dumps(out).decode())
+        return
+    typer.echo(jwt)
 
 
 @app.command()
@@ -161,12 +171,13 @@ def status(message_id: str, json_out: bool = typer.Option(False, "--json")) -> N
     """A message's status and timeline."""
     from delivery.exceptions import NotFound
 
+    from .routes_admin import queries
     from .runtime import Runtime
 
     async def go() -> Any:
         rt = Runtime.build(_settings(), with_consumers=False)
         try:
-            return (await rt.store.get(message_id)).to_json()
+            return await queries(rt).message(message_id)
         finally:
             await rt.close()
 

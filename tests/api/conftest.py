@@ -1,0 +1,236 @@
+"""Real edge servers for the API tests: uvicorn on a free port, served in the test's
+event loop, with real WebSocket clients (the ``websockets`` library) and an HTTP client.
+
+``edge(**overrides)`` starts one node (a :class:`Node`) whose settings are the test's
+keyspace plus the overrides; every node is stopped at the end of the test, before the
+test's keys are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from api.app import create_app
+from api.auth import issue
+from api.hub import Hub
+from api.redis_server import free_port
+from api.server import Server, config
+from delivery.keys import Keyspace
+from delivery.settings import Settings
+
+SECRET = "courier-test-secret-0123456789abcdef"
+
+FAST = {
+    "scheduler_interval_seconds": 0.05,
+    "retry_base_seconds": 0.05,
+    "retry_max_seconds": 0.2,
+}
+
+
+class Client:
+    """One WebSocket client: JSON frames in and out, with bounded waits."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+        return orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))  # type: ignore[no-any-return]
+
+    async def recv_type(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The next frame of this type (frames of other types are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(deadline - time.monotonic(), 0.001))
+            if frame["type"] == kind:
+                return frame
+
+    async def messages(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        return [
+            await self.recv_type("message", max(deadline - time.monotonic(), 0.001))
+            for _ in range(n)
+        ]
+
+    async def silent(self, within: float = 0.3) -> None:
+        """Assert that no frame arrives for `within` seconds."""
+        try:
+            frame = await asyncio.wait_for(self.ws.recv(), within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame {frame!r}")
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
+
+    async def ack(self, *ids: str) -> None:
+        await self.send(
+            {"type": "ack", "id": ids[0]} if len(ids) == 1 else {"type": "ack", "ids": list(ids)}
+        )
+
+    async def closed(self, timeout: float = 5.0) -> int | None:  # noqa: ASYNC109
+        """Read until the server closes; the close code it sent (None: no close frame)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                await asyncio.wait_for(self.ws.recv(), max(deadline - time.monotonic(), 0.001))
+        except ConnectionClosed as e:
+            return e.rcvd.code if e.rcvd is not None else None
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.ws.subprotocol
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class Node:
+    """One running edge: its settings, uvicorn server, URLs and helpers."""
+
+    def __init__(self, settings: Settings, server: Server, task: asyncio.Task[None]) -> None:
+        self.settings = settings
+        self.server = server
+        self.task = task
+        self.port = settings.port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+        self.clients: list[Client] = []
+
+    @property
+    def hub(self) -> Hub:
+        return self.server.config.app.state.hub  # type: ignore[no-any-return]
+
+    def token(self, user: str, *, role: str = "user", ttl: int = 3600) -> str:
+        return issue(self.settings, user, role=role, ttl=ttl)
+
+    async def connect(
+        self,
+        user: str | None = None,
+        *,
+        path: str = "",
+        query: str = "",
+        token: str | None = None,
+        **kw: Any,
+    ) -> Client:
+        """A client of `user` (token in the query unless one is given another way)."""
+        params = []
+        if user is not None and token is None:
+            token = self.token(user)
+        if token is not None and "subprotocols" not in kw and "additional_headers" not in kw:
+            params.append(f"token={token}")
+        if query:
+            params.append(query)
+        url = self.ws_url + path + ("?" + "&".join(params) if params else "")
+        kw.setdefault("open_timeout", 5)
+        kw.setdefault("max_size", 4 * 1024 * 1024)
+        client = Client(await connect(url, **kw))
+        self.clients.append(client)
+        return client
+
+    async def online(self, user: str, **kw: Any) -> tuple[Client, dict[str, Any]]:
+        """A connected client and its `connected` frame."""
+        c = await self.connect(user, **kw)
+        return c, await c.recv_type("connected")
+
+    async def send(self, user: str, payload: Any, **fields: Any) -> str:
+        """Enqueue one message through the HTTP API (service token); its id."""
+        r = await self.http.post(
+            "/v1/messages",
+            json={"user_id": user, "payload": payload, **fields},
+            headers={"Authorization": f"Bearer {self.token('backend', role='service')}"},
+        )
+        assert r.status_code == 202, r.text
+        return r.json()["id"]  # type: ignore[no-any-return]
+
+    async def message(self, mid: str) -> dict[str, Any]:
+        """A message's status and timeline (admin API)."""
+        r = await self.http.get(
+            f"/v1/messages/{mid}",
+            headers={"Authorization": f"Bearer {self.token('ops', role='admin')}"},
+        )
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async def wait_status(self, mid: str, status: str, within: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while True:
+            m = await self.message(mid)
+            if m["status"] == status:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{mid} is {m['status']}, not {status}: {m['timeline']}")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """Stop like SIGTERM does (uvicorn's should_exit): graceful shutdown."""
+        self.server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 20)
+        finally:
+            await self.http.aclose()
+
+
+async def start_node(settings: Settings) -> Node:
+    app = create_app(settings)
+    server = Server(
+        config(app, settings, host="127.0.0.1", port=settings.port, timeout_graceful_shutdown=5)
+    )
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server stopped during startup")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not start in 10 s")
+        await asyncio.sleep(0.01)
+    return Node(settings, server, task)
+
+
+EdgeFactory = Callable[..., Awaitable[Node]]
+
+
+def node_settings(redis_url: str, keyspace: Keyspace, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "key_prefix": keyspace.prefix,
+        "partitions": keyspace.partitions,
+        "jwt_secret": SECRET,
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "log_level": "WARNING",
+        **FAST,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+async def edge(redis_url: str, keyspace: Keyspace, r: aioredis.Redis) -> AsyncIterator[EdgeFactory]:
+    """Start edge nodes on this test's keyspace: ``node = await edge(ack_timeout_seconds=1)``."""
+    nodes: list[Node] = []
+
+    async def start(**overrides: Any) -> Node:
+        node = await start_node(node_settings(redis_url, keyspace, **overrides))
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        for c in node.clients:
+            await c.ws.close()
+        if not node.task.done():
+            await node.stop()
