@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import signal
 import sys
 from pathlib import Path
@@ -22,21 +21,9 @@ log = logging.getLogger("courier")
 
 
 def _settings(*, make_secret: bool = False, **overrides: Any) -> Settings:
-    """Settings from the environment, completed from the local data folder: the URL
-    of an embedded Redis that `courier serve` started, and its generated JWT secret."""
-    s = Settings()
-    data = Path(s.data_dir)
-    if not s.redis_url and (data / "redis.url").exists():
-        overrides.setdefault("redis_url", (data / "redis.url").read_text().strip())
-    if not s.jwt_secret:
-        secret_file = data / "jwt.secret"
-        if not secret_file.exists() and make_secret:
-            data.mkdir(parents=True, exist_ok=True)
-            secret_file.touch(mode=0o600)
-            secret_file.write_text(secrets.token_urlsafe(32))
-        if secret_file.exists():
-            overrides.setdefault("jwt_secret", secret_file.read_text().strip())
-    return s.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    from .runtime import load_settings
+
+    return load_settings(make_secret=make_secret, **overrides)
 
 
 @app.command()
@@ -56,7 +43,9 @@ def serve(
         settings = settings.model_copy(update={"redis_url": None})
     logs.configure(settings.log_level, settings.log_format)
     if not had_secret:
-        typer.echo(f"No COURIER_JWT_SECRET set: using the one kept in {settings.data_dir}/jwt.secret.")
+        typer.echo(
+            f"No COURIER_JWT_SECRET set: using the one kept in {settings.data_dir}/jwt.secret."
+        )
     embedded = None
     url_file = Path(settings.data_dir) / "redis.url"
     if not settings.redis_url:
@@ -210,4 +199,4 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

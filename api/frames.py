@@ -102,7 +102,9 @@ async def _reply(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
     if "data" not in frame:
         raise FrameError("invalid_frame", "'data' is required")
     code = await hub.rt.store.reply(
-        user_id=conn.user_id, conn_id=conn.conn_id, message_id=mid,
+        user_id=conn.user_id,
+        conn_id=conn.conn_id,
+        message_id=mid,
         data=orjson.dumps(frame["data"]),
     )
     if code in ("unknown", "forbidden"):

@@ -127,16 +127,19 @@ class Hub:
                     await self.local_sink(user, conns, frame, mid)
                 elif channel == ks.topics_channel:
                     env = orjson.loads(msg["data"])
-                    self.send_to_topic(env["t"], orjson.dumps(env["f"]).decode(),
-                                       owner=env.get("o"))
+                    self.send_to_topic(
+                        env["t"], orjson.dumps(env["f"]).decode(), owner=env.get("o")
+                    )
                 else:
                     await self._broadcast(orjson.loads(msg["data"]))
         return 0.0
 
     async def _broadcast(self, env: dict[str, Any]) -> None:
         frame = orjson.dumps(env["f"]).decode()
-        n = self.send_to_all(frame) if env.get("u") is None else sum(
-            self.send_to_user(u, frame) for u in env["u"]
+        n = (
+            self.send_to_all(frame)
+            if env.get("u") is None
+            else sum(self.send_to_user(u, frame) for u in env["u"])
         )
         FRAMES_OUT.labels("broadcast").inc(n)
         report = self.rt.keyspace.broadcast_report(env["id"])
@@ -155,8 +158,9 @@ class Hub:
         try:
             task = await self.rt.producer.get_task(task_id, conn.user_id)
         except NotFound:
-            raise FrameError("unknown_task", f"no task {task_id} of this user",
-                             topic=topic) from None
+            raise FrameError(
+                "unknown_task", f"no task {task_id} of this user", topic=topic
+            ) from None
         return orjson.dumps({"type": "topic", "topic": topic, "data": task}).decode()
 
     async def _refresh(self) -> float:

@@ -76,15 +76,24 @@ class RedisServer:
     def command(self) -> list[str]:
         return [
             self.binary,
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir.resolve()),
-            "--appendonly", "yes",
-            "--appendfsync", self.appendfsync,
-            "--save", "",
-            "--maxmemory-policy", "noeviction",
-            "--daemonize", "no",
-            "--logfile", str((self.data_dir / "redis.log").resolve()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.appendfsync,
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
             *self.extra,
         ]
 
@@ -111,8 +120,9 @@ class RedisServer:
                     time.sleep(0.02)
         finally:
             client.close()
-        log.info("redis-server %s on port %d, data in %s (AOF on)", self.binary, self.port,
-                 self.data_dir)
+        log.info(
+            "redis-server %s on port %d, data in %s (AOF on)", self.binary, self.port, self.data_dir
+        )
         return self
 
     def kill(self) -> None:

@@ -91,8 +91,8 @@ async def broadcast(
     env = orjson.dumps({"id": bid, "u": body.users, "f": frame})
     nodes = int(await rt.redis.publish(rt.keyspace.broadcast_channel, env))
     report = rt.keyspace.broadcast_report(bid)
-    got: dict[bytes, bytes] = {}
-    for _ in range(max(1, body.wait_ms // 20)):
+    got: dict[Any, Any] = {}
+    for _tick in range(max(1, body.wait_ms // 20)):
         got = await rt.redis.hgetall(report)
         if int(got.get(b"nodes", 0)) >= nodes:
             break

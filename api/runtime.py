@@ -131,7 +131,8 @@ class Runtime:
             producer=Producer(client, keyspace=ks, limits=Limits.from_settings(settings)),
             store=store,
             presence=Presence(
-                client, keyspace=ks,
+                client,
+                keyspace=ks,
                 heartbeat_timeout_ms=int(settings.heartbeat_timeout_seconds * 1000),
             ),
             transport=transport,

@@ -14,8 +14,19 @@ console = Console()
 
 def print_message(msg: dict[str, Any]) -> None:
     head = Table.grid(padding=(0, 2))
-    for key in ("id", "user_id", "status", "priority", "attempts", "max_attempts",
-                "created_at", "expires_at", "ttl_seconds", "delivered_at", "last_error"):
+    for key in (
+        "id",
+        "user_id",
+        "status",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "created_at",
+        "expires_at",
+        "ttl_seconds",
+        "delivered_at",
+        "last_error",
+    ):
         if key in msg:
             head.add_row(f"[bold]{key}[/]", str(msg.get(key)))
     if "reply" in msg:

@@ -21,6 +21,7 @@ from consumers.resilience import retrying
 from delivery.message import MAX_ID_LEN, iso_ms
 from delivery.metrics import DISCONNECTS
 from delivery.presence import Conn
+from delivery.store import Push
 
 from .auth import AuthError, Verifier
 from .connection import Connection, State, TokenBucket
@@ -104,8 +105,9 @@ async def _serve(hub: Hub, conn: Connection) -> None:
         device=conn.device,
         address=conn.address,
     )
-    log.info("connected %s user=%s device=%r", conn.conn_id, conn.user_id, conn.device,
-             extra=_ids(conn))
+    log.info(
+        "connected %s user=%s device=%r", conn.conn_id, conn.user_id, conn.device, extra=_ids(conn)
+    )
     conn.offer(
         orjson.dumps(
             {
@@ -127,8 +129,9 @@ async def _serve(hub: Hub, conn: Connection) -> None:
     try:
         await asyncio.wait({writer, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
         if reader.done() and not reader.cancelled() and reader.exception() is not None:
-            log.warning("connection %s failed", conn.conn_id, exc_info=reader.exception(),
-                        extra=_ids(conn))
+            log.warning(
+                "connection %s failed", conn.conn_id, exc_info=reader.exception(), extra=_ids(conn)
+            )
             conn.request_close(1011, "internal error")
         if conn.state is not State.CLOSED and not writer.done():
             # A rule was broken (or the node stops): let the queue and the close frame go
@@ -209,17 +212,24 @@ async def drain(hub: Hub, conn: Connection) -> None:
             except TimeoutError:
                 await _forget_settled(hub, conn)  # acked by another device, expired ...
             continue
+        remaining: int
+        pushes: list[Push]
         try:  # Redis outages are waited out; anything else is logged, never silent
-            remaining, pushes = await retrying(
+            remaining, pushes = await retrying(  # type: ignore[assignment]
                 "drain",
                 lambda room=room: rt.store.unpark(  # type: ignore[misc]
-                    user_id=conn.user_id, node_id=conn.node_id, conn_id=conn.conn_id,
+                    user_id=conn.user_id,
+                    node_id=conn.node_id,
+                    conn_id=conn.conn_id,
                     limit=room,
                 ),
             )  # type: ignore[misc]
         except Exception:
-            log.exception("drain of %s failed; the next presence refresh retries it",
-                          conn.conn_id, extra=_ids(conn))
+            log.exception(
+                "drain of %s failed; the next presence refresh retries it",
+                conn.conn_id,
+                extra=_ids(conn),
+            )
             conn.needs_drain = True
             return
         for p in pushes:
@@ -227,8 +237,7 @@ async def drain(hub: Hub, conn: Connection) -> None:
         total += len(pushes)
         if remaining == 0:
             if total:
-                log.info("drained %d parked messages to %s", total, conn.conn_id,
-                         extra=_ids(conn))
+                log.info("drained %d parked messages to %s", total, conn.conn_id, extra=_ids(conn))
             return
 
 
@@ -261,11 +270,21 @@ async def _goodbye(hub: Hub, conn: Connection) -> None:
             reason=f"closed {code}",
         )
     except Exception:
-        log.warning("presence cleanup failed for %s; it will expire", conn.conn_id,
-                    exc_info=True, extra=_ids(conn))
+        log.warning(
+            "presence cleanup failed for %s; it will expire",
+            conn.conn_id,
+            exc_info=True,
+            extra=_ids(conn),
+        )
         return
-    log.info("disconnected %s user=%s code=%s handed_back=%d", conn.conn_id, conn.user_id,
-             code, n, extra=_ids(conn))
+    log.info(
+        "disconnected %s user=%s code=%s handed_back=%d",
+        conn.conn_id,
+        conn.user_id,
+        code,
+        n,
+        extra=_ids(conn),
+    )
 
 
 def _ids(conn: Connection) -> dict[str, str]:

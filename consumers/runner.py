@@ -44,12 +44,19 @@ class Consumers:
         self.keyspace = keyspace
         self.partitions = list(partitions if partitions is not None else range(keyspace.partitions))
         self.worker = Worker(
-            client, store=store, transport=transport, keyspace=keyspace, consumer=consumer,
-            read_count=read_count, block_ms=block_ms, claim_idle_ms=claim_idle_ms,
+            client,
+            store=store,
+            transport=transport,
+            keyspace=keyspace,
+            consumer=consumer,
+            read_count=read_count,
+            block_ms=block_ms,
+            claim_idle_ms=claim_idle_ms,
             poison_deliveries=poison_deliveries,
         )
-        self.scheduler = Scheduler(store=store, partitions=self.partitions,
-                                   interval=scheduler_interval)
+        self.scheduler = Scheduler(
+            store=store, partitions=self.partitions, interval=scheduler_interval
+        )
         self.claim_every = max(claim_idle_ms / 2000, 0.05)
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -64,8 +71,9 @@ class Consumers:
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
         self.started = True
-        log.info("consumers started: %s on %d partitions", self.worker.consumer,
-                 len(self.partitions))
+        log.info(
+            "consumers started: %s on %d partitions", self.worker.consumer, len(self.partitions)
+        )
 
     async def stop(self) -> None:
         self.stop_event.set()

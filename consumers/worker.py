@@ -116,10 +116,12 @@ class Worker:
             if not claimed:
                 continue
             counts = await self._delivery_counts(stream, claimed)
-            entries, poison = [], []
+            entries: list[Entry] = []
+            poison: list[Entry] = []
             for entry_id, fields in claimed:
                 e = self._entry(stream, entry_id, fields)
-                (poison if counts.get(e.entry_id, 1) > self.poison_deliveries else entries).append(e)
+                too_often = counts.get(e.entry_id, 1) > self.poison_deliveries
+                (poison if too_often else entries).append(e)
             for e in poison:
                 BURIED.inc()
                 log.warning("poison entry %s of message %s dead-lettered", e.entry_id, e.message_id)
@@ -133,7 +135,11 @@ class Worker:
 
     async def _delivery_counts(self, stream: str, claimed: list[Any]) -> dict[str, int]:
         rows = await self.redis.xpending_range(
-            stream, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) * 2,
+            stream,
+            GROUP,
+            min=claimed[0][0],
+            max=claimed[-1][0],
+            count=len(claimed) * 2,
             consumername=self.consumer,
         )
         return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}

@@ -20,7 +20,22 @@ RECLAIMED = Counter("courier_reclaimed_total", "Pending entries taken over from 
 BURIED = Counter("courier_poison_total", "Poison stream entries dead-lettered")
 DEAD = Counter("courier_dead_total", "Messages dead-lettered, by reason", ["reason"])
 _LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
 )
 DELIVER_SECONDS = Histogram(
     "courier_enqueue_to_ack_seconds",

@@ -62,8 +62,9 @@ class Presence:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for part, flat in by_part.items():
-            await self.scripts.touch(keys=[self.keyspace.part(part)], args=[self.ttl_ms, *flat],
-                                     client=pipe)
+            await self.scripts.touch(
+                keys=[self.keyspace.part(part)], args=[self.ttl_ms, *flat], client=pipe
+            )
         return [c.decode() for res in await pipe.execute() for c in res]
 
     async def disconnect(self, conn: Conn, *, unacked: Sequence[str], reason: str) -> int:

@@ -222,9 +222,7 @@ class Producer:
         """Enqueue one message (one id per recipient)."""
         return (await self.submit_many([msg]))[0]
 
-    async def submit_many(
-        self, msgs: Iterable[MessageIn | dict[str, Any]]
-    ) -> list[list[Accepted]]:
+    async def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
         """Validate all, then enqueue all in one pipelined round trip."""
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         pipe = self.redis.pipeline(transaction=False)
@@ -243,8 +241,12 @@ class Producer:
         """Publish a task's status to its owner (guaranteed) and its topic (live)."""
         from .tasks import TaskUpdate, build_task, task_result
 
-        call = build_task(task_id, _task_update(TaskUpdate, user_id, status, fields),
-                          keyspace=self.keyspace, limits=self.limits)
+        call = build_task(
+            task_id,
+            _task_update(TaskUpdate, user_id, status, fields),
+            keyspace=self.keyspace,
+            limits=self.limits,
+        )
         return task_result(task_id, await self._scripts.task(keys=[call.prefix], args=call.args))
 
     def task(self, task_id: str, user_id: str, **options: Any) -> TaskReporter:
@@ -285,7 +287,7 @@ class Producer:
         user_id: str,
         payload: Any,
         *,
-        timeout: float,
+        timeout: float,  # noqa: ASYNC109  (the wait is the point: a time-limited question)
         default: Any = _NO_DEFAULT,
         **options: Any,
     ) -> Any:
@@ -357,8 +359,12 @@ class SyncProducer:
     def task_status(self, task_id: str, user_id: str, status: str, **fields: Any) -> dict[str, Any]:
         from .tasks import TaskUpdate, build_task, task_result
 
-        call = build_task(task_id, _task_update(TaskUpdate, user_id, status, fields),
-                          keyspace=self.keyspace, limits=self.limits)
+        call = build_task(
+            task_id,
+            _task_update(TaskUpdate, user_id, status, fields),
+            keyspace=self.keyspace,
+            limits=self.limits,
+        )
         return task_result(task_id, self._scripts.task(keys=[call.prefix], args=call.args))
 
     def task(self, task_id: str, user_id: str, **options: Any) -> SyncTaskReporter:

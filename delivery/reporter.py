@@ -209,9 +209,9 @@ class SyncTaskReporter:
         self.started()
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self.state.final is not None:
-            return False
+            return
         try:
             if exc is None:
                 self.completed()
@@ -219,7 +219,6 @@ class SyncTaskReporter:
                 self.failed(f"{type(exc).__name__}: {exc}")
         except Conflict:
             pass
-        return False
 
 
 def async_decorator(
@@ -245,6 +244,7 @@ def sync_decorator(
         def wrapper(*args: Any, task_id: str, user_id: str, **kwargs: Any) -> T:
             with SyncTaskReporter(producer, task_id, user_id, **options) as task:
                 return fn(task, *args, **kwargs)
+            raise AssertionError("unreachable: the sync reporter never swallows exceptions")
 
         return wrapper
 

@@ -64,11 +64,16 @@ def source(name: str) -> str:
     transition table, ``_lib.lua``) cut down to what the script uses, then its body."""
     lua = resources.files("delivery.lua")
     prelude = "\n".join(
-        ["local P = KEYS[1]", lua_key_functions(), _transition_table(),
-         lua.joinpath("_lib.lua").read_text()]
+        [
+            "local P = KEYS[1]",
+            lua_key_functions(),
+            _transition_table(),
+            lua.joinpath("_lib.lua").read_text(),
+        ]
     )
-    body = "\n".join(lua.joinpath(f"{part}.lua").read_text()
-                     for part in (*INCLUDES.get(name, ()), name))
+    body = "\n".join(
+        lua.joinpath(f"{part}.lua").read_text() for part in (*INCLUDES.get(name, ()), name)
+    )
     return "\n".join([*_used(_units(prelude), body), body])
 
 

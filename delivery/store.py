@@ -143,15 +143,22 @@ class Store:
         by_part: dict[int, list[Entry]] = {}
         for e in entries:
             by_part.setdefault(e.partition, []).append(e)
-        batches = [(p, es[k : k + BATCH]) for p, es in by_part.items()
-                   for k in range(0, len(es), BATCH)]
+        batches = [
+            (p, es[k : k + BATCH]) for p, es in by_part.items() for k in range(0, len(es), BATCH)
+        ]
         for part, batch in batches:  # one script call per partition and batch
-            args: list[Any] = [GROUP, t.ack_timeout_ms, t.heartbeat_timeout_ms, t.park_ttl_ms,
-                               t.retention_ms]
+            args: list[Any] = [
+                GROUP,
+                t.ack_timeout_ms,
+                t.heartbeat_timeout_ms,
+                t.park_ttl_ms,
+                t.retention_ms,
+            ]
             for e in batch:
                 args += [e.entry_id, e.message_id, e.user_id, e.priority]
-            await self.scripts.dispatch_many(keys=[self.keyspace.part(part)], args=args,
-                                             client=pipe)
+            await self.scripts.dispatch_many(
+                keys=[self.keyspace.part(part)], args=args, client=pipe
+            )
         answers: dict[int, Any] = {}
         for (_, batch), res in zip(batches, await pipe.execute(), strict=True):
             for e, one in zip(batch, res, strict=True):
@@ -182,8 +189,14 @@ class Store:
         res = await self.scripts.bury(
             keys=[self.keyspace.part(entry.partition)],
             args=[
-                entry.entry_id, entry.message_id, entry.user_id, entry.priority, GROUP,
-                reason, t.dlq_max_len, t.dead_keep_ms,
+                entry.entry_id,
+                entry.message_id,
+                entry.user_id,
+                entry.priority,
+                GROUP,
+                reason,
+                t.dlq_max_len,
+                t.dead_keep_ms,
             ],
         )
         if _s(res) == "dead":
@@ -212,8 +225,13 @@ class Store:
         if not ids:
             return {}
         t = self.timing
-        args: list[Any] = [reason, "1" if force else "0", t.retention_ms, t.dlq_max_len,
-                           t.dead_keep_ms]
+        args: list[Any] = [
+            reason,
+            "1" if force else "0",
+            t.retention_ms,
+            t.dlq_max_len,
+            t.dead_keep_ms,
+        ]
         for mid, attempt in ids:
             delay = backoff_seconds(
                 max(attempt, 1), base=t.retry_base_seconds, cap=t.retry_max_seconds
@@ -244,8 +262,11 @@ class Store:
         sec, usec = await self.redis.time()
         cutoff = int(sec) * 1000 + int(usec) // 1000 - self.timing.heartbeat_timeout_ms
         seen = await self.redis.zmscore(self.keyspace.nodes, sorted({n for n, _ in targets}))
-        alive = {n for n, ms in zip(sorted({n for n, _ in targets}), seen, strict=True)
-                 if ms is not None and ms > cutoff}
+        alive = {
+            n
+            for n, ms in zip(sorted({n for n, _ in targets}), seen, strict=True)
+            if ms is not None and ms > cutoff
+        }
         alive.discard(own_node or "")
         dead = [f"{n}|{c}" for n, c in targets if n not in alive]
         if dead:
@@ -329,9 +350,12 @@ class Store:
                 prio, _, latency = rest.partition("|")
                 DELIVERED.labels(prio).inc()
                 DELIVER_SECONDS.observe(int(latency) / 1000)
-                log.debug("message %s delivered to %s", mid, req.conn_id,
-                          extra={"message_id": mid, "user_id": req.user_id,
-                                 "conn_id": req.conn_id})
+                log.debug(
+                    "message %s delivered to %s",
+                    mid,
+                    req.conn_id,
+                    extra={"message_id": mid, "user_id": req.user_id, "conn_id": req.conn_id},
+                )
 
     async def unpark(
         self, *, user_id: str, node_id: str, conn_id: str, limit: int
@@ -339,26 +363,35 @@ class Store:
         """Hand the next parked messages to one connection; returns (remaining, pushes)."""
         res = await self.scripts.unpark(
             keys=[self.keyspace.part_of_user(user_id)],
-            args=[user_id, f"{node_id}|{conn_id}", limit, self.timing.ack_timeout_ms,
-                  self.timing.retention_ms],
+            args=[
+                user_id,
+                f"{node_id}|{conn_id}",
+                limit,
+                self.timing.ack_timeout_ms,
+                self.timing.retention_ms,
+            ],
         )
         pushes = []
         for i in range(1, len(res), 8):
             mid, attempt, prio, payload, created, ck, tp, rr = res[i : i + 8]
             pushes.append(
                 Push(
-                    id=_s(mid), user_id=user_id, priority=_s(prio), attempt=int(attempt),
-                    payload_json=payload, created_ms=int(created), collapse_key=_s(ck) or None,
-                    topic=_s(tp) or None, reply_requested=_s(rr) == "1",
+                    id=_s(mid),
+                    user_id=user_id,
+                    priority=_s(prio),
+                    attempt=int(attempt),
+                    payload_json=payload,
+                    created_ms=int(created),
+                    collapse_key=_s(ck) or None,
+                    topic=_s(tp) or None,
+                    reply_requested=_s(rr) == "1",
                     targets=((node_id, conn_id),),
                 )
             )
             _first_push(pushes[-1])
         return int(res[0]), pushes
 
-    async def reply(
-        self, *, user_id: str, conn_id: str, message_id: str, data: bytes
-    ) -> str:
+    async def reply(self, *, user_id: str, conn_id: str, message_id: str, data: bytes) -> str:
         """Record a user's answer to a message that asked for one (see ``reply.lua``)."""
         try:
             if partition_from_id(message_id) != self.keyspace.partition_of(user_id):
@@ -368,8 +401,14 @@ class Store:
         return _s(
             await self.scripts.reply(
                 keys=[self.keyspace.part_of_user(user_id)],
-                args=[user_id, conn_id, message_id, data,
-                      self.keyspace.replies_channel(message_id), self.timing.retention_ms],
+                args=[
+                    user_id,
+                    conn_id,
+                    message_id,
+                    data,
+                    self.keyspace.replies_channel(message_id),
+                    self.timing.retention_ms,
+                ],
             )
         )
 

@@ -69,9 +69,7 @@ class TaskCall:
     args: list[Any]
 
 
-def build_task(
-    task_id: str, update: TaskUpdate, *, keyspace: Keyspace, limits: Limits
-) -> TaskCall:
+def build_task(task_id: str, update: TaskUpdate, *, keyspace: Keyspace, limits: Limits) -> TaskCall:
     """Validate a task update and turn it into the ``task`` script's arguments."""
     if not task_id or len(task_id) > MAX_ID_LEN or any(c in task_id for c in "{}\n\r"):
         raise ValidationError("task_id must be 1 to 200 characters, no braces or newlines")
@@ -94,8 +92,15 @@ def build_task(
     return TaskCall(
         call.prefix,
         [
-            task_id, update.user_id, str(update.status), orjson.dumps(data), TASK_TTL_MS,
-            keyspace.topics_channel, envelope, "1" if final else "0", *call.args,
+            task_id,
+            update.user_id,
+            str(update.status),
+            orjson.dumps(data),
+            TASK_TTL_MS,
+            keyspace.topics_channel,
+            envelope,
+            "1" if final else "0",
+            *call.args,
         ],
     )
 

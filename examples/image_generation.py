@@ -30,6 +30,7 @@ def render(task, prompt: str) -> str:
 if __name__ == "__main__":
     user = sys.argv[1] if len(sys.argv) > 1 else "alice"
     with ThreadPoolExecutor(max_workers=3) as pool:
-        jobs = [pool.submit(render, f"a cat #{i}", task_id=f"img-{i}", user_id=user)
-                for i in range(3)]
+        jobs = [
+            pool.submit(render, f"a cat #{i}", task_id=f"img-{i}", user_id=user) for i in range(3)
+        ]
         print([j.result() for j in jobs])

@@ -14,15 +14,18 @@ from delivery.producer import Producer
 async def main() -> None:
     producer = Producer.from_settings(load_settings())
     participants = ["alice", "bob", "carol"]
-    summary = await producer.submit({
-        "recipients": participants,
-        "payload": {"kind": "summary", "meeting": "standup", "text": "ship on Friday"},
-        "ttl_seconds": 86400,
-    })
+    summary = await producer.submit(
+        {
+            "recipients": participants,
+            "payload": {"kind": "summary", "meeting": "standup", "text": "ship on Friday"},
+            "ttl_seconds": 86400,
+        }
+    )
     for a in summary:
         print(f"summary for {a.user_id}: {a.id} ({a.status})")
-    urgent = await producer.send("carol", {"kind": "urgent", "text": "moved to 3 pm"},
-                                 priority="high")
+    urgent = await producer.send(
+        "carol", {"kind": "urgent", "text": "moved to 3 pm"}, priority="high"
+    )
     print(f"urgent for carol: {urgent.id}")
     await producer.aclose()
     # The delivery status of each recipient: `courier status <id>`, or

@@ -10,8 +10,12 @@ from tests.support import Harness
 
 
 async def test_a_dead_nodes_user_gets_parked_not_dead(r, keyspace) -> None:
-    timing = Timing(ack_timeout_ms=5_000, heartbeat_timeout_ms=600, retry_base_seconds=0.02,
-                    retry_max_seconds=0.05)
+    timing = Timing(
+        ack_timeout_ms=5_000,
+        heartbeat_timeout_ms=600,
+        retry_base_seconds=0.02,
+        retry_max_seconds=0.05,
+    )
     h = await Harness(r, keyspace, timing, Limits()).start()
     # alice's only socket was on a node that just died: fresh heartbeat, nobody listening
     await h.presence.connect(Conn("alice", "c9", "killed-node"))
@@ -26,9 +30,7 @@ async def test_a_dead_nodes_user_gets_parked_not_dead(r, keyspace) -> None:
     events = [e.event for e in msg.timeline]
     assert events.count("sent") >= 2  # it was tried more often than max_attempts ...
     assert "dead" not in events and msg.attempts == 0  # ... without using attempts up
-    assert {e.detail.get("reason") for e in msg.timeline if e.event == "retry"} == {
-        "unreachable"
-    }
+    assert {e.detail.get("reason") for e in msg.timeline if e.event == "retry"} == {"unreachable"}
 
 
 async def test_inflight_leftovers_are_dropped(h: Harness) -> None:

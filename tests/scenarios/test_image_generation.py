@@ -24,10 +24,12 @@ async def test_offline_user_catches_up_with_the_latest_state_only(
     node = await edge()
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=3) as pool:
-        await asyncio.gather(*(
-            loop.run_in_executor(pool, render, sync_producer, f"img-{i}", "artist", 50)
-            for i in range(3)
-        ))
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, render, sync_producer, f"img-{i}", "artist", 50)
+                for i in range(3)
+            )
+        )
     # 3 jobs x 52 reports while the artist was away; on reconnect only what matters
     client, _ = await node.online("artist")
     frames = await client.messages(3)

@@ -14,8 +14,10 @@ async def test_pipeline_waits_for_the_users_answer(edge, producer: Producer) -> 
 
     async def step() -> str:
         return await producer.request(
-            "analyst", {"question": "Import 12,000 rows into production?"},
-            timeout=10, default="no",
+            "analyst",
+            {"question": "Import 12,000 rows into production?"},
+            timeout=10,
+            default="no",
         )
 
     waiting = asyncio.create_task(step())
@@ -33,8 +35,9 @@ async def test_pipeline_waits_for_the_users_answer(edge, producer: Producer) -> 
 async def test_no_answer_takes_the_default(edge, producer: Producer) -> None:
     node = await edge()
     browser, _ = await node.online("analyst-2")
-    answer = await producer.request("analyst-2", {"question": "Proceed?"}, timeout=0.5,
-                                    default="skip")
+    answer = await producer.request(
+        "analyst-2", {"question": "Proceed?"}, timeout=0.5, default="skip"
+    )
     await browser.recv_type("message")  # it was shown, but nobody clicked
     assert answer == "skip"
 

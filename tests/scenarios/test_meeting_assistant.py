@@ -12,10 +12,14 @@ async def test_summary_reaches_every_participant_on_every_device(edge) -> None:
     alice_laptop, _ = await node.online("alice", query="device=laptop")
     bob, _ = await node.online("bob")
 
-    r = await node.http.post("/v1/messages", headers=svc, json={
-        "recipients": ["alice", "bob", "carol"],
-        "payload": {"kind": "summary", "meeting": "standup", "text": "ship on Friday"},
-    })
+    r = await node.http.post(
+        "/v1/messages",
+        headers=svc,
+        json={
+            "recipients": ["alice", "bob", "carol"],
+            "payload": {"kind": "summary", "meeting": "standup", "text": "ship on Friday"},
+        },
+    )
     assert r.status_code == 202, r.text
     by_user = {m["user_id"]: m for m in r.json()["messages"]}
     assert set(by_user) == {"alice", "bob", "carol"}
@@ -35,10 +39,15 @@ async def test_summary_reaches_every_participant_on_every_device(edge) -> None:
     await node.wait_status(by_user["carol"]["id"], "parked")  # carol is offline
 
     # carol's phone comes online: the urgent notice first, then the summary
-    r = await node.http.post("/v1/messages", headers=svc, json={
-        "user_id": "carol", "priority": "high",
-        "payload": {"kind": "urgent", "text": "the meeting moved to 3 pm"},
-    })
+    r = await node.http.post(
+        "/v1/messages",
+        headers=svc,
+        json={
+            "user_id": "carol",
+            "priority": "high",
+            "payload": {"kind": "urgent", "text": "the meeting moved to 3 pm"},
+        },
+    )
     urgent = r.json()["id"]
     await node.wait_status(urgent, "parked")
     carol, _ = await node.online("carol")
@@ -53,22 +62,35 @@ async def test_broadcast_to_everyone_online_and_system_notices(edge) -> None:
     node = await edge()
     svc = {"Authorization": f"Bearer {node.token('meetings', role='service')}"}
     clients = [(await node.online(u))[0] for u in ("u1", "u2", "u2", "u3")]
-    r = await node.http.post("/v1/broadcast", headers=svc, json={
-        "payload": {"text": "maintenance at 22:00"}, "system": True,
-    })
+    r = await node.http.post(
+        "/v1/broadcast",
+        headers=svc,
+        json={
+            "payload": {"text": "maintenance at 22:00"},
+            "system": True,
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["connections"] == 4 and r.json()["nodes"] == 1
     for c in clients:
         frame = await c.recv_type("broadcast")
         assert frame["system"] is True and frame["payload"]["text"] == "maintenance at 22:00"
 
-    r = await node.http.post("/v1/broadcast", headers=svc, json={
-        "payload": {"text": "your room is ready"}, "users": ["u2"],
-    })
+    r = await node.http.post(
+        "/v1/broadcast",
+        headers=svc,
+        json={
+            "payload": {"text": "your room is ready"},
+            "users": ["u2"],
+        },
+    )
     assert r.json()["connections"] == 2  # both of u2's devices, nobody else
     await clients[1].recv_type("broadcast")
     await clients[0].silent(0.2)
 
-    r = await node.http.post("/v1/broadcast", json={"payload": 1},
-                             headers={"Authorization": f"Bearer {node.token('u1')}"})
+    r = await node.http.post(
+        "/v1/broadcast",
+        json={"payload": 1},
+        headers={"Authorization": f"Bearer {node.token('u1')}"},
+    )
     assert r.status_code == 403  # users may not broadcast

@@ -24,13 +24,16 @@ async def test_offline_seller_is_told_when_they_come_back(edge, sync_producer) -
     node = await edge()
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        ids = await asyncio.gather(*(
-            loop.run_in_executor(pool, review_product, sync_producer, "seller-1", f"p{i}", "ok")
-            for i in range(8)
-        ))
+        ids = await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, review_product, sync_producer, "seller-1", f"p{i}", "ok")
+                for i in range(8)
+            )
+        )
         # the job queue retries one job: same idempotency key, same message, no new one
-        again = await loop.run_in_executor(pool, review_product, sync_producer, "seller-1",
-                                           "p3", "ok")
+        again = await loop.run_in_executor(
+            pool, review_product, sync_producer, "seller-1", "p3", "ok"
+        )
     assert again == ids[3] and len(set(ids)) == 8
     for mid in ids:
         await node.wait_status(mid, "parked")  # the seller is offline
@@ -49,8 +52,9 @@ async def test_online_seller_is_told_at_once(edge, sync_producer) -> None:
     node = await edge()
     seller, _ = await node.online("seller-2")
     loop = asyncio.get_running_loop()
-    mid = await loop.run_in_executor(None, review_product, sync_producer, "seller-2", "p9",
-                                     "rejected: blurry photos")
+    mid = await loop.run_in_executor(
+        None, review_product, sync_producer, "seller-2", "p9", "rejected: blurry photos"
+    )
     (frame,) = await seller.messages(1)
     assert frame["id"] == mid and frame["priority"] == "high"
     assert frame["payload"]["verdict"] == "rejected: blurry photos"

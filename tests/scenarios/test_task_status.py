@@ -77,28 +77,40 @@ async def test_failed_parsing_is_reported_and_final(edge, producer) -> None:
     # latest status of a task matters, and a final one is never collapsed away
     assert statuses in (["running", "failed"], ["failed"])
     svc = node.token("parser", role="service")
-    r = await node.http.get("/v1/tasks/rp-1",
-                            headers={"Authorization": f"Bearer {node.token('candidate-3')}"})
+    r = await node.http.get(
+        "/v1/tasks/rp-1", headers={"Authorization": f"Bearer {node.token('candidate-3')}"}
+    )
     assert r.json()["error"] == "ValueError: the PDF has no text layer"
     # a final status never changes again
-    r = await node.http.post("/v1/tasks/rp-1/status", json={"user_id": "candidate-3",
-                             "status": "progress", "progress": 50},
-                             headers={"Authorization": f"Bearer {svc}"})
+    r = await node.http.post(
+        "/v1/tasks/rp-1/status",
+        json={"user_id": "candidate-3", "status": "progress", "progress": 50},
+        headers={"Authorization": f"Bearer {svc}"},
+    )
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
 
 
 async def test_http_publisher_and_active_tasks_on_connect(edge) -> None:
     node = await edge()
     svc = {"Authorization": f"Bearer {node.token('jobs', role='service')}"}
-    r = await node.http.post("/v1/tasks/iq-9/status", headers=svc,
-                             json={"user_id": "candidate-4", "status": "progress",
-                                   "progress": 40, "message": "drafting"})
+    r = await node.http.post(
+        "/v1/tasks/iq-9/status",
+        headers=svc,
+        json={
+            "user_id": "candidate-4",
+            "status": "progress",
+            "progress": 40,
+            "message": "drafting",
+        },
+    )
     assert r.status_code == 202, r.text
-    r = await node.http.post("/v1/tasks/iq-9/status", headers=svc,
-                             json={"user_id": "candidate-4", "status": "exploded"})
+    r = await node.http.post(
+        "/v1/tasks/iq-9/status", headers=svc, json={"user_id": "candidate-4", "status": "exploded"}
+    )
     assert r.status_code == 422
-    r = await node.http.post("/v1/tasks/iq-9/status", headers=svc,
-                             json={"user_id": "someone-else", "status": "running"})
+    r = await node.http.post(
+        "/v1/tasks/iq-9/status", headers=svc, json={"user_id": "someone-else", "status": "running"}
+    )
     assert r.status_code == 202  # task ids are scoped by owner: this is another task
     page = await node.connect("candidate-4")
     await page.recv_type("connected")
