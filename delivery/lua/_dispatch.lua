@@ -7,10 +7,20 @@ local function dispatch_one(entry, id, user, prio, group, ack_timeout, hb_timeou
   redis.call('XACK', stream, group, entry)
   redis.call('XDEL', stream, entry)
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'ea', 'a', 'pl', 'ca', 'ck', 'tp', 'rr')
+  local m = redis.call('HMGET', mkey, 's', 'ea', 'a', 'pl', 'ca', 'ck', 'tp', 'rr', 'keep')
   if not m[1] then return {'skip', 'gone'} end
   if m[1] ~= 'queued' then return {'skip', m[1]} end
   local attempt = tonumber(m[3])
+  if m[6] and m[9] ~= '1' then
+    -- a newer message with the same collapse key came while this one was on its way
+    -- (sent, then retried): the newer one wins, this one is never shown after it
+    local latest = redis.call('GET', key_collapse(user, m[6]))
+    if latest and latest ~= id then
+      finish(mkey, id, user, 'queued', 'cancelled', attempt, {by = latest}, retention,
+        'collapsed')
+      return {'skip', 'cancelled'}
+    end
+  end
   if NOW >= tonumber(m[2]) then
     finish(mkey, id, user, 'queued', 'expired', attempt, nil, retention)
     return {'expired'}

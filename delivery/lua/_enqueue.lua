@@ -14,6 +14,11 @@ local function enqueue_one(A)
     end
   end
 
+  -- Ids are random: an existing hash means this very call ran already (a client's
+  -- retry after a lost reply, a reload after NOSCRIPT). Answer as before; change nothing.
+  local known = redis.call('HGET', key_msg(id), 's')
+  if known then return {id, known, 0} end
+
   local due = NOW
   if delay >= 0 then due = NOW + delay elseif at >= 0 then due = at end
   local expires = NOW + ttl
@@ -63,7 +68,7 @@ local function enqueue_one(A)
       if (o[1] == 'queued' or o[1] == 'scheduled' or o[1] == 'parked') and o[3] ~= '1' then
         set_status(okey, user, o[1], 'cancelled')
         event(okey, 'collapsed', o[2], {by = id})
-        unlink(old, user, nil)
+        unlink(old, user)
         local keep = NOW + retention
         if redis.call('PTTL', okey) > retention then redis.call('PEXPIREAT', okey, keep) end
       end

@@ -34,15 +34,13 @@ local function set_status(mkey, user, old, new)
 end
 
 -- Remove a message from every waiting structure of its partition.
-local function unlink(id, user, ck)
+-- (The collapse pointer stays until its ttl: an older message with the same key that
+-- is still on its way, sent and then retried, is dropped at dispatch.)
+local function unlink(id, user)
   redis.call('ZREM', key_inflight(), id)
   redis.call('ZREM', key_delayed(), id)
   redis.call('ZREM', key_parked(user), id)
   redis.call('ZREM', key_parkx(), id)
-  if ck and ck ~= '' then
-    local k = key_collapse(user, ck)
-    if redis.call('GET', k) == id then redis.call('DEL', k) end
-  end
 end
 
 -- A final status: unlink, then keep the hash for `retention_ms` more. The timeline
@@ -50,7 +48,7 @@ end
 local function finish(mkey, id, user, old, new, attempt, detail, retention_ms, evname)
   set_status(mkey, user, old, new)
   event(mkey, evname or new, attempt, detail)
-  unlink(id, user, redis.call('HGET', mkey, 'ck'))
+  unlink(id, user)
   local keep = NOW + retention_ms
   local ttl = redis.call('PTTL', mkey)
   if ttl < 0 or NOW + ttl > keep then redis.call('PEXPIREAT', mkey, keep) end
@@ -59,7 +57,7 @@ end
 -- Attempts used up (or a poison entry): status dead and an entry in the DLQ.
 local function bury(mkey, id, user, old, attempt, reason, dlq_max, dead_keep_ms)
   set_status(mkey, user, old, 'dead')
-  unlink(id, user, redis.call('HGET', mkey, 'ck'))
+  unlink(id, user)
   local entry = redis.call('XADD', key_dlq(), 'MAXLEN', '~', dlq_max, '*',
     'id', id, 'u', user, 'reason', reason, 'attempts', attempt)
   redis.call('HSET', mkey, 'dl', entry, 'le', reason)

@@ -61,10 +61,35 @@ async def test_a_message_already_sent_is_not_collapsed(h: Harness) -> None:
     assert await h.ack("alice", [old.id]) == {old.id: "ok"}
     assert await h.r.get(ck) == new.id.encode()  # the older one's end leaves the pointer
     assert await h.ack("alice", [new.id]) == {new.id: "ok"}
-    assert await h.r.exists(ck) == 0  # the newer one's end removes it
+    # the pointer outlives the newer one's end (until its ttl): an older message with
+    # the same key still on its way is dropped at dispatch, never shown after it
+    assert await h.r.get(ck) == new.id.encode()
+    assert 0 < await h.r.pttl(ck)
 
 
 async def test_collapse_keys_are_per_user(h: Harness) -> None:
     a = await h.producer.send("alice", {"v": 1}, collapse_key="k")
     await h.producer.send("bob", {"v": 1}, collapse_key="k")
     assert await h.status(a.id) == "queued"
+
+
+async def test_a_superseded_message_in_flight_is_not_shown_after_the_newer_one(
+    h: Harness,
+) -> None:
+    """Progress P was on its way (sent) when `completed` C came; P's retry must not
+    reach the user after C."""
+    await h.connect("alice")
+    p = await h.producer.send("alice", {"progress": 40}, collapse_key="task:9")
+    await h.pump(lambda: _status_is(h, p.id, "sent"))
+    c = await h.producer.send("alice", {"status": "completed"}, collapse_key="task:9")
+    await h.pump(lambda: _status_is(h, c.id, "sent"))
+    await h.ack("alice", [c.id])
+    # P's ack never comes: it is retried, and then dropped at dispatch as collapsed
+    await h.pump(lambda: _status_is(h, p.id, "cancelled"))
+    msg = await h.store.get(p.id)
+    assert msg.timeline[-1].event == "collapsed" and msg.timeline[-1].detail["by"] == c.id
+    assert h.devices.ids("alice").count(p.id) == 1  # shown once, never after C
+
+
+async def _status_is(h: Harness, mid: str, status: str) -> bool:
+    return await h.status(mid) == status

@@ -50,3 +50,23 @@ async def test_idempotency_keys_are_per_user_and_batches_deduplicate_too(h: Harn
     ids = {acc.id for (acc,) in batch}
     assert len(ids) == 1 and [acc.created for (acc,) in batch] == [True, False, False]
     assert len(await _message_keys(h)) == 3
+
+
+async def test_running_the_same_enqueue_twice_changes_nothing(h: Harness) -> None:
+    """A client that re-sends an enqueue whose reply it lost (same id) gets the same
+    answer and nothing is written twice."""
+    from delivery.producer import build
+
+    (call,) = build({"user_id": "alice", "payload": {"n": 1}}, keyspace=h.keyspace,
+                    limits=h.producer.limits)
+    first = await h.producer._scripts.enqueue(keys=[call.prefix], args=call.args)
+    await h.connect("alice")
+    await h.pump()
+    again = await h.producer._scripts.enqueue(keys=[call.prefix], args=call.args)
+    mid = first[0].decode()
+    assert again == [first[0], b"sent", 0]
+    part = h.keyspace.partition_of("alice")
+    assert await h.r.xlen(h.keyspace.stream(part, "normal")) == 0
+    stats = await h.r.hgetall(h.keyspace.user("alice", "user_stats"))
+    assert stats[b"total"] == b"1" and stats[b"queued"] == b"0" and stats[b"sent"] == b"1"
+    assert [e.event for e in (await h.store.get(mid)).timeline] == ["queued", "sent"]
