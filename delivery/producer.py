@@ -23,7 +23,7 @@ from .exceptions import NotFound, PayloadTooLarge, ReplyTimeout, ValidationError
 from .keys import Keyspace
 from .message import MessageIn, Priority, new_id
 from .redis_clients import async_client, sync_client
-from .scripts import Scripts
+from .scripts import Call, Scripts
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -161,15 +161,15 @@ def _chunks(plans: Sequence[Sequence[_Call]]) -> list[tuple[str, list[_Call]]]:
     ]
 
 
-def _script_call(scripts: Scripts, calls: Sequence[_Call]) -> tuple[Any, list[Any]]:
+def _script_call(scripts: Scripts, prefix: str, calls: Sequence[_Call]) -> Call:
     if len(calls) == 1:
-        return scripts.enqueue, calls[0].args
+        return scripts.enqueue, [prefix], calls[0].args
     width = len(calls[0].args)
     args: list[Any] = [width]
     for c in calls:
         assert len(c.args) == width
         args += c.args
-    return scripts.enqueue_many, args
+    return scripts.enqueue_many, [prefix], args
 
 
 def _unpack(
@@ -225,12 +225,9 @@ class Producer:
     async def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
         """Validate all, then enqueue all in one pipelined round trip."""
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
-        pipe = self.redis.pipeline(transaction=False)
         chunks = _chunks(plans)
-        for prefix, calls in chunks:
-            script, args = _script_call(self._scripts, calls)
-            await script(keys=[prefix], args=args, client=pipe)
-        out = _unpack(plans, chunks, await pipe.execute())
+        calls = [_script_call(self._scripts, prefix, cs) for prefix, cs in chunks]
+        out = _unpack(plans, chunks, await self._scripts.pipelined(calls, self.redis))
         log.debug("enqueued %d messages", sum(len(p) for p in out))
         return out
 
@@ -349,12 +346,9 @@ class SyncProducer:
 
     def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
-        pipe = self.redis.pipeline(transaction=False)
         chunks = _chunks(plans)
-        for prefix, calls in chunks:
-            script, args = _script_call(self._scripts, calls)
-            script(keys=[prefix], args=args, client=pipe)
-        return _unpack(plans, chunks, pipe.execute())
+        calls = [_script_call(self._scripts, prefix, cs) for prefix, cs in chunks]
+        return _unpack(plans, chunks, self._scripts.pipelined_sync(calls, self.redis))
 
     def task_status(self, task_id: str, user_id: str, status: str, **fields: Any) -> dict[str, Any]:
         from .tasks import TaskUpdate, build_task, task_result

@@ -8,9 +8,12 @@ them with EVALSHA and reload them by themselves after a Redis restart (NOSCRIPT)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from .keys import lua_key_functions
 from .status import TRANSITIONS
@@ -128,12 +131,67 @@ def _used(units: list[tuple[str | None, str]], body: str) -> list[str]:
     return [text for n, text in units if n in need]
 
 
+Call = tuple[Any, Sequence[Any], Sequence[Any]]
+"""One script call for :meth:`Scripts.pipelined`: (script, keys, args)."""
+
+
 class Scripts:
     """The registered scripts of one redis client (sync or asyncio)."""
 
     def __init__(self, client: Any) -> None:
+        self.client = client
         for name in NAMES:
             setattr(self, name, client.register_script(source(name)))
+
+    async def pipelined(self, calls: Sequence[Call], client: Any = None) -> list[Any]:
+        """Run (script, keys, args) calls in one pipelined round trip (asyncio client).
+
+        redis-py asks ``SCRIPT EXISTS`` before every pipeline that holds scripts: one more
+        round trip per batch. Here each call is a bare EVALSHA; only the calls Redis
+        answered NOSCRIPT (it restarted or was flushed) are sent again after loading
+        their script, so nothing runs twice. Errors are raised as the pipeline would.
+        ``client`` (default: the one the scripts were registered with) runs them."""
+        client = client if client is not None else self.client
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results = list(await pipe.execute(raise_on_error=False))
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+                await client.script_load(script.script)
+            retry = client.pipeline(transaction=False)
+            for i in missing:
+                script, keys, args = calls[i]
+                retry.evalsha(script.sha, len(keys), *keys, *args)
+            for i, r in zip(missing, await retry.execute(raise_on_error=False), strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    def pipelined_sync(self, calls: Sequence[Call], client: Any = None) -> list[Any]:
+        """:meth:`pipelined` for a blocking client."""
+        client = client if client is not None else self.client
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results = list(pipe.execute(raise_on_error=False))
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+                client.script_load(script.script)
+            retry = client.pipeline(transaction=False)
+            for i in missing:
+                script, keys, args = calls[i]
+                retry.evalsha(script.sha, len(keys), *keys, *args)
+            for i, r in zip(missing, retry.execute(raise_on_error=False), strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
 
     def __getattr__(self, name: str) -> Any:  # for mypy: attributes set above
         raise AttributeError(name)

@@ -26,7 +26,7 @@ from .metrics import (
     ENQUEUE_TO_DELIVER_SECONDS,
     RETRIED,
 )
-from .scripts import Scripts
+from .scripts import Call, Scripts
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -139,13 +139,13 @@ class Store:
         if not entries:
             return []
         t = self.timing
-        pipe = self.redis.pipeline(transaction=False)
         by_part: dict[int, list[Entry]] = {}
         for e in entries:
             by_part.setdefault(e.partition, []).append(e)
         batches = [
             (p, es[k : k + BATCH]) for p, es in by_part.items() for k in range(0, len(es), BATCH)
         ]
+        calls: list[Call] = []
         for part, batch in batches:  # one script call per partition and batch
             args: list[Any] = [
                 GROUP,
@@ -156,11 +156,10 @@ class Store:
             ]
             for e in batch:
                 args += [e.entry_id, e.message_id, e.user_id, e.priority]
-            await self.scripts.dispatch_many(
-                keys=[self.keyspace.part(part)], args=args, client=pipe
-            )
+            calls.append((self.scripts.dispatch_many, [self.keyspace.part(part)], args))
         answers: dict[int, Any] = {}
-        for (_, batch), res in zip(batches, await pipe.execute(), strict=True):
+        results = await self.scripts.pipelined(calls, self.redis)
+        for (_, batch), res in zip(batches, results, strict=True):
             for e, one in zip(batch, res, strict=True):
                 answers[id(e)] = one
         out: list[tuple[Entry, str, Push | None]] = []
@@ -307,14 +306,15 @@ class Store:
                 by_part.setdefault(self.keyspace.part_of_user(req.user_id), []).append(k)
         if not by_part:
             return [codes for codes, _ in plans]
-        pipe = self.redis.pipeline(transaction=False)
+        calls: list[Call] = []
         for prefix, ks in by_part.items():  # one script call per partition
             args: list[Any] = [t.retention_ms, t.latency_samples]
             for k in ks:
                 req, ids = requests[k], plans[k][1]
                 args += [req.user_id, req.conn_id, req.node_id, len(ids), *ids]
-            await self.scripts.ack_many(keys=[prefix], args=args, client=pipe)
-        for ks, res in zip(by_part.values(), await pipe.execute(), strict=True):
+            calls.append((self.scripts.ack_many, [prefix], args))
+        results = await self.scripts.pipelined(calls, self.redis)
+        for ks, res in zip(by_part.values(), results, strict=True):
             pos = 0
             for k in ks:
                 codes, ids = plans[k]

@@ -1,8 +1,253 @@
-"""The ``courier bench`` command group."""
+"""The ``courier bench`` command group: one command per scenario (docs/benchmarks.md).
+
+Each starts what it needs (a private redis-server, ``courier serve``, load generator
+processes) unless ``--url`` names a running Courier, prints progress on stderr, a
+table at the end and, with ``--json``, one JSON object as its last line.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import typer
 
-bench_app = typer.Typer(help="Benchmarks: enqueue, e2e, peer, raw, connections, drain, overload.",
-                        no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: enqueue, e2e, peer, raw, connections, drain, overload.", no_args_is_help=True
+)
+
+USERS = typer.Option(1000, help="Connected WebSocket clients, one user each.")
+MESSAGES = typer.Option(100_000, help="Messages, spread over the users.")
+RATE = typer.Option(None, help="Messages per second (default: as fast as it goes).")
+URL = typer.Option(
+    None,
+    help="A running Courier (http://host:port); its Redis, prefix and "
+    "secret come from the COURIER_* settings.",
+)
+LOADGENS = typer.Option(1, help="Load generator processes.")
+JSON = typer.Option(False, "--json", help="End with one JSON object on the last line.")
+QUIET = typer.Option(False, "--quiet", help="No progress lines.")
+COMPARE = typer.Option(True, help="Also run Courier's e2e with the same clients and messages.")
+
+
+def _run(coro: Any) -> Any:
+    from .procs import run
+
+    logging.basicConfig(level=logging.WARNING)
+    return run(coro)
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+@bench_app.command()
+def e2e(
+    users: int = USERS,
+    messages: int = MESSAGES,
+    rate: float | None = RATE,
+    url: str | None = URL,
+    loadgens: int = LOADGENS,
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="Server CPU per layer (py-spy) and Redis time per script "
+        "(SLOWLOG) per delivered message; the profilers slow the run down a little.",
+    ),
+) -> None:
+    """Courier end to end: producer -> streams -> workers -> WebSocket -> ack."""
+    from .flows import Opts, run_courier
+    from .report import show
+
+    o = Opts(
+        users=users,
+        messages=messages,
+        rate=rate,
+        url=url,
+        loadgens=loadgens,
+        quiet=quiet,
+        profile=profile,
+    )
+    res = _run(run_courier(o))
+    show([res], title="courier bench e2e", json_out=json_out)
+
+
+def _versus(
+    kind: str,
+    users: int,
+    messages: int,
+    rate: float | None,
+    loadgens: int,
+    json_out: bool,
+    quiet: bool,
+    compare: bool,
+) -> None:
+    from .flows import Opts, run_courier, run_peer, run_raw
+    from .report import show
+
+    o = Opts(users=users, messages=messages, rate=rate, loadgens=loadgens, quiet=quiet)
+
+    async def go() -> list[Any]:
+        other = await (run_peer(o) if kind == "peer" else run_raw(o))
+        return [other, await run_courier(o)] if compare else [other]
+
+    results = _run(go())
+    other = results[0]
+    notes = []
+    if compare:
+        mine = results[1]
+        ratio = _ratio(mine.throughput_msgs_per_s, other.throughput_msgs_per_s)
+        other.extra["e2e_throughput_msgs_per_s"] = round(mine.throughput_msgs_per_s, 1)
+        other.extra["e2e_lost"] = mine.lost
+        other.extra["e2e_latency_ms"] = mine.latency_ms
+        other.extra[f"ratio_e2e_to_{kind}"] = ratio
+        other.extra["e2e_cdf_ms"] = mine.extra.get("cdf_ms", [])
+        notes.append(f"Courier e2e / {kind} throughput: [bold]{ratio}x[/]")
+    show(results, title=f"courier bench {kind}", json_out=json_out, notes=notes)
+
+
+@bench_app.command()
+def peer(
+    users: int = USERS,
+    messages: int = MESSAGES,
+    rate: float | None = RATE,
+    loadgens: int = LOADGENS,
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+    compare: bool = COMPARE,
+) -> None:
+    """python-socketio (AsyncServer + AsyncRedisManager), beside Courier's e2e."""
+    _versus("peer", users, messages, rate, loadgens, json_out, quiet, compare)
+
+
+@bench_app.command()
+def raw(
+    users: int = USERS,
+    messages: int = MESSAGES,
+    rate: float | None = RATE,
+    loadgens: int = LOADGENS,
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+    compare: bool = COMPARE,
+) -> None:
+    """A bare websockets server pushing the same frames (the ceiling), beside e2e."""
+    _versus("raw", users, messages, rate, loadgens, json_out, quiet, compare)
+
+
+@bench_app.command()
+def enqueue(
+    messages: int = typer.Option(100_000, help="Messages for each side."),
+    users: int = typer.Option(1000, help="Recipients, round robin."),
+    redis_url: str | None = typer.Option(
+        None, help="Use this Redis instead of a private redis-server (keys are prefixed)."
+    ),
+    concurrency: int = typer.Option(2, help="Batches in flight on each side."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """The producer's batch path against a bare pipeline of XADDs (goal: ratio >= 0.5)."""
+    from .enqueue import run_enqueue
+    from .report import show
+
+    results = _run(
+        run_enqueue(
+            messages=messages,
+            users=users,
+            redis_url=redis_url,
+            concurrency=concurrency,
+            quiet=quiet,
+        )
+    )
+    ratio = results[0].extra["ratio_to_bare"]
+    show(
+        results,
+        title="courier bench enqueue",
+        json_out=json_out,
+        notes=[f"producer / bare XADD pipeline: [bold]{ratio}[/] (goal >= 0.5)"],
+    )
+
+
+@bench_app.command()
+def connections(
+    connections: int = typer.Option(10_000, help="Idle connections to hold."),
+    hold: float = typer.Option(20.0, help="Seconds to hold them (heartbeats)."),
+    url: str | None = URL,
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """Idle connections with heartbeats on one edge: connect rate, success, memory."""
+    from .report import show
+    from .scenarios import run_connections
+
+    res = _run(run_connections(connections=connections, hold=hold, url=url, quiet=quiet))
+    show([res], title="courier bench connections", json_out=json_out)
+
+
+@bench_app.command()
+def drain(
+    backlog: int = typer.Option(10_000, help="Parked messages of one user."),
+    url: str | None = URL,
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """A user with a backlog of parked messages connects: time to receive and ack all."""
+    from .report import show
+    from .scenarios import run_drain
+
+    res = _run(run_drain(backlog=backlog, url=url, quiet=quiet))
+    show([res], title="courier bench drain", json_out=json_out)
+
+
+@bench_app.command()
+def overload(
+    messages: int = typer.Option(400_000, help="Messages in the burst."),
+    users: int = typer.Option(1000, help="Connected clients."),
+    window: float = typer.Option(
+        60.0,
+        help="Seconds each side bursts and delivers before the accounting (what Courier "
+        "has not delivered by then stays queued, durably).",
+    ),
+    loadgens: int = LOADGENS,
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+    compare: bool = typer.Option(True, help="Also burst the peer (python-socketio)."),
+) -> None:
+    """A burst far past what delivery takes: Courier loses nothing; the peer's pub/sub may."""
+    from .flows import Opts
+    from .report import show
+    from .scenarios import run_overload_courier, run_overload_peer
+
+    o = Opts(users=users, messages=messages, loadgens=loadgens, quiet=quiet, timeout=75.0)
+
+    async def go() -> list[Any]:
+        mine = await run_overload_courier(o, window)
+        return [mine, await run_overload_peer(o, window)] if compare else [mine]
+
+    results = _run(go())
+    if compare:
+        results[0].extra["peer_lost"] = results[1].lost
+        results[0].extra["peer_received"] = results[1].extra["received_unique"]
+    show(results, title="courier bench overload", json_out=json_out)
+
+
+@bench_app.command()
+def plots(
+    results: str = typer.Argument(
+        ..., help="Folder of saved --json lines: peer.json and users-<N>.json."
+    ),
+    out: str = typer.Argument("docs/img", help="Where the PNG files go."),
+) -> None:
+    """Draw the latency CDF (e2e vs peer) and throughput against users."""
+    from pathlib import Path
+
+    from . import plots as p
+
+    src, dst = Path(results), Path(out)
+    dst.mkdir(parents=True, exist_ok=True)
+    if (src / "peer.json").exists():
+        typer.echo(p.latency_cdf(p.load(src / "peer.json"), dst))
+    runs = [p.load(f) for f in sorted(src.glob("users-*.json"))]
+    if runs:
+        typer.echo(p.throughput_users(runs, dst))

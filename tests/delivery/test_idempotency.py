@@ -57,8 +57,9 @@ async def test_running_the_same_enqueue_twice_changes_nothing(h: Harness) -> Non
     answer and nothing is written twice."""
     from delivery.producer import build
 
-    (call,) = build({"user_id": "alice", "payload": {"n": 1}}, keyspace=h.keyspace,
-                    limits=h.producer.limits)
+    (call,) = build(
+        {"user_id": "alice", "payload": {"n": 1}}, keyspace=h.keyspace, limits=h.producer.limits
+    )
     first = await h.producer._scripts.enqueue(keys=[call.prefix], args=call.args)
     await h.connect("alice")
     await h.pump()

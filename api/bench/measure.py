@@ -1,0 +1,109 @@
+"""Reading the system under test: the users' status counters, Redis command and script
+costs, and the optional profilers of ``e2e --profile``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from . import layers, redisprof
+from .procs import Stack
+
+STATUSES = ("delivered", "sent", "queued", "parked", "scheduled", "dead", "expired")
+
+
+async def status_counts(r: aioredis.Redis, keys: list[str]) -> dict[str, int]:
+    """Sum of the users' status counters (``u:<user>:stats``)."""
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.hmget(k, STATUSES)
+    total = dict.fromkeys(STATUSES, 0)
+    for row in await pipe.execute():
+        for name, v in zip(STATUSES, row, strict=True):
+            if v is not None:
+                total[name] += int(v)
+    return {k: v for k, v in total.items() if v}
+
+
+async def delivered_count(r: aioredis.Redis, keys: list[str]) -> int:
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.hget(k, "delivered")
+    return sum(int(v) for v in await pipe.execute() if v is not None)
+
+
+async def commandstats(r: aioredis.Redis) -> dict[str, tuple[int, int]]:
+    """Redis ``INFO commandstats``: command -> (calls, usec)."""
+    info = await r.info("commandstats")
+    return {
+        k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for k, v in info.items()
+        if k.startswith("cmdstat_")
+    }
+
+
+def command_delta(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], per: int, top: int = 8
+) -> dict[str, dict[str, float]]:
+    """Calls and microseconds per ``per`` messages of the busiest Redis commands."""
+    rows = []
+    for cmd, (calls, usec) in after.items():
+        c0, u0 = before.get(cmd, (0, 0))
+        if calls - c0 > 0:
+            rows.append((usec - u0, calls - c0, cmd))
+    rows.sort(reverse=True)
+    return {
+        cmd: {
+            "calls_per_msg": round(calls / max(per, 1), 3),
+            "usec_per_call": round(usec / calls, 2),
+            "usec_per_msg": round(usec / max(per, 1), 2),
+        }
+        for usec, calls, cmd in rows[:top]
+    }
+
+
+async def start_profile(stack: Stack, r: aioredis.Redis) -> Any:
+    """py-spy on the (first) server process, SLOWLOG on Redis."""
+    await redisprof.start(r)
+    server = next((p for p in stack.usage.procs if p.role == "server"), None)
+    spy_bin = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+        "py-spy"
+    )
+    if server is None or spy_bin is None:
+        return None  # pip install py-spy for the server's share
+    out = stack.dir / "server.pyspy"
+    return await asyncio.create_subprocess_exec(
+        spy_bin,
+        "record",
+        "-p",
+        str(server.pid),
+        "-o",
+        str(out),
+        "--format",
+        "raw",
+        "-r",
+        "200",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    ), out
+
+
+async def finish_profile(
+    stack: Stack, r: aioredis.Redis, spy: Any, got: dict[str, Any], delivered: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"redis_usec_per_script": await redisprof.finish(r, delivered)}
+    if spy is not None:
+        proc, path = spy
+        proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        await asyncio.wait_for(proc.wait(), 30)
+        if path.exists():
+            out["server_usec_per_msg_by_layer"] = layers.per_message(
+                path, got["cpu_seconds"].get("server", 0.0), delivered
+            )
+    return out

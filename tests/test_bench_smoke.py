@@ -1,0 +1,101 @@
+"""``courier bench``: every scenario at a tiny size, end to end, as a user runs it.
+
+Each scenario starts its own redis-server, servers and load generators; the test
+checks the JSON object of the last line (the documented keys, nothing lost where
+Courier promises it) and that the table was printed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+KEYS = {
+    "scenario",
+    "users",
+    "messages",
+    "throughput_msgs_per_s",
+    "latency_ms",
+    "lost",
+    "duplicates",
+    "connect_success_rate",
+    "cpu_seconds",
+    "rss_mb",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def bench(*args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "api.cli", "bench", *args, "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert "courier bench" in proc.stdout  # the table came first
+    body = orjson.loads(lines[-1])
+    assert KEYS <= body.keys()
+    assert set(body["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    return body
+
+
+def test_enqueue_reports_producer_and_bare_rates() -> None:
+    body = bench("enqueue", "--messages", "1000", "--users", "20")
+    assert body["scenario"] == "enqueue" and body["messages"] == 1000
+    assert body["throughput_msgs_per_s"] > 0 and body["bare_xadd_msgs_per_s"] > 0
+    assert body["ratio_to_bare"] == pytest.approx(
+        body["throughput_msgs_per_s"] / body["bare_xadd_msgs_per_s"], rel=0.01
+    )
+    assert body["cpu_seconds"]["redis"] > 0
+
+
+def test_e2e_delivers_every_message_once_and_marks_it_delivered() -> None:
+    body = bench("e2e", "--users", "20", "--messages", "200")
+    assert body["lost"] == 0 and body["duplicates"] == 0
+    assert body["delivered"] == 200 and body["statuses"] == {"delivered": 200}
+    assert body["connect_success_rate"] == 1.0
+    assert 0 < body["latency_ms"]["p50"] <= body["latency_ms"]["max"]
+    assert {"server", "redis", "loadgen"} <= body["cpu_seconds"].keys()
+    assert body["rss_mb"]["server"] > 0
+
+
+def test_peer_runs_beside_e2e_with_the_ratio() -> None:
+    body = bench("peer", "--users", "20", "--messages", "200")
+    assert body["scenario"] == "peer" and body["users"] == 20
+    assert body["e2e_lost"] == 0
+    assert body["ratio_e2e_to_peer"] == pytest.approx(
+        body["e2e_throughput_msgs_per_s"] / body["throughput_msgs_per_s"], rel=0.01
+    )
+
+
+def test_raw_ceiling_delivers_the_same_frames() -> None:
+    body = bench("raw", "--users", "20", "--messages", "200", "--no-compare")
+    assert body["scenario"] == "raw" and body["lost"] == 0
+    assert body["throughput_msgs_per_s"] > 0
+
+
+def test_connections_are_held_and_measured() -> None:
+    body = bench("connections", "--connections", "200", "--hold", "1")
+    assert body["connect_success_rate"] == 1.0
+    assert body["connected"] == 200 and body["held_after_s"]["open"] == 200
+    assert body["kb_per_connection"] > 0 and body["connects_per_s"] > 0
+
+
+def test_drain_hands_over_the_whole_backlog() -> None:
+    body = bench("drain", "--backlog", "200")
+    assert body["lost"] == 0 and body["delivered"] == 200
+    assert body["drain_seconds"] > 0
+
+
+def test_overload_loses_nothing_in_courier() -> None:
+    body = bench("overload", "--messages", "2000", "--users", "20", "--window", "30")
+    assert body["lost"] == 0 and body["accepted"] == 2000
+    assert body["delivered"] + body["still_held_in_redis"] == 2000
+    assert body["healthz_errors"] == 0
+    assert "peer_lost" in body
