@@ -28,7 +28,7 @@ local function dispatch_one(entry, id, user, prio, group, ack_timeout, hb_timeou
   local conns = live_conns(user, hb_timeout)
   if #conns == 0 then
     set_status(mkey, user, 'queued', 'parked')
-    park(mkey, id, user, prio, tonumber(m[5]), tonumber(m[2]), attempt, park_ttl)
+    park(mkey, id, user, prio, tonumber(m[5]), tonumber(m[2]), attempt, park_ttl, entry)
     return {'parked'}
   end
   attempt = attempt + 1

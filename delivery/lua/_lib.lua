@@ -66,10 +66,18 @@ local function bury(mkey, id, user, old, attempt, reason, dlq_max, dead_keep_ms)
   if ttl >= 0 and ttl < dead_keep_ms then redis.call('PEXPIRE', mkey, dead_keep_ms) end
 end
 
--- Park for an offline user: highest priority first, oldest first.
-local function park(mkey, id, user, prio, created, expires, attempt, park_ttl_ms)
+-- Park for an offline user: highest priority first, oldest first. The score is exact
+-- (< 2^53): priority, then creation ms since 2024 (good until 2041), then the stream
+-- entry's sequence number (messages enqueued in one millisecond keep their order).
+local PARK_EPOCH_MS = 1704067200000
+local function park_score(prio, created, entry)
+  local seq = tonumber(string.match(entry or '', '%-(%d+)$') or '0')
+  return (RANK[prio] * 549755813888 + (created - PARK_EPOCH_MS)) * 4096 + math.min(seq, 4095)
+end
+
+local function park(mkey, id, user, prio, created, expires, attempt, park_ttl_ms, entry)
   local pk = key_parked(user)
-  redis.call('ZADD', pk, RANK[prio] * 1e13 + created, id)
+  redis.call('ZADD', pk, park_score(prio, created, entry), id)
   local until_ms = math.min(expires, NOW + park_ttl_ms)
   redis.call('ZADD', key_parkx(), until_ms, id)
   local ttl = redis.call('PTTL', pk)

@@ -177,7 +177,10 @@ async def test_dispatch(h: Harness) -> None:
     assert (outcome, push) == ("parked", None)
     pb = ks.partition_of("bob")
     bcreated = int(await h.r.hget(ks.msg(off.id), "ca"))
-    assert await h.r.zscore(ks.user("bob", "parked"), off.id) == 2e13 + bcreated
+    # score: priority (low = 2), then creation ms since 2024, then the entry's sequence
+    seq = int(entry.entry_id.split("-")[1])
+    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + seq
+    assert await h.r.zscore(ks.user("bob", "parked"), off.id) == score
     parkx = await h.r.zscore(ks.key(pb, "parkx"), off.id)
     assert parkx == (await raw_timeline(h.r, ks, off.id))[-1]["until"]
     assert 0 < await h.r.pttl(ks.user("bob", "parked")) <= h.store.timing.park_ttl_ms
