@@ -16,11 +16,17 @@ from delivery.settings import Settings
 
 from . import errors, metrics_collector, routes_admin, routes_messages, routes_tasks, ws
 from .auth import Verifier
+from .body_limit import BodyLimit
 from .hub import Hub
 from .responses import OrjsonResponse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+def body_limit(settings: Settings) -> int:
+    """The largest request body: a batch of messages at the payload limit, with room."""
+    return max(settings.max_payload_bytes * 2, 1 << 20) * 16
 
 
 def create_app(settings: Settings | None = None, *, consumers: bool = True) -> FastAPI:
@@ -55,21 +61,11 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     app.state.settings = settings
     app.state.verifier = verifier
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=body_limit(settings))
     app.include_router(routes_messages.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_tasks.router)
     app.include_router(ws.router)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        limit = max(settings.max_payload_bytes * 2, 1 << 20) * 16
-        if length is not None and length.isdigit() and int(length) > limit:
-            return OrjsonResponse(
-                errors.body("payload_too_large", f"request body over {limit} bytes"),
-                status_code=413,
-            )
-        return await call_next(request)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

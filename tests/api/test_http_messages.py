@@ -205,3 +205,23 @@ async def test_idempotency_over_http(node: Node, r: aioredis.Redis, keyspace: Ke
     batch = await post(node, "/v1/messages/batch", json={"messages": [body]})
     assert batch.json()["messages"][0]["id"] == first.json()["id"]
     assert batch.json()["messages"][0]["duplicate"] is True
+
+
+async def test_a_body_over_the_limit_is_refused_even_when_chunked(
+    node: Node, r: aioredis.Redis, keyspace: Keyspace
+) -> None:
+    from api.app import body_limit
+
+    limit = body_limit(node.hub.rt.settings)
+    before = await keys(r, keyspace)
+    chunk = b"[" + b" " * (256 * 1024)
+
+    async def chunks() -> Any:  # no Content-Length: the server counts as it reads
+        for _ in range(limit // len(chunk) + 2):
+            yield chunk
+
+    for content in (chunks(), b" " * (limit + 1)):
+        resp = await post(node, "/v1/messages/batch", json_headers=True, content=content)
+        assert resp.status_code == 413, resp.text
+        assert resp.json()["error"]["code"] == "payload_too_large"
+    assert await keys(r, keyspace) == before
