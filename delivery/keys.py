@@ -16,7 +16,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-# name -> (suffix template after the partition prefix, type, lifetime)
+# name -> (suffix template after the partition prefix, type, lifetime).
+# ``{user*}`` is the user id after its length in bytes (``5:alice``): where another id
+# follows, user "a:b" with key "c" and user "a" with key "b:c" must not share a key.
 PARTITION_LAYOUT: dict[str, tuple[str, str, str]] = {
     "stream": ("q:{priority}", "stream", "entries deleted once dispatched (XACK+XDEL)"),
     "delayed": ("delayed", "zset id->due ms", "members removed when promoted"),
@@ -24,15 +26,15 @@ PARTITION_LAYOUT: dict[str, tuple[str, str, str]] = {
     "parkx": ("parkx", "zset id->park expiry ms", "members removed on unpark/expiry"),
     "dlq": ("dlq", "stream", "MAXLEN ~ dlq_max_len"),
     "msg": ("m:{id}", "hash", "expires_at + retention; retention after final"),
-    "idem": ("idem:{user}:{key}", "string -> id", "message ttl + retention"),
-    "collapse": ("ck:{user}:{key}", "string -> id", "message ttl"),
+    "idem": ("idem:{user*}:{key}", "string -> id", "message ttl + retention"),
+    "collapse": ("ck:{user*}:{key}", "string -> id", "message ttl"),
     "parked": ("u:{user}:parked", "zset id->rank", "park ttl, refreshed on park"),
     "user_msgs": ("u:{user}:msgs", "zset id->created ms", "max ttl + retention"),
     "user_stats": ("u:{user}:stats", "hash", "max ttl + retention"),
     "user_latency": ("u:{user}:lat", "list of ack latencies ms", "like user_stats"),
     "conns": ("u:{user}:conns", "zset node|conn->last seen ms", "heartbeat timeout x2"),
     "conn": ("c:{conn}", "hash", "heartbeat timeout x2"),
-    "task": ("task:{user}:{task}", "hash: owner, status, progress ...", "task ttl (7 days)"),
+    "task": ("task:{user*}:{task}", "hash: owner, status, progress ...", "task ttl (7 days)"),
     "user_tasks": ("u:{user}:tasks", "zset task id->updated ms (active tasks)", "task ttl"),
 }
 
@@ -101,6 +103,9 @@ class Keyspace:
 
     def key(self, partition: int, name: str, **fields: str) -> str:
         template = PARTITION_LAYOUT[name][0]
+        if "{user*}" in template:
+            user = fields["user"]
+            template = template.replace("{user*}", f"{len(user.encode())}:{{user}}")
         return self.part(partition) + template.format(**fields)
 
     def stream(self, partition: int, priority: str) -> str:
@@ -141,6 +146,9 @@ def lua_key_functions() -> str:
             field, _, rest = tail.partition("}")
             if lit:
                 parts.append(repr(lit).replace('"', '\\"'))
+            if field.endswith("*"):  # length-prefixed (see PARTITION_LAYOUT)
+                field = field[:-1]
+                parts += [f"#{field}", "':'"]
             parts.append(field)
             args.append(field)
         if rest:

@@ -115,3 +115,18 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
     # 5. The device disconnects: every presence key is gone, the node set too.
     await h.disconnect("alice")
     assert await h.keys() == streams | {msg, latency} | user_keys
+
+
+async def test_user_ids_with_colons_never_share_a_key_with_another_user(h: Harness) -> None:
+    # "a" + "b:c" and "a:b" + "c" would both read "a:b:c" without the length prefix.
+    first = await h.producer.send("a", 1, idempotency_key="b:c", collapse_key="b:c")
+    second = await h.producer.send("a:b", 2, idempotency_key="c", collapse_key="c")
+    assert first.id != second.id and second.created  # not taken for a repeat of the first
+    await h.producer.task_status("b:c", "a", "running", progress=10)
+    await h.producer.task_status("c", "a:b", "running", progress=90)
+    assert (await h.producer.get_task("b:c", "a"))["progress"] == 10
+    assert (await h.producer.get_task("c", "a:b"))["progress"] == 90
+    ks = h.keyspace
+    assert await h.r.get(ks.user("a", "idem", key="b:c")) == first.id.encode()
+    assert await h.r.get(ks.user("a:b", "idem", key="c")) == second.id.encode()
+    assert ks.user("a", "task", task="b:c").endswith(":task:1:a:b:c")
