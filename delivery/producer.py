@@ -228,7 +228,16 @@ class Producer:
         chunks = _chunks(plans)
         calls = [_script_call(self._scripts, prefix, cs) for prefix, cs in chunks]
         out = _unpack(plans, chunks, await self._scripts.pipelined(calls, self.redis))
-        log.debug("enqueued %d messages", sum(len(p) for p in out))
+        if log.isEnabledFor(logging.DEBUG):  # one line per message, to follow it around
+            for a in (a for accepted in out for a in accepted):
+                log.debug(
+                    "message %s %s for %s%s",
+                    a.id,
+                    a.status,
+                    a.user_id,
+                    "" if a.created else " (repeat of an idempotency key)",
+                    extra={"message_id": a.id, "user_id": a.user_id},
+                )
         return out
 
     # -- tasks (see delivery/reporter.py) ------------------------------------------------
