@@ -29,6 +29,24 @@ JSON = typer.Option(False, "--json", help="End with one JSON object on the last 
 QUIET = typer.Option(False, "--quiet", help="No progress lines.")
 COMPARE = typer.Option(True, help="Also run Courier's e2e with the same clients and messages.")
 
+BENCH_MODULES = ("psutil", "socketio", "aiohttp", "matplotlib")
+
+
+@bench_app.callback()
+def _needs_the_bench_extra() -> None:
+    """Refuse clearly, before starting anything, when the `bench` extra is missing."""
+    import importlib.util
+
+    missing = [m for m in BENCH_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        typer.echo(
+            f"courier bench needs the `bench` extra (missing: {', '.join(missing)}). "
+            "Install it with: COURIER_EXTRAS=bench ./scripts/bootstrap "
+            "(or .venv/bin/pip install -e '.[bench]').",
+            err=True,
+        )
+        raise typer.Exit(2)
+
 
 def _run(coro: Any) -> Any:
     from .procs import run
