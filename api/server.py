@@ -28,8 +28,11 @@ def config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     kwargs: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        "ws": "websockets",
+        "ws": "websockets-sansio",
         "ws_max_size": settings.max_frame_bytes,
+        # Courier's own heartbeats (ping frames, 4408) find dead clients; a protocol
+        # keepalive on top would cost a timer and a ping per connection for nothing.
+        "ws_ping_interval": None,
         "lifespan": "on",
         "log_level": "warning",
         "log_config": None,
