@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import Receive, Scope, Send
 
 from delivery.settings import Settings
 
@@ -27,6 +28,18 @@ log = logging.getLogger(__name__)
 def body_limit(settings: Settings) -> int:
     """The largest request body: a batch of messages at the payload limit, with room."""
     return max(settings.max_payload_bytes * 2, 1 << 20) * 16
+
+
+class CourierApp(FastAPI):
+    """FastAPI whose WebSocket edge skips the middleware stack (HTTP only: body limit,
+    error pages, telemetry): see :func:`api.ws.serve`."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope["app"] = self
+            if await ws.serve(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, consumers: bool = True) -> FastAPI:
@@ -51,7 +64,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
             await rt.close()
             log.info("courier node %s stopped", rt.node_id)
 
-    app = FastAPI(
+    app = CourierApp(
         title="Courier",
         version="0.1.0",
         summary="Guaranteed message delivery to users over WebSocket, on Redis Streams.",

@@ -1,18 +1,22 @@
-"""One client connection on this node: its send queue, its unacked messages, its
-rate limit and heartbeat clock. No Redis here; the hub and the endpoint do I/O."""
+"""One client connection on this node: its outbox, its unacked messages, its
+rate limit and heartbeat clock. No Redis here; the hub and the endpoint do I/O.
+
+A node holds thousands of these for hours, so they are small: slots, a plain list as
+the outbox, and futures made only while somebody waits (the writer for frames, the
+drain for acks) instead of a Queue and Events per connection."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from enum import Enum
-
-from starlette.websockets import WebSocket
 
 from delivery.metrics import DELIVER_TO_ACK_SECONDS
 
 from .auth import Role
+from .wire import Wire
+
+CLOSE_GRACE = 2.0  # how long a closing connection may flush its outbox and say goodbye
 
 
 class State(Enum):
@@ -21,17 +25,16 @@ class State(Enum):
     CLOSED = "closed"
 
 
-@dataclass
 class TokenBucket:
     """Client frames allowed per second, with a burst."""
 
-    rate: float
-    burst: int
-    tokens: float = 0.0
-    stamp: float = field(default_factory=time.monotonic)
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
-    def __post_init__(self) -> None:
-        self.tokens = float(self.burst)
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
 
     def take(self) -> bool:
         now = time.monotonic()
@@ -44,9 +47,32 @@ class TokenBucket:
 
 
 class Connection:
+    __slots__ = (
+        "_acked",
+        "_ready",
+        "_watchdog",
+        "address",
+        "bucket",
+        "close_code",
+        "close_reason",
+        "conn_id",
+        "device",
+        "last_seen",
+        "needs_drain",
+        "node_id",
+        "outbox",
+        "queue_size",
+        "role",
+        "state",
+        "topics",
+        "unacked",
+        "user_id",
+        "wire",
+    )
+
     def __init__(
         self,
-        ws: WebSocket,
+        wire: Wire,
         *,
         conn_id: str,
         user_id: str,
@@ -57,17 +83,16 @@ class Connection:
         device: str = "",
         address: str = "",
     ) -> None:
-        self.ws = ws
+        self.wire = wire
         self.conn_id = conn_id
         self.user_id = user_id
         self.role = role
         self.node_id = node_id
         self.device = device
         self.address = address
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
+        self.outbox: list[str] = []  # frames the writer has not taken yet
+        self.queue_size = queue_size
         self.unacked: dict[str, float] = {}  # message id -> when it was pushed (monotonic)
-        self.acked = asyncio.Event()
-        self.closing = asyncio.Event()  # set once a close is requested
         self.needs_drain = False  # a drain failed: the hub's refresh starts another
         self.bucket = bucket
         self.last_seen = time.monotonic()
@@ -75,40 +100,74 @@ class Connection:
         self.state = State.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
+        self._ready: asyncio.Future[None] | None = None  # the writer waits for frames
+        self._acked: asyncio.Future[None] | None = None  # the drain waits for acks
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def offer(self, frame: str, message_id: str | None = None) -> bool:
         """Queue a frame for the writer; False when closed or the reader is too slow."""
         if self.state is not State.OPEN:
             return False
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self.outbox) >= self.queue_size:
+            self.outbox.clear()  # it would never catch up; its unacked messages go back
             self.request_close(1008, "send buffer full: client reads too slowly")
             return False
+        self.outbox.append(frame)
         if message_id is not None:
             self.unacked[message_id] = time.monotonic()
+        self._wake()
         return True
 
     def request_close(self, code: int, reason: str) -> None:
-        """Ask the writer to close the socket after what is queued (or at once when full)."""
+        """Ask the writer to close the socket after what is queued. A client that does
+        not take it within CLOSE_GRACE seconds is dropped."""
         if self.state is not State.OPEN:
             return
         self.state = State.CLOSING
         self.close_code, self.close_reason = code, reason
-        self.closing.set()
-        while True:  # make room for the close sentinel
-            try:
-                self.queue.put_nowait(None)
-                return
-            except asyncio.QueueFull:
-                self.queue.get_nowait()
+        self._wake()
+        self._watchdog = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.wire.abort)
+
+    def finished(self) -> None:
+        """The endpoint is done with this connection."""
+        self.state = State.CLOSED
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    async def frames_ready(self) -> None:
+        """Until there is something to write (or to close)."""
+        if self.outbox or self.state is not State.OPEN:
+            return
+        self._ready = asyncio.get_running_loop().create_future()
+        try:
+            await self._ready
+        finally:
+            self._ready = None
+
+    def _wake(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    async def wait_acked(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Until the next ack of this connection; False after `timeout` seconds."""
+        self._acked = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._acked
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._acked = None
 
     def acked_ids(self, ids: list[str]) -> None:
         for mid in ids:
             pushed = self.unacked.pop(mid, None)
             if pushed is not None:
                 DELIVER_TO_ACK_SECONDS.observe(time.monotonic() - pushed)
-        self.acked.set()
+        if self._acked is not None and not self._acked.done():
+            self._acked.set_result(None)
 
     def seen(self) -> None:
         self.last_seen = time.monotonic()

@@ -18,6 +18,8 @@ import uvicorn
 
 from delivery.settings import Settings
 
+from .wire import EdgeProtocol
+
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0
@@ -28,7 +30,7 @@ def config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     kwargs: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        "ws": "websockets-sansio",
+        "ws": EdgeProtocol,  # uvicorn's websockets-sansio, plus batched writes
         "ws_max_size": settings.max_frame_bytes,
         # Courier's own heartbeats (ping frames, 4408) find dead clients; a protocol
         # keepalive on top would cost a timer and a ping per connection for nothing.

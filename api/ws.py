@@ -4,6 +4,10 @@ A connection is accepted, authenticated (close 4401/4403 on refusal), registered
 presence, greeted with ``connected``, handed its parked messages under flow control,
 and then serves client frames until it closes; on close its unacked messages are
 handed back (see ``disconnect.lua``). See docs/protocol.md for the frames.
+
+Per connection: the endpoint reads the client's frames, one writer task writes what
+the connection's outbox holds (all of it at once), and a drain task lives while
+parked messages are handed out.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
+from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from consumers.resilience import retrying
 from delivery.message import MAX_ID_LEN, iso_ms
@@ -24,15 +29,13 @@ from delivery.presence import Conn
 from delivery.store import Push
 
 from .auth import AuthError, Verifier
-from .connection import Connection, State, TokenBucket
+from .connection import CLOSE_GRACE, Connection, State, TokenBucket
 from .frames import FrameError, handle_frame
 from .hub import Hub
+from .wire import Wire
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-SEND_TIMEOUT = 10.0
-CLOSE_GRACE = 2.0  # how long a closing connection may flush its queue and say goodbye
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -50,6 +53,21 @@ def _token(ws: WebSocket) -> tuple[str | None, str | None]:
 
 def error_frame(code: str, detail: str, **extra: Any) -> str:
     return orjson.dumps({"type": "error", "code": code, "detail": detail, **extra}).decode()
+
+
+async def serve(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Serve a WebSocket scope if it is one of the edge's routes; False otherwise.
+
+    The app calls this before its middleware stack (which is for HTTP): a connection
+    then holds none of the middleware's frames and exit stacks for its lifetime, and
+    its frames pass through no middleware wrappers."""
+    for route in router.routes:
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            scope.update(child)
+            await websocket_endpoint(WebSocket(scope, receive, send), **child["path_params"])
+            return True
+    return False
 
 
 @router.websocket("/v1/ws")
@@ -80,7 +98,7 @@ async def websocket_endpoint(ws: WebSocket, user_id: str | None = None) -> None:
 
     client = ws.client
     conn = Connection(
-        ws,
+        Wire.of(ws),
         conn_id=secrets.token_hex(8),
         user_id=who.user_id,
         role=who.role,
@@ -93,7 +111,14 @@ async def websocket_endpoint(ws: WebSocket, user_id: str | None = None) -> None:
     hub.add(conn)
     try:
         await _serve(hub, conn)
+    except asyncio.CancelledError:
+        if not conn.wire.cut:  # the server stops, not our own cut-off of a stuck client
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
     finally:
+        conn.finished()
         hub.remove(conn)
         await _goodbye(hub, conn)
 
@@ -123,74 +148,71 @@ async def _serve(hub: Hub, conn: Connection) -> None:
     if tasks:
         conn.offer(orjson.dumps({"type": "tasks", "tasks": tasks}).decode())
     writer = asyncio.create_task(_writer(conn))
-    reader = asyncio.create_task(_reader(hub, conn))
     drainer = asyncio.create_task(drain(hub, conn))
-    closing = asyncio.create_task(conn.closing.wait())
     try:
-        await asyncio.wait({writer, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
-        if reader.done() and not reader.cancelled() and reader.exception() is not None:
-            log.warning(
-                "connection %s failed", conn.conn_id, exc_info=reader.exception(), extra=_ids(conn)
-            )
+        try:
+            await _read(hub, conn)
+        except Exception:
+            log.warning("connection %s failed", conn.conn_id, exc_info=True, extra=_ids(conn))
             conn.request_close(1011, "internal error")
         if conn.state is not State.CLOSED and not writer.done():
-            # A rule was broken (or the node stops): let the queue and the close frame go
-            # out, but never wait long for a client that does not read.
+            # Let the outbox and the close frame go out, but never wait long for a
+            # client that does not read (the watchdog of request_close drops it).
             conn.request_close(conn.close_code or 1000, conn.close_reason)
             await asyncio.wait({writer}, timeout=CLOSE_GRACE)
     finally:
-        conn.state = State.CLOSED
-        for t in (writer, reader, drainer, closing):
-            t.cancel()
-        await asyncio.gather(writer, reader, drainer, closing, return_exceptions=True)
+        writer.cancel()
+        drainer.cancel()
+        await asyncio.gather(writer, drainer, return_exceptions=True)
 
 
 async def _writer(conn: Connection) -> None:
-    ws = conn.ws
-    while True:
-        frame = await conn.queue.get()
-        if frame is None:
-            conn.state = State.CLOSED
-            if ws.client_state is WebSocketState.CONNECTED:
-                try:
-                    await asyncio.wait_for(
-                        ws.close(conn.close_code or 1000, conn.close_reason), SEND_TIMEOUT
-                    )
-                except Exception:
-                    pass
-            return
-        try:
-            async with asyncio.timeout(SEND_TIMEOUT):  # no task per frame, unlike wait_for
-                await ws.send_text(frame)
-        except Exception:  # slow or gone: give up on this socket, nobody else waits
-            conn.state = State.CLOSED
-            conn.close_code = conn.close_code or 1006
-            return
+    """Write what the outbox holds, all of it at once; then close when asked to."""
+    wire = conn.wire
+    try:
+        while True:
+            if conn.outbox:
+                frames, conn.outbox = conn.outbox, []
+                await wire.send(frames)
+            elif conn.state is State.OPEN:
+                await conn.frames_ready()
+            else:
+                conn.state = State.CLOSED
+                await wire.close(conn.close_code or 1000, conn.close_reason)
+                return
+    except Exception:  # slow or gone: give up on this socket, nobody else waits
+        conn.state = State.CLOSED
+        conn.close_code = conn.close_code or 1006
+        wire.abort()
 
 
-async def _reader(hub: Hub, conn: Connection) -> None:
+async def _read(hub: Hub, conn: Connection) -> None:
+    """Serve the client's frames until the connection is closed (by either side)."""
     max_bytes = hub.rt.settings.max_frame_bytes
-    ws = conn.ws
-    while conn.state is State.OPEN:
-        msg = await ws.receive()
+    receive = conn.wire.ws.receive
+    while True:
+        msg = await receive()
         if msg["type"] == "websocket.disconnect":
+            if conn.state is State.OPEN:  # the client closed (else: our own close code)
+                conn.close_code = msg.get("code", 1000)
             conn.state = State.CLOSED
-            conn.close_code = msg.get("code", 1000)
             return
+        if conn.state is not State.OPEN:
+            continue  # closing: what the client still sends is not served
         text = msg.get("text")
         if text is None:
             raw = msg.get("bytes") or b""
             if len(raw) > max_bytes:
                 conn.request_close(1009, "frame too big")
-                return
+                continue
             text = raw.decode("utf-8", "replace")
         if len(text) > max_bytes:
             conn.request_close(1009, "frame too big")
-            return
+            continue
         conn.seen()
         if not conn.bucket.take():
             conn.request_close(4429, "rate limited")
-            return
+            continue
         try:
             await handle_frame(hub, conn, text)
         except FrameError as e:
@@ -206,10 +228,7 @@ async def drain(hub: Hub, conn: Connection) -> None:
     while conn.state is State.OPEN:
         room = window - len(conn.unacked)
         if room < max(1, window // 4):
-            conn.acked.clear()
-            try:
-                await asyncio.wait_for(conn.acked.wait(), wait)
-            except TimeoutError:
+            if not await conn.wait_acked(wait):
                 await _forget_settled(hub, conn)  # acked by another device, expired ...
             continue
         remaining: int

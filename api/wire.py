@@ -1,0 +1,143 @@
+"""How a connection's frames get onto its socket.
+
+:class:`EdgeProtocol` is uvicorn's sans-I/O WebSocket protocol with one ASGI extension,
+``courier.wire``: the protocol itself, so the edge can write every frame queued for a
+connection in one socket write (one system call) instead of one ASGI ``send`` per frame
+through Starlette and uvicorn, and can drop a connection that stopped reading at once.
+``courier serve`` (:func:`api.server.config`) runs it.
+
+:class:`Wire` is what a :class:`~api.connection.Connection` writes through: the fast
+path when the server offers the extension, plain ASGI messages otherwise (any other
+ASGI server or uvicorn WebSocket implementation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.websockets import WebSocket
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
+
+EXTENSION = "courier.wire"
+SEND_TIMEOUT = 10.0  # how long a send may wait for a client that does not read
+
+
+class Inbox:
+    """The protocol's queue of ASGI receive events: what uvicorn uses of an
+    asyncio.Queue (``put_nowait``, ``get``, ``empty``) without its four deques of
+    ~760 bytes each. It holds one event most of the time: the protocol stops reading
+    the socket until the app has taken the last one."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self.items.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.pop(0)
+
+    def empty(self) -> bool:
+        return not self.items
+
+
+class EdgeProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol offering itself as ``courier.wire``,
+    and lighter per connection: see :class:`Inbox`; the handshake's request and
+    response are dropped once sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope: Any = getattr(self, "scope", None)  # none when the handshake was refused
+        if scope is not None:
+            scope["extensions"][EXTENSION] = self
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            self.request = self.response = None  # type: ignore[assignment]
+
+    def write_texts(self, frames: Sequence[str]) -> None:
+        """Write text frames in one socket write. Raises ClientDisconnected when the
+        connection is gone or closing."""
+        if self.disconnected or self.close_sent:
+            raise ClientDisconnected()
+        conn = self.conn
+        try:
+            for text in frames:
+                conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(conn.data_to_send()))
+
+    def abort(self) -> None:
+        """Drop the connection now, whatever is still buffered (the app then receives
+        ``websocket.disconnect``)."""
+        self.transport.abort()
+
+
+class Wire:
+    """Writes through plain ASGI messages (one ``send`` per frame)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.task = asyncio.current_task()  # the endpoint, cancelled by abort()
+        self.cut = False  # abort() cancelled the endpoint: not a shutdown of the server
+
+    @staticmethod
+    def of(ws: WebSocket) -> Wire:
+        proto = ws.scope.get("extensions", {}).get(EXTENSION)
+        return FastWire(ws, proto) if proto is not None else Wire(ws)
+
+    async def send(self, frames: Sequence[str]) -> None:
+        for text in frames:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self.ws.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await self.ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Stop serving the connection now (its endpoint cleans up and returns)."""
+        if not self.cut and self.task is not None:
+            self.cut = True
+            self.task.cancel()
+
+
+class FastWire(Wire):
+    """Writes everything queued in one socket write, through :class:`EdgeProtocol`."""
+
+    def __init__(self, ws: WebSocket, proto: EdgeProtocol) -> None:
+        super().__init__(ws)
+        self.proto = proto
+
+    async def send(self, frames: Sequence[str]) -> None:
+        writable = self.proto.writable
+        if not writable.is_set():  # the client's socket buffer is full: wait, a while
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await writable.wait()
+        self.proto.write_texts(frames)
+
+    def abort(self) -> None:
+        self.proto.abort()
