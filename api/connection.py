@@ -48,8 +48,8 @@ class TokenBucket:
 
 class Connection:
     __slots__ = (
-        "_acked",
         "_ready",
+        "_room",
         "_watchdog",
         "address",
         "bucket",
@@ -101,7 +101,7 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._ready: asyncio.Future[None] | None = None  # the writer waits for frames
-        self._acked: asyncio.Future[None] | None = None  # the drain waits for acks
+        self._room: asyncio.Future[None] | None = None  # the drain waits for acks or writes
         self._watchdog: asyncio.TimerHandle | None = None
 
     def offer(self, frame: str, message_id: str | None = None) -> bool:
@@ -149,25 +149,34 @@ class Connection:
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
 
-    async def wait_acked(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Until the next ack of this connection; False after `timeout` seconds."""
-        self._acked = asyncio.get_running_loop().create_future()
+    def take_outbox(self) -> list[str]:
+        """Everything queued, for the writer."""
+        frames, self.outbox = self.outbox, []
+        self._made_room()
+        return frames
+
+    async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Until acks or the writer make room for more frames; False after `timeout` s."""
+        self._room = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
-                await self._acked
+                await self._room
             return True
         except TimeoutError:
             return False
         finally:
-            self._acked = None
+            self._room = None
+
+    def _made_room(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
 
     def acked_ids(self, ids: list[str]) -> None:
         for mid in ids:
             pushed = self.unacked.pop(mid, None)
             if pushed is not None:
                 DELIVER_TO_ACK_SECONDS.observe(time.monotonic() - pushed)
-        if self._acked is not None and not self._acked.done():
-            self._acked.set_result(None)
+        self._made_room()
 
     def seen(self) -> None:
         self.last_seen = time.monotonic()

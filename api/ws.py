@@ -172,8 +172,7 @@ async def _writer(conn: Connection) -> None:
     try:
         while True:
             if conn.outbox:
-                frames, conn.outbox = conn.outbox, []
-                await wire.send(frames)
+                await wire.send(conn.take_outbox())
             elif conn.state is State.OPEN:
                 await conn.frames_ready()
             else:
@@ -225,10 +224,14 @@ async def drain(hub: Hub, conn: Connection) -> None:
     window = rt.settings.drain_window
     wait = rt.settings.ack_timeout_seconds
     total = 0
+    # At most `window` unacked, and never more than half the outbox: live messages must
+    # still fit in it, or the connection would be closed as a slow reader.
+    share = max(1, conn.queue_size // 2)
+    refill = max(1, min(window, share) // 4)  # refill once a quarter is free again
     while conn.state is State.OPEN:
-        room = window - len(conn.unacked)
-        if room < max(1, window // 4):
-            if not await conn.wait_acked(wait):
+        room = min(window - len(conn.unacked), share - len(conn.outbox))
+        if room < refill:
+            if not await conn.wait_room(wait):
                 await _forget_settled(hub, conn)  # acked by another device, expired ...
             continue
         remaining: int

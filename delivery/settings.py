@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=50, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
     send_queue_size: int = Field(default=1000, ge=1)
-    drain_window: int = Field(default=200, ge=1)
+    drain_window: int = Field(default=1000, ge=1)
 
     read_count: int = Field(default=100, ge=1)
     read_block_ms: int = Field(default=1000, ge=10)

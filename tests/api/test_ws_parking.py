@@ -107,3 +107,31 @@ async def test_large_backlog_drains_in_windows_and_all_are_acked(
         statuses = await pipe.execute()
     assert not await r.exists(parked)
     assert drain_s < 30
+
+
+async def test_a_window_larger_than_the_outbox_never_closes_the_connection(
+    edge: EdgeFactory, keyspace: Keyspace, r: aioredis.Redis
+) -> None:
+    # The drain fills at most half of the outbox at once, whatever the window: a
+    # connection that reads and acks is never taken for a slow reader (1008).
+    node = await edge(drain_window=1000, send_queue_size=40)
+    total = 300
+    accepted = await node.hub.rt.producer.submit_many(
+        [{"user_id": "quinn", "payload": {"n": i}} for i in range(total)]
+    )
+    parked = keyspace.user("quinn", "parked")
+    deadline = time.monotonic() + 20
+    while await r.zcard(parked) < total:
+        assert time.monotonic() < deadline, "backlog not parked in time"
+        await asyncio.sleep(0.02)
+
+    c, _ = await node.online("quinn")
+    seen: list[str] = []
+    while len(seen) < total:
+        f = await c.recv_type("message", timeout=10)
+        seen.append(f["id"])
+        if len(seen) % 50 == 0:
+            await c.ack(*seen[-50:])
+    assert set(seen) == {a[0].id for a in accepted}
+    await c.send({"type": "ping", "ts": 7})
+    assert (await c.recv_type("pong"))["ts"] == 7  # still open
