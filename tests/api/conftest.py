@@ -182,10 +182,17 @@ class Node:
             await self.http.aclose()
 
 
-async def start_node(settings: Settings) -> Node:
+async def start_node(settings: Settings, uvicorn: dict[str, Any] | None = None) -> Node:
     app = create_app(settings)
     server = Server(
-        config(app, settings, host="127.0.0.1", port=settings.port, timeout_graceful_shutdown=5)
+        config(
+            app,
+            settings,
+            host="127.0.0.1",
+            port=settings.port,
+            timeout_graceful_shutdown=5,
+            **(uvicorn or {}),
+        )
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
@@ -220,11 +227,12 @@ def node_settings(redis_url: str, keyspace: Keyspace, **overrides: Any) -> Setti
 
 @pytest.fixture
 async def edge(redis_url: str, keyspace: Keyspace, r: aioredis.Redis) -> AsyncIterator[EdgeFactory]:
-    """Start edge nodes on this test's keyspace: ``node = await edge(ack_timeout_seconds=1)``."""
+    """Start edge nodes on this test's keyspace: ``node = await edge(ack_timeout_seconds=1)``
+    (uvicorn options too: ``edge(uvicorn={"ws": "websockets-sansio"})``)."""
     nodes: list[Node] = []
 
-    async def start(**overrides: Any) -> Node:
-        node = await start_node(node_settings(redis_url, keyspace, **overrides))
+    async def start(*, uvicorn: dict[str, Any] | None = None, **overrides: Any) -> Node:
+        node = await start_node(node_settings(redis_url, keyspace, **overrides), uvicorn)
         nodes.append(node)
         return node
 

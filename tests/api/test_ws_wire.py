@@ -1,0 +1,112 @@
+"""How frames reach the socket: the ``courier.wire`` extension of Courier's uvicorn
+protocol (everything queued in one write), the plain ASGI path on any other WebSocket
+implementation, and the cut-off of a client that does not take its close frame."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from api.connection import CLOSE_GRACE
+from api.wire import EdgeProtocol, FastWire, Inbox, Wire
+from delivery.keys import Keyspace
+from tests.api.conftest import EdgeFactory, Node
+from tests.api.test_ws_shutdown import raw_slow_client
+
+PLAIN = {"ws": "websockets-sansio"}  # uvicorn's own protocol: no courier.wire
+
+
+async def test_inbox_hands_out_events_in_order_and_wakes_a_waiting_get() -> None:
+    inbox = Inbox()
+    assert inbox.empty()
+    inbox.put_nowait({"n": 1})
+    inbox.put_nowait({"n": 2})
+    assert [await inbox.get(), await inbox.get()] == [{"n": 1}, {"n": 2}]
+    waiting = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    inbox.put_nowait({"n": 3})
+    assert await asyncio.wait_for(waiting, 1) == {"n": 3}
+    assert inbox.empty() and inbox.waiter is None
+
+
+async def test_frames_queued_together_go_out_in_one_write(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await edge()
+    c, _ = await node.online("sara")
+    conn = next(iter(node.hub.by_user["sara"]))
+    assert isinstance(conn.wire, FastWire)
+    writes: list[int] = []
+    original = EdgeProtocol.write_texts
+
+    def counting(self: EdgeProtocol, frames: Any) -> None:
+        writes.append(len(frames))
+        original(self, frames)
+
+    monkeypatch.setattr(EdgeProtocol, "write_texts", counting)
+    for n in range(5):
+        assert conn.offer(f'{{"type": "topic", "topic": "t", "data": {n}}}')
+    assert [(await c.recv_type("topic"))["data"] for _ in range(5)] == [0, 1, 2, 3, 4]
+    assert writes == [5]
+
+
+async def test_other_websocket_implementations_get_the_same_protocol(
+    edge: EdgeFactory, keyspace: Keyspace, r: aioredis.Redis
+) -> None:
+    node = await edge(uvicorn=PLAIN, rate_limit_burst=5, rate_limit_per_second=1)
+    c, hello = await node.online("tara")
+    conn = node.hub.conns[hello["connection_id"]]
+    assert type(conn.wire) is Wire
+    mid = await node.send("tara", {"hi": 1})
+    assert (await c.recv_type("message"))["id"] == mid
+    await c.ack(mid)
+    await node.wait_status(mid, "delivered")
+    for _ in range(6):  # over the burst: the server closes
+        await c.send({"type": "ping"})
+    assert await c.closed() == 4429
+    await _gone(node, r, keyspace, "tara", hello["connection_id"])
+
+
+@pytest.mark.parametrize("uvicorn", [None, PLAIN], ids=["courier-wire", "plain-asgi"])
+async def test_a_client_that_never_takes_its_close_frame_is_dropped(
+    edge: EdgeFactory, keyspace: Keyspace, r: aioredis.Redis, uvicorn: dict[str, str] | None
+) -> None:
+    node = await edge(uvicorn=uvicorn, send_queue_size=10_000)
+    sock, _ = await raw_slow_client(node, "uma")
+    try:
+        deadline = time.monotonic() + 5
+        while "uma" not in node.hub.by_user:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        conn = next(iter(node.hub.by_user["uma"]))
+        big = '{"type": "topic", "topic": "t", "data": "' + "x" * 60_000 + '"}'
+        for _ in range(100):  # far more than the socket buffers hold: the writer waits
+            conn.offer(big)
+            await asyncio.sleep(0)
+        t0 = time.monotonic()
+        conn.request_close(4408, "heartbeat missed")
+        await _gone(node, r, keyspace, "uma", conn.conn_id, within=CLOSE_GRACE + 3)
+        assert time.monotonic() - t0 >= CLOSE_GRACE - 0.5  # it had its chance first
+        assert conn.close_code == 4408
+        # The node still serves others.
+        other, _ = await node.online("vera")
+        mid = await node.send("vera", {"ok": True})
+        assert (await other.recv_type("message"))["id"] == mid
+    finally:
+        sock.close()
+
+
+async def _gone(
+    node: Node, r: aioredis.Redis, keyspace: Keyspace, user: str, conn_id: str, within: float = 5
+) -> None:
+    """Until the node and presence no longer know the connection."""
+    key = keyspace.key(keyspace.partition_of(user), "conn", conn=conn_id)
+    deadline = time.monotonic() + within
+    while conn_id in node.hub.conns or await r.exists(key):
+        assert time.monotonic() < deadline, f"{conn_id} still there after {within} s"
+        await asyncio.sleep(0.02)
