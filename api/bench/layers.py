@@ -13,13 +13,21 @@ from pathlib import Path
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("garbage collector", ("gc_collect",)),
     (
+        "presence, drain, heartbeats",
+        (
+            "drain (api/ws.py",
+            "Hub._refresh",
+            "_ping (api/frames.py",
+        ),
+    ),
+    (
         "ack: read frame, parse, ack_many",
         (
             "AckBatcher",
             "handle_frame (api/frames.py",
-            "_reader (api/ws.py",
-            "WebSocketCommonProtocol.transfer_data",
-            "WebSocketCommonProtocol.data_received",
+            "_read (api/ws.py",
+            "WebSocketsSansIOProtocol.data_received",
+            "Inbox.",
         ),
     ),
     (
@@ -31,16 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("dispatch: XREADGROUP, dispatch_many", ("Worker.process_one", "Worker.handle")),
-    (
-        "presence, drain, heartbeats",
-        (
-            "drain (api/ws.py",
-            "Hub._refresh",
-            "_ping (api/frames.py",
-            "keepalive_ping",
-        ),
-    ),
-    ("connection set-up", ("websocket_endpoint", "WebSocketServerProtocol.handshake")),
+    ("connection set-up", ("websocket_endpoint", "WebSocketsSansIOProtocol.handle_connect")),
     ("Redis socket writes (all layers)", ("_send_packed_command",)),
 ]
 OTHER = "event loop (uvloop) and the rest"
