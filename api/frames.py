@@ -76,7 +76,8 @@ async def _ping(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
     ts = frame.get("ts")
     if ts is None:
         ts = int(time.time() * 1000)
-    await hub.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)])
+    if await hub.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
+        hub.drain_again(conn)  # its presence had been lost: what was parked meanwhile
     conn.offer(orjson.dumps({"type": "pong", "ts": ts}).decode())
 
 

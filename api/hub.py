@@ -115,7 +115,7 @@ class Hub:
             if self._listened:  # back after an outage: frames published meanwhile were
                 for conn in list(self.conns.values()):  # retried or parked; drain them
                     if conn.state is State.OPEN:
-                        self._spawn_drain(conn)
+                        self.drain_again(conn)
             self._listened = True
             while not self.stop_event.is_set():
                 msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -179,13 +179,13 @@ class Hub:
             back = self.conns.get(cid)
             if back is not None and back.state is State.OPEN:
                 log.warning("presence of %s was lost; draining it again", cid)
-                self._spawn_drain(back)
+                self.drain_again(back)
             else:  # it closed while we refreshed it: remove the ghost we re-added
                 await self.rt.presence.disconnect(snapshot[cid], unacked=(), reason="ghost")
         for conn in list(self.conns.values()):
             if conn.needs_drain and conn.state is State.OPEN:  # a drain failed earlier
                 conn.needs_drain = False
-                self._spawn_drain(conn)
+                self.drain_again(conn)
         await self.rt.presence.heartbeat_node(self.rt.node_id)
         await self.rt.presence.sweep_dead_nodes()
         return self.refresh_every
@@ -205,7 +205,9 @@ class Hub:
             log.info("closed %d connections (%d); %d left", n, code, len(self.conns))
         return n
 
-    def _spawn_drain(self, conn: Connection) -> None:
+    def drain_again(self, conn: Connection) -> None:
+        """Drain a live connection again: its presence had been lost (messages were
+        parked meanwhile) or its last drain failed."""
         from .ws import drain  # the endpoint module imports this one
 
         task = asyncio.create_task(drain(self, conn))

@@ -60,12 +60,11 @@ class Presence:
             by_part[self.keyspace.partition_of(c.user_id)] += [c.user_id, c.conn_id, c.node_id]
         if not by_part:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for part, flat in by_part.items():
-            await self.scripts.touch(
-                keys=[self.keyspace.part(part)], args=[self.ttl_ms, *flat], client=pipe
-            )
-        return [c.decode() for res in await pipe.execute() for c in res]
+        calls = [
+            (self.scripts.touch, [self.keyspace.part(part)], [self.ttl_ms, *flat])
+            for part, flat in by_part.items()
+        ]  # bare EVALSHAs: no SCRIPT EXISTS round trip first (see Scripts.pipelined)
+        return [c.decode() for res in await self.scripts.pipelined(calls) for c in res]
 
     async def disconnect(self, conn: Conn, *, unacked: Sequence[str], reason: str) -> int:
         """Remove a connection; returns how many unacked messages were handed back."""
