@@ -14,6 +14,7 @@ ASGI server or uvicorn WebSocket implementation).
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +23,19 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+from websockets.protocol import OPEN
 
 EXTENSION = "courier.wire"
 SEND_TIMEOUT = 10.0  # how long a send may wait for a client that does not read
+
+
+def _header(n: int) -> bytes:
+    """FIN + text opcode and the payload length (RFC 6455 5.2), no mask."""
+    if n < 126:
+        return bytes((0x81, n))
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n)
+    return struct.pack("!BBQ", 0x81, 127, n)
 
 
 class Inbox:
@@ -83,12 +94,21 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         if self.disconnected or self.close_sent:
             raise ClientDisconnected()
         conn = self.conn
-        try:
-            for text in frames:
-                conn.send_text(text.encode())
-        except InvalidState:
-            raise ClientDisconnected() from None
-        self.transport.write(b"".join(conn.data_to_send()))
+        if conn.extensions or conn.state is not OPEN:  # compression: websockets frames it
+            try:
+                for text in frames:
+                    conn.send_text(text.encode())
+            except InvalidState:
+                raise ClientDisconnected() from None
+            self.transport.write(b"".join(conn.data_to_send()))
+            return
+        # A server's uncompressed text frame is a header and the bytes, unmasked.
+        parts: list[bytes] = []
+        for text in frames:
+            data = text.encode()
+            parts.append(_header(len(data)))
+            parts.append(data)
+        self.transport.write(b"".join(parts))
 
     def abort(self) -> None:
         """Drop the connection now, whatever is still buffered (the app then receives

@@ -8,11 +8,13 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
+from websockets.frames import Frame, Opcode
 
 from api.connection import CLOSE_GRACE
-from api.wire import EdgeProtocol, FastWire, Inbox, Wire
+from api.wire import EdgeProtocol, FastWire, Inbox, Wire, _header
 from delivery.keys import Keyspace
 from tests.api.conftest import EdgeFactory, Node
 from tests.api.test_ws_shutdown import raw_slow_client
@@ -34,11 +36,19 @@ async def test_inbox_hands_out_events_in_order_and_wakes_a_waiting_get() -> None
     assert inbox.empty() and inbox.waiter is None
 
 
+def test_frame_header_is_the_one_websockets_writes() -> None:
+    for n in (0, 1, 125, 126, 65535, 65536, 200_000):
+        data = b"x" * n
+        frame = Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
+        assert _header(n) + data == frame, n
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
 async def test_frames_queued_together_go_out_in_one_write(
-    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch, compression: str | None
 ) -> None:
     node = await edge()
-    c, _ = await node.online("sara")
+    c, _ = await node.online("sara", compression=compression)
     conn = next(iter(node.hub.by_user["sara"]))
     assert isinstance(conn.wire, FastWire)
     writes: list[int] = []
@@ -49,9 +59,11 @@ async def test_frames_queued_together_go_out_in_one_write(
         original(self, frames)
 
     monkeypatch.setattr(EdgeProtocol, "write_texts", counting)
+    big = "é" * 70_000  # a 64-bit length, and not ASCII
     for n in range(5):
-        assert conn.offer(f'{{"type": "topic", "topic": "t", "data": {n}}}')
-    assert [(await c.recv_type("topic"))["data"] for _ in range(5)] == [0, 1, 2, 3, 4]
+        assert conn.offer(orjson.dumps({"type": "topic", "topic": "t", "data": [n, big]}).decode())
+    got = [(await c.recv_type("topic"))["data"] for _ in range(5)]
+    assert [g[0] for g in got] == [0, 1, 2, 3, 4] and all(g[1] == big for g in got)
     assert writes == [5]
 
 
