@@ -25,6 +25,7 @@ from .frames import FrameError
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+MESSAGE_FRAMES = FRAMES_OUT.labels("message")  # once, not a label lookup per message
 
 
 class Hub:
@@ -80,7 +81,7 @@ class Hub:
             if conn is not None and conn.user_id == user_id and conn.offer(text, message_id):
                 n += 1
         if n:
-            FRAMES_OUT.labels("message").inc(n)
+            MESSAGE_FRAMES.inc(n)
         return n
 
     def send_to_user(self, user_id: str, frame: str) -> int:

@@ -32,6 +32,7 @@ def config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
         "port": settings.port,
         "ws": EdgeProtocol,  # uvicorn's websockets-sansio, plus batched writes
         "ws_max_size": settings.max_frame_bytes,
+        "ws_per_message_deflate": settings.ws_compression,
         # Courier's own heartbeats (ping frames, 4408) find dead clients; a protocol
         # keepalive on top would cost a timer and a ping per connection for nothing.
         "ws_ping_interval": None,

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=200, ge=1)
     send_queue_size: int = Field(default=1000, ge=1)
     drain_window: int = Field(default=1000, ge=1)
+    # permessage-deflate for clients that offer it (browsers do): less bandwidth, but
+    # ~45 KB of zlib state per such connection on the edge.
+    ws_compression: bool = True
 
     read_count: int = Field(default=100, ge=1)
     read_block_ms: int = Field(default=1000, ge=10)

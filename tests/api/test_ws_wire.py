@@ -122,3 +122,12 @@ async def _gone(
     while conn_id in node.hub.conns or await r.exists(key):
         assert time.monotonic() < deadline, f"{conn_id} still there after {within} s"
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_compression_is_a_setting(edge: EdgeFactory, enabled: bool) -> None:
+    node = await edge(ws_compression=enabled)
+    c, _ = await node.online("wim")  # the client offers permessage-deflate
+    assert bool(c.ws.protocol.extensions) is enabled
+    await node.send("wim", {"text": "hello " * 100})
+    assert (await c.recv_type("message"))["payload"] == {"text": "hello " * 100}
