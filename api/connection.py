@@ -156,20 +156,21 @@ class Connection:
         return frames
 
     async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Until acks or the writer make room for more frames; False after `timeout` s."""
-        self._room = asyncio.get_running_loop().create_future()
+        """Until acks or the writer make room for more frames; False after `timeout` s.
+        Several drains of one connection (see Hub.drain_again) share the wake-up."""
+        if self._room is None:
+            self._room = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
-                await self._room
+                await asyncio.shield(self._room)  # a timeout must not cancel the others'
             return True
         except TimeoutError:
             return False
-        finally:
-            self._room = None
 
     def _made_room(self) -> None:
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
+        if self._room is not None:
+            room, self._room = self._room, None
+            room.set_result(None)
 
     def acked_ids(self, ids: list[str]) -> None:
         for mid in ids:

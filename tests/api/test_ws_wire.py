@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.frames import Frame, Opcode
 
-from api.connection import CLOSE_GRACE
+from api.connection import CLOSE_GRACE, Connection, TokenBucket
 from api.wire import EdgeProtocol, FastWire, Inbox, Wire, _header
 from delivery.keys import Keyspace
 from tests.api.conftest import EdgeFactory, Node
@@ -131,3 +131,21 @@ async def test_compression_is_a_setting(edge: EdgeFactory, enabled: bool) -> Non
     assert bool(c.ws.protocol.extensions) is enabled
     await node.send("wim", {"text": "hello " * 100})
     assert (await c.recv_type("message"))["payload"] == {"text": "hello " * 100}
+
+
+async def test_two_drains_waiting_for_room_are_both_woken() -> None:
+    conn = Connection(
+        Wire.__new__(Wire),
+        conn_id="c",
+        user_id="u",
+        role="user",
+        node_id="n",
+        queue_size=10,
+        bucket=TokenBucket(1, 1),
+    )
+    first = asyncio.create_task(conn.wait_room(5))
+    second = asyncio.create_task(conn.wait_room(5))
+    late = asyncio.create_task(conn.wait_room(0.01))  # times out alone
+    assert await late is False
+    conn.acked_ids([])
+    assert await asyncio.wait_for(asyncio.gather(first, second), 1) == [True, True]
