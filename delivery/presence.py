@@ -45,11 +45,19 @@ class Presence:
         flat: list[str] = []
         for k, v in details.items():
             flat += [k, v]
-        now = await self.scripts.connect(
-            keys=[self.keyspace.part_of_user(conn.user_id)],
-            args=[conn.user_id, conn.conn_id, conn.node_id, self.ttl_ms, *flat],
-        )
-        await self.redis.sadd(self.keyspace.node_conns(conn.node_id), self._member(conn))
+        # One round trip: the node's list of its connections first (what leave() and the
+        # dead-node sweep clean up from; a member whose script then failed is harmless),
+        # then connect.lua as a bare EVALSHA.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self.keyspace.node_conns(conn.node_id), self._member(conn))
+        calls = [
+            (
+                self.scripts.connect,
+                [self.keyspace.part_of_user(conn.user_id)],
+                [conn.user_id, conn.conn_id, conn.node_id, self.ttl_ms, *flat],
+            )
+        ]
+        (now,) = await self.scripts.pipelined(calls, pipe=pipe)
         return int(now)
 
     async def touch(self, conns: Iterable[Conn]) -> list[str]:

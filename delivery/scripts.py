@@ -143,19 +143,28 @@ class Scripts:
         for name in NAMES:
             setattr(self, name, client.register_script(source(name)))
 
-    async def pipelined(self, calls: Sequence[Call], client: Any = None) -> list[Any]:
+    async def pipelined(
+        self, calls: Sequence[Call], client: Any = None, pipe: Any = None
+    ) -> list[Any]:
         """Run (script, keys, args) calls in one pipelined round trip (asyncio client).
 
         redis-py asks ``SCRIPT EXISTS`` before every pipeline that holds scripts: one more
         round trip per batch. Here each call is a bare EVALSHA; only the calls Redis
         answered NOSCRIPT (it restarted or was flushed) are sent again after loading
         their script, so nothing runs twice. Errors are raised as the pipeline would.
-        ``client`` (default: the one the scripts were registered with) runs them."""
+        ``client`` (default: the one the scripts were registered with) runs them;
+        ``pipe``, a pipeline of it already holding other commands, goes along in the
+        same round trip (their results are checked, not returned)."""
         client = client if client is not None else self.client
-        pipe = client.pipeline(transaction=False)
+        pipe = pipe if pipe is not None else client.pipeline(transaction=False)
+        before = len(pipe)
         for script, keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
-        results = list(await pipe.execute(raise_on_error=False))
+        answers = list(await pipe.execute(raise_on_error=False))
+        for r in answers[:before]:
+            if isinstance(r, Exception):
+                raise r
+        results = answers[before:]
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
