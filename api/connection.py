@@ -104,10 +104,16 @@ class Connection:
         self._room: asyncio.Future[None] | None = None  # the drain waits for acks or writes
         self._watchdog: asyncio.TimerHandle | None = None
 
-    def offer(self, frame: str, message_id: str | None = None) -> bool:
-        """Queue a frame for the writer; False when closed or the reader is too slow."""
+    def offer(self, frame: str, message_id: str | None = None, *, first: bool = False) -> bool:
+        """Queue a frame for the writer; False when closed or the reader is too slow.
+        ``first`` puts it before everything queued (the greeting: a message pushed while
+        the connection registered must not go out before ``connected``)."""
         if self.state is not State.OPEN:
             return False
+        if first:
+            self.outbox.insert(0, frame)
+            self._wake()
+            return True
         if len(self.outbox) >= self.queue_size:
             self.outbox.clear()  # it would never catch up; its unacked messages go back
             self.request_close(1008, "send buffer full: client reads too slowly")

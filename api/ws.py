@@ -142,7 +142,8 @@ async def _serve(hub: Hub, conn: Connection) -> None:
                 "heartbeat_interval": rt.settings.heartbeat_interval_seconds,
                 "server_time": iso_ms(now),
             }
-        ).decode()
+        ).decode(),
+        first=True,  # a worker may have pushed a message here while connect ran
     )
     tasks = await rt.producer.active_tasks(conn.user_id)
     if tasks:

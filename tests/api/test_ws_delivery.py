@@ -302,3 +302,33 @@ async def test_park_ttl_caps_how_long_a_message_waits(edge: EdgeFactory) -> None
     await node.wait_status(mid, "parked")
     m = await node.wait_status(mid, "expired", within=5)
     assert [e["event"] for e in m["timeline"]][-2:] == ["parked", "expired"]
+
+
+async def test_connected_is_the_first_frame_even_when_a_message_races_the_connect(
+    edge: EdgeFactory,
+) -> None:
+    """A worker may see the new connection in presence and push to it before the
+    edge has greeted it; the greeting still goes out first."""
+    node = await edge()
+    presence = node.hub.rt.presence
+    connect = presence.connect
+    raced: list[str] = []
+
+    async def connect_then_race(*args: object, **kw: object) -> object:
+        now = await connect(*args, **kw)  # presence written: a worker can push now
+        raced.append(await node.send("alice", {"n": 1}))
+
+        async def pushed() -> bool:  # the message reached the connection's outbox
+            return any(c.outbox for c in node.hub.by_user.get("alice", ()))
+
+        await wait_until(pushed, within=5, every=0.005)
+        return now
+
+    presence.connect = connect_then_race  # type: ignore[method-assign]
+    try:
+        c = await node.connect("alice")
+        first, second = await c.recv(), await c.recv()
+    finally:
+        presence.connect = connect  # type: ignore[method-assign]
+    assert first["type"] == "connected"
+    assert (second["type"], second["id"]) == ("message", raced[0])
