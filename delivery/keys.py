@@ -20,7 +20,7 @@ from dataclasses import dataclass
 # ``{user*}`` is the user id after its length in bytes (``5:alice``): where another id
 # follows, user "a:b" with key "c" and user "a" with key "b:c" must not share a key.
 PARTITION_LAYOUT: dict[str, tuple[str, str, str]] = {
-    "stream": ("q:{priority}", "stream", "entries deleted once dispatched (XACK+XDEL)"),
+    "stream": ("q:{priority}", "stream", "entries removed once dispatched (XACK + XTRIM)"),
     "delayed": ("delayed", "zset id->due ms", "members removed when promoted"),
     "inflight": ("inflight", "zset id->ack deadline ms", "members removed on ack/retry"),
     "parkx": ("parkx", "zset id->park expiry ms", "members removed on unpark/expiry"),

@@ -77,7 +77,22 @@ def source(name: str) -> str:
     body = "\n".join(
         lua.joinpath(f"{part}.lua").read_text() for part in (*INCLUDES.get(name, ()), name)
     )
-    return "\n".join([*_used(_units(prelude), body), body])
+    units = _units(prelude)
+    if _DEFERRED & _needed(units, body):
+        body = _with_flush(body)
+    return "\n".join([*_used(units, body), body])
+
+
+# Prelude tables that gather writes made once when the script ends (see _lib.lua).
+_DEFERRED = {"USERS", "INFLIGHT_ADD", "INFLIGHT_DEL"}
+
+
+def _with_flush(body: str) -> str:
+    """The body run as a function, then the gathered writes, then its answer: every
+    return of the body passes through ``flush()``."""
+    return "\n".join(
+        ["local function main()", body, "end", "local out = main()", "flush()", "return out"]
+    )
 
 
 _DEFINES = re.compile(r"^local (?:function )?([A-Za-z_]\w*)")
@@ -110,16 +125,14 @@ def _units(text: str) -> list[tuple[str | None, str]]:
     return units
 
 
-def _used(units: list[tuple[str | None, str]], body: str) -> list[str]:
-    """The units the body needs, directly or through other units, in their order.
-
-    Every definition runs on every call of a script (Lua closures and tables are
-    built anew each time), so leaving out the unused ones makes each call cheaper."""
+def _needed(units: list[tuple[str | None, str]], body: str) -> set[str]:
+    """Names of the units the body needs, directly or through other units."""
     names = {n for n, _ in units if n}
     text_of = dict(units)
 
     def refs(text: str) -> set[str]:
-        words = set(re.findall(r"[A-Za-z_]\w*", text))
+        code = re.sub(r"--.*", "", text)  # a word in a comment is no reference
+        words = set(re.findall(r"[A-Za-z_]\w*", code))
         return names & words
 
     need = {"P", "NOW"} | refs(body)
@@ -128,6 +141,15 @@ def _used(units: list[tuple[str | None, str]], body: str) -> list[str]:
         for dep in refs(text_of[todo.pop()]) - need:
             need.add(dep)
             todo.append(dep)
+    return need
+
+
+def _used(units: list[tuple[str | None, str]], body: str) -> list[str]:
+    """The units the body needs, in their order.
+
+    Every definition runs on every call of a script (Lua closures and tables are
+    built anew each time), so leaving out the unused ones makes each call cheaper."""
+    need = _needed(units, body)
     return [text for n, text in units if n in need]
 
 

@@ -1,13 +1,18 @@
--- dispatch_one(...): the body of dispatch.lua as a function, shared with
--- dispatch_many.lua (one call per partition and batch). Arguments and answer as
--- documented in dispatch.lua; the durations are numbers.
-local function dispatch_one(entry, id, user, prio, group, ack_timeout, hb_timeout, park_ttl,
-    retention)
+-- dispatch_one(...): one read stream entry (dispatch.lua, dispatch_many.lua). Arguments
+-- and answer as documented in dispatch.lua; the durations are numbers. The entry is
+-- noted in `done` (stream -> entry ids) for settle(), which acknowledges and removes
+-- the entries of the whole call at its end; `conns` caches users' live connections.
+local function dispatch_one(entry, id, user, prio, ack_timeout, hb_timeout, park_ttl,
+    retention, done, conns)
   local stream = key_stream(prio)
-  redis.call('XACK', stream, group, entry)
-  redis.call('XDEL', stream, entry)
+  local ids = done[stream]
+  if not ids then
+    ids = {}
+    done[stream] = ids
+  end
+  ids[#ids + 1] = entry
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'ea', 'a', 'pl', 'ca', 'ck', 'tp', 'rr', 'keep')
+  local m = redis.call('HMGET', mkey, 's', 'ea', 'a', 'pl', 'ca', 'ck', 'tp', 'rr', 'keep', 'n')
   if not m[1] then return {'skip', 'gone'} end
   if m[1] ~= 'queued' then return {'skip', m[1]} end
   local attempt = tonumber(m[3])
@@ -16,27 +21,68 @@ local function dispatch_one(entry, id, user, prio, group, ack_timeout, hb_timeou
     -- (sent, then retried): the newer one wins, this one is never shown after it
     local latest = redis.call('GET', key_collapse(user, m[6]))
     if latest and latest ~= id then
-      finish(mkey, id, user, 'queued', 'cancelled', attempt, {by = latest}, retention,
+      finish(mkey, id, user, 'queued', 'cancelled', m[10], attempt, {by = latest}, retention,
         'collapsed')
       return {'skip', 'cancelled'}
     end
   end
   if NOW >= tonumber(m[2]) then
-    finish(mkey, id, user, 'queued', 'expired', attempt, nil, retention)
+    finish(mkey, id, user, 'queued', 'expired', m[10], attempt, nil, retention)
     return {'expired'}
   end
-  local conns = live_conns(user, hb_timeout)
-  if #conns == 0 then
-    set_status(mkey, user, 'queued', 'parked')
-    park(mkey, id, user, prio, tonumber(m[5]), tonumber(m[2]), attempt, park_ttl, entry)
+  local live = conns[user]
+  if not live then
+    live = live_conns(user, hb_timeout)
+    conns[user] = live
+  end
+  if #live == 0 then
+    park(mkey, id, user, 'queued', m[10], prio, tonumber(m[5]), tonumber(m[2]), attempt,
+      park_ttl, entry)
     return {'parked'}
   end
   attempt = attempt + 1
-  redis.call('HSET', mkey, 'a', attempt)
-  set_status(mkey, user, 'queued', 'sent')
-  redis.call('ZADD', key_inflight(), NOW + ack_timeout, id)
-  event(mkey, 'sent', attempt, {to = conns})
+  set_status(mkey, user, 'queued', 'sent', m[10], attempt, nil, {to = live}, 'a', attempt)
+  INFLIGHT_ADD[#INFLIGHT_ADD + 1] = NOW + ack_timeout
+  INFLIGHT_ADD[#INFLIGHT_ADD + 1] = id
   local out = {'sent', attempt, m[4], m[5], m[6] or '', m[7] or '', m[8] or '0'}
-  for _, c in ipairs(conns) do out[#out + 1] = c end
+  for _, c in ipairs(live) do out[#out + 1] = c end
   return out
+end
+
+-- Stream entry ids compare as (milliseconds, sequence).
+local function entry_before(a, b)
+  local am, as = string.match(a, '^(%d+)%-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)%-(%d+)$')
+  am, bm = tonumber(am), tonumber(bm)
+  return am < bm or (am == bm and tonumber(as) < tonumber(bs))
+end
+
+-- Acknowledge the dispatched entries of each stream and remove them from it. All were
+-- pending (XACK counts them), so every older entry of the stream was read already;
+-- XTRIM MINID drops everything older than both the oldest entry still pending (read
+-- by a consumer, not yet dispatched: never trimmed) and the newest one dispatched
+-- here, in one step per stream. Entries of this call above that point (another
+-- consumer holds an older one) are deleted one by one, as are all of them when some
+-- were not pending (a duplicate, or an entry dispatched twice).
+local function settle(group, done)
+  for stream, ids in pairs(done) do
+    local acked = redis.call('XACK', stream, group, unpack(ids))
+    local rest = ids
+    if acked == #ids then
+      local top = ids[1]
+      for i = 2, #ids do
+        if entry_before(top, ids[i]) then top = ids[i] end
+      end
+      local ms, seq = string.match(top, '^(%d+)%-(%d+)$')
+      local limit = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+      local pending = redis.call('XPENDING', stream, group)
+      if pending[1] > 0 and entry_before(pending[2], limit) then limit = pending[2] end
+      redis.call('XTRIM', stream, 'MINID', limit)
+      rest = {}
+      for _, e in ipairs(ids) do
+        if not entry_before(e, limit) then rest[#rest + 1] = e end
+      end
+    end
+    if #rest > 0 then call_chunked('XDEL', stream, rest, 1000) end
+  end
 end

@@ -1,11 +1,11 @@
--- enqueue_one(A): the body of enqueue.lua as a function, so that other scripts
--- (task.lua) can accept a message in the same atomic step. A is the argument list
--- documented in enqueue.lua.
-local function enqueue_one(A)
-  local id, user, prio, payload = A[1], A[2], A[3], A[4]
-  local ttl, delay, at = tonumber(A[5]), tonumber(A[6]), tonumber(A[7])
-  local ma, ik, ck, tp, rr = A[8], A[9], A[10], A[11], A[12]
-  local retention, index_ttl, index_cap = tonumber(A[13]), tonumber(A[14]), tonumber(A[15])
+-- enqueue_one(A, b): the body of enqueue.lua as a function, so that other scripts
+-- (enqueue_many.lua, task.lua) accept messages in the same atomic step. The message's
+-- arguments are A[b + 1] .. A[b + 16], as documented in enqueue.lua.
+local function enqueue_one(A, b)
+  local id, user, prio, payload = A[b + 1], A[b + 2], A[b + 3], A[b + 4]
+  local ttl, delay, at = tonumber(A[b + 5]), tonumber(A[b + 6]), tonumber(A[b + 7])
+  local ma, ik, ck, tp, rr = A[b + 8], A[b + 9], A[b + 10], A[b + 11], A[b + 12]
+  local retention, index_ttl = tonumber(A[b + 13]), tonumber(A[b + 14])
 
   if ik ~= '' then
     local existing = redis.call('GET', key_idem(user, ik))
@@ -16,15 +16,14 @@ local function enqueue_one(A)
 
   -- Ids are random: an existing hash means this very call ran already (a client's
   -- retry after a lost reply, a reload after NOSCRIPT). Answer as before; change nothing.
-  local known = redis.call('HGET', key_msg(id), 's')
+  local mkey = key_msg(id)
+  local known = redis.call('HGET', mkey, 's')
   if known then return {id, known, 0} end
 
   local due = NOW
   if delay >= 0 then due = NOW + delay elseif at >= 0 then due = at end
   local expires = NOW + ttl
-  local mkey = key_msg(id)
-  -- One HSET writes the whole new hash, its status and its first timeline event (what
-  -- event() would append to a fresh hash): fewer calls on the hottest path.
+  -- One HSET writes the whole new hash, its status and its first timeline event.
   local status, first
   if due > NOW then
     status, first = 'scheduled', {t = NOW, e = 'scheduled', a = 0, due = due}
@@ -36,7 +35,7 @@ local function enqueue_one(A)
   if ck ~= '' then fields[#fields + 1] = 'ck'; fields[#fields + 1] = ck end
   if tp ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = tp end
   if ik ~= '' then fields[#fields + 1] = 'ik'; fields[#fields + 1] = ik end
-  if A[16] == '1' then fields[#fields + 1] = 'keep'; fields[#fields + 1] = '1' end
+  if A[b + 16] == '1' then fields[#fields + 1] = 'keep'; fields[#fields + 1] = '1' end
   redis.call('HSET', mkey, unpack(fields))
   redis.call('PEXPIREAT', mkey, expires + retention)
   if ik ~= '' then redis.call('SET', key_idem(user, ik), id, 'PX', ttl + retention) end
@@ -47,30 +46,24 @@ local function enqueue_one(A)
     redis.call('XADD', key_stream(prio), '*', 'm', id, 'u', user)
   end
 
-  local sk = key_user_stats(user)
-  redis.call('HINCRBY', sk, status, 1)
-  redis.call('HINCRBY', sk, 'total', 1)
-  redis.call('PEXPIRE', sk, index_ttl)
-  local uk = key_user_msgs(user)
-  redis.call('ZADD', uk, NOW, id)
-  redis.call('ZREMRANGEBYSCORE', uk, '-inf', NOW - index_ttl)
-  if redis.call('ZCARD', uk) > index_cap then
-    redis.call('ZREMRANGEBYRANK', uk, 0, -(index_cap + 1))
-  end
-  redis.call('PEXPIRE', uk, index_ttl)
+  -- the user's counters and index are written once per user when the script ends
+  count(user, status, 1)
+  count(user, 'total', 1)
+  local u = user_acc(user)
+  u.ids = u.ids or {}
+  u.ids[#u.ids + 1] = NOW
+  u.ids[#u.ids + 1] = id
+  u.ttl, u.cap = index_ttl, tonumber(A[b + 15])
 
   if ck ~= '' then
     local ckey = key_collapse(user, ck)
     local old = redis.call('GET', ckey)
     if old and old ~= id then
       local okey = key_msg(old)
-      local o = redis.call('HMGET', okey, 's', 'a', 'keep')
+      local o = redis.call('HMGET', okey, 's', 'a', 'keep', 'n')
       if (o[1] == 'queued' or o[1] == 'scheduled' or o[1] == 'parked') and o[3] ~= '1' then
-        set_status(okey, user, o[1], 'cancelled')
-        event(okey, 'collapsed', o[2], {by = id})
-        unlink(old, user)
-        local keep = NOW + retention
-        if redis.call('PTTL', okey) > retention then redis.call('PEXPIREAT', okey, keep) end
+        finish(okey, old, user, o[1], 'cancelled', o[4], o[2], {by = id}, retention,
+          'collapsed')
       end
     end
     redis.call('SET', ckey, id, 'PX', ttl)

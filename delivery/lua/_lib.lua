@@ -10,58 +10,137 @@ local NOW = now_ms()
 local RANK = {high = 0, normal = 1, low = 2}
 local FINAL = {delivered = true, expired = true, cancelled = true}
 
--- Append one event to a message's timeline (fields e1, e2, ... of its hash).
-local function event(mkey, name, attempt, detail)
-  local n = redis.call('HINCRBY', mkey, 'n', 1)
+-- Writes to users' own keys (status counters, message index, ack latencies) are
+-- gathered while a script runs and made once per user when it ends: scripts.py runs
+-- the body of every script that uses them as a function, then flush(). A batch that
+-- touches a user several times writes each of the user's keys once.
+local USERS = {}
+local function user_acc(user)
+  local u = USERS[user]
+  if not u then
+    u = {counts = {}}
+    USERS[user] = u
+  end
+  return u
+end
+
+local function count(user, field, by)
+  local c = user_acc(user).counts
+  c[field] = (c[field] or 0) + by
+end
+
+-- Members added to / removed from the partition's inflight set, in one ZADD and one
+-- ZREM when the script ends (ZADD pairs: deadline, id).
+local INFLIGHT_ADD = {}
+local INFLIGHT_DEL = {}
+
+-- redis.call(cmd, key, <items>) in chunks that stay far below Lua's stack limit.
+local function call_chunked(cmd, key, items, step)
+  for i = 1, #items, step do
+    redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, #items)))
+  end
+end
+
+local function flush_user(user, u)
+  local sk = key_user_stats(user)
+  for field, by in pairs(u.counts) do redis.call('HINCRBY', sk, field, by) end
+  if u.ids then
+    -- enqueue: the index (capped, oldest dropped), and the lifetime of all the
+    -- user's keys (the latency list lives as long as the counters)
+    local uk = key_user_msgs(user)
+    call_chunked('ZADD', uk, u.ids, 1000)
+    if redis.call('ZCARD', uk) > u.cap then
+      redis.call('ZREMRANGEBYRANK', uk, 0, -(u.cap + 1))
+    end
+    redis.call('PEXPIRE', uk, u.ttl)
+    redis.call('PEXPIRE', sk, u.ttl)
+    redis.call('PEXPIRE', key_user_latency(user), u.ttl)
+  end
+  if u.lat then
+    local lk = key_user_latency(user)
+    local len = 0
+    for i = 1, #u.lat, 500 do
+      len = redis.call('LPUSH', lk, unpack(u.lat, i, math.min(i + 499, #u.lat)))
+    end
+    if len > u.samples then redis.call('LTRIM', lk, 0, u.samples - 1) end
+    if len == #u.lat then redis.call('PEXPIRE', lk, redis.call('PTTL', sk)) end
+  end
+end
+
+local function flush()
+  for user, u in pairs(USERS) do flush_user(user, u) end
+  if #INFLIGHT_ADD > 0 then call_chunked('ZADD', key_inflight(), INFLIGHT_ADD, 1000) end
+  if #INFLIGHT_DEL > 0 then call_chunked('ZREM', key_inflight(), INFLIGHT_DEL, 1000) end
+end
+
+-- The fields that append one event to a message's timeline: e1, e2, ... and their
+-- count n, which the caller read with the rest of the hash. Callers write them in the
+-- same HSET as the change they record.
+local function event_fields(n, name, attempt, detail)
   local e = detail or {}
   e['t'] = NOW
   e['e'] = name
   e['a'] = tonumber(attempt) or 0
-  redis.call('HSET', mkey, 'e' .. n, cjson.encode(e))
+  local k = (tonumber(n) or 0) + 1
+  return k, cjson.encode(e)
 end
 
--- Change status, enforcing the transition table and keeping the user's counters.
-local function set_status(mkey, user, old, new)
+-- Append one event (and extra field/value pairs) to a message's timeline: one HSET.
+local function append(mkey, n, name, attempt, detail, ...)
+  local k, e = event_fields(n, name, attempt, detail)
+  redis.call('HSET', mkey, 'n', k, 'e' .. k, e, ...)
+end
+
+-- Change status, enforcing the transition table and counting it for the user, with
+-- its timeline event (named after the new status unless `evname` says otherwise) and
+-- extra field/value pairs: one HSET. `n` is the message's event count (field n).
+local function set_status(mkey, user, old, new, n, attempt, evname, detail, ...)
   if not (ALLOWED[old] and ALLOWED[old][new]) then
     return error('illegal transition ' .. tostring(old) .. ' -> ' .. new)
   end
-  redis.call('HSET', mkey, 's', new)
-  local sk = key_user_stats(user)
   if old ~= new then
-    redis.call('HINCRBY', sk, old, -1)
-    redis.call('HINCRBY', sk, new, 1)
+    count(user, old, -1)
+    count(user, new, 1)
   end
+  local k, e = event_fields(n, evname or new, attempt, detail)
+  redis.call('HSET', mkey, 's', new, 'n', k, 'e' .. k, e, ...)
 end
 
--- Remove a message from every waiting structure of its partition.
+-- Remove a message from the waiting structures its status `old` puts it in (a sent
+-- message is only in inflight; a stale member elsewhere is dropped by the script
+-- that finds it: promote, expire, unpark and retry all re-check the status).
 -- (The collapse pointer stays until its ttl: an older message with the same key that
 -- is still on its way, sent and then retried, is dropped at dispatch.)
-local function unlink(id, user)
+local function unlink(id, user, old)
   redis.call('ZREM', key_inflight(), id)
+  if old == 'sent' then return end
   redis.call('ZREM', key_delayed(), id)
   redis.call('ZREM', key_parked(user), id)
   redis.call('ZREM', key_parkx(), id)
 end
 
--- A final status: unlink, then keep the hash for `retention_ms` more. The timeline
--- event is named after the new status unless `evname` says otherwise.
-local function finish(mkey, id, user, old, new, attempt, detail, retention_ms, evname)
-  set_status(mkey, user, old, new)
-  event(mkey, evname or new, attempt, detail)
-  unlink(id, user)
-  local keep = NOW + retention_ms
+-- A message became final: keep its hash for `retention_ms` more, never longer than it
+-- had.
+local function retain(mkey, retention_ms)
   local ttl = redis.call('PTTL', mkey)
-  if ttl < 0 or NOW + ttl > keep then redis.call('PEXPIREAT', mkey, keep) end
+  if ttl < 0 or ttl > retention_ms then redis.call('PEXPIREAT', mkey, NOW + retention_ms) end
+end
+
+-- A final status: unlink, then retain the hash. The timeline event is named after
+-- the new status unless `evname` says otherwise.
+local function finish(mkey, id, user, old, new, n, attempt, detail, retention_ms, evname, ...)
+  set_status(mkey, user, old, new, n, attempt, evname, detail, ...)
+  unlink(id, user, old)
+  retain(mkey, retention_ms)
 end
 
 -- Attempts used up (or a poison entry): status dead and an entry in the DLQ.
-local function bury(mkey, id, user, old, attempt, reason, dlq_max, dead_keep_ms)
-  set_status(mkey, user, old, 'dead')
-  unlink(id, user)
+local function bury(mkey, id, user, old, n, attempt, reason, dlq_max, dead_keep_ms)
+  unlink(id, user, old)
   local entry = redis.call('XADD', key_dlq(), 'MAXLEN', '~', dlq_max, '*',
     'id', id, 'u', user, 'reason', reason, 'attempts', attempt)
-  redis.call('HSET', mkey, 'dl', entry, 'le', reason)
-  event(mkey, 'dead', attempt, {reason = reason})
+  set_status(mkey, user, old, 'dead', n, attempt, nil, {reason = reason}, 'dl', entry,
+    'le', reason)
   local ttl = redis.call('PTTL', mkey)
   if ttl >= 0 and ttl < dead_keep_ms then redis.call('PEXPIRE', mkey, dead_keep_ms) end
 end
@@ -75,19 +154,30 @@ local function park_score(prio, created, entry)
   return (RANK[prio] * 549755813888 + (created - PARK_EPOCH_MS)) * 4096 + math.min(seq, 4095)
 end
 
-local function park(mkey, id, user, prio, created, expires, attempt, park_ttl_ms, entry)
+local function park(mkey, id, user, old, n, prio, created, expires, attempt, park_ttl_ms,
+    entry)
   local pk = key_parked(user)
   redis.call('ZADD', pk, park_score(prio, created, entry), id)
   local until_ms = math.min(expires, NOW + park_ttl_ms)
   redis.call('ZADD', key_parkx(), until_ms, id)
   local ttl = redis.call('PTTL', pk)
   if ttl < park_ttl_ms then redis.call('PEXPIRE', pk, park_ttl_ms) end
-  event(mkey, 'parked', attempt, {['until'] = until_ms})
+  set_status(mkey, user, old, 'parked', n, attempt, nil, {['until'] = until_ms})
 end
 
--- Live connections of a user ("node|conn"), pruning the stale ones.
+-- Live connections of a user ("node|conn"): one read; the stale ones (seen longer
+-- than the heartbeat timeout ago) are pruned only when there are any.
 local function live_conns(user, hb_timeout_ms)
   local ck = key_conns(user)
-  redis.call('ZREMRANGEBYSCORE', ck, '-inf', NOW - hb_timeout_ms)
-  return redis.call('ZRANGE', ck, 0, -1)
+  local all = redis.call('ZRANGE', ck, 0, -1, 'WITHSCORES')
+  local live, stale = {}, false
+  for i = 1, #all, 2 do
+    if tonumber(all[i + 1]) > NOW - hb_timeout_ms then
+      live[#live + 1] = all[i]
+    else
+      stale = true
+    end
+  end
+  if stale then redis.call('ZREMRANGEBYSCORE', ck, '-inf', NOW - hb_timeout_ms) end
+  return live
 end

@@ -8,7 +8,7 @@ local stream = key_stream(ARGV[4])
 redis.call('XACK', stream, ARGV[5], ARGV[1])
 redis.call('XDEL', stream, ARGV[1])
 local mkey = key_msg(ARGV[2])
-local m = redis.call('HMGET', mkey, 's', 'a')
+local m = redis.call('HMGET', mkey, 's', 'a', 'n')
 if m[1] ~= 'queued' then return m[1] or 'gone' end
-bury(mkey, ARGV[2], ARGV[3], 'queued', m[2], ARGV[6], ARGV[7], tonumber(ARGV[8]))
+bury(mkey, ARGV[2], ARGV[3], 'queued', m[3], m[2], ARGV[6], ARGV[7], tonumber(ARGV[8]))
 return 'dead'

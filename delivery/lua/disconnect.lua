@@ -13,11 +13,11 @@ local n = 0
 for i = 6, #ARGV do
   local id = ARGV[i]
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'p', 'a')
+  local m = redis.call('HMGET', mkey, 's', 'p', 'a', 'n')
   if m[1] == 'sent' then
     redis.call('ZREM', key_inflight(), id)
-    set_status(mkey, user, 'sent', 'queued')
-    event(mkey, 'handed_back', m[3], {conn = conn, reason = ARGV[5]})
+    set_status(mkey, user, 'sent', 'queued', m[4], m[3], 'handed_back',
+      {conn = conn, reason = ARGV[5]})
     redis.call('XADD', key_stream(m[2]), '*', 'm', id, 'u', user)
     n = n + 1
   end

@@ -6,9 +6,10 @@
 local group = ARGV[1]
 local ack_timeout, hb_timeout = tonumber(ARGV[2]), tonumber(ARGV[3])
 local park_ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
-local out = {}
+local out, done, conns = {}, {}, {}
 for i = 6, #ARGV, 4 do
-  out[#out + 1] = dispatch_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], group,
-    ack_timeout, hb_timeout, park_ttl, retention)
+  out[#out + 1] = dispatch_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ack_timeout,
+    hb_timeout, park_ttl, retention, done, conns)
 end
+settle(group, done)
 return out

@@ -6,8 +6,8 @@
 -- Returns {id, status, created} of each message, in order, flattened.
 local n = tonumber(ARGV[1])
 local out = {}
-for base = 2, #ARGV, n do
-  local r = enqueue_one({unpack(ARGV, base, base + n - 1)})
+for base = 1, #ARGV - 1, n do
+  local r = enqueue_one(ARGV, base)
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
   out[#out + 1] = r[3]

@@ -7,9 +7,9 @@ local n = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', key_parkx(), id)
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'u', 'a')
+  local m = redis.call('HMGET', mkey, 's', 'u', 'a', 'n')
   if m[1] == 'parked' then
-    finish(mkey, id, m[2], 'parked', 'expired', m[3], nil, tonumber(ARGV[2]))
+    finish(mkey, id, m[2], 'parked', 'expired', m[4], m[3], nil, tonumber(ARGV[2]))
     n = n + 1
   end
 end

@@ -7,14 +7,13 @@ local ids = redis.call('ZRANGEBYSCORE', key_delayed(), '-inf', NOW, 'LIMIT', 0, 
 for _, id in ipairs(ids) do
   redis.call('ZREM', key_delayed(), id)
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'u', 'p', 'ea', 'a')
+  local m = redis.call('HMGET', mkey, 's', 'u', 'p', 'ea', 'a', 'n')
   if m[1] == 'scheduled' then
     if NOW >= tonumber(m[4]) then
-      finish(mkey, id, m[2], 'scheduled', 'expired', m[5], nil, tonumber(ARGV[2]))
+      finish(mkey, id, m[2], 'scheduled', 'expired', m[6], m[5], nil, tonumber(ARGV[2]))
     else
       redis.call('XADD', key_stream(m[3]), '*', 'm', id, 'u', m[2])
-      set_status(mkey, m[2], 'scheduled', 'queued')
-      event(mkey, 'queued', m[5], {from = 'scheduled'})
+      set_status(mkey, m[2], 'scheduled', 'queued', m[6], m[5], nil, {from = 'scheduled'})
     end
   end
 end

@@ -13,7 +13,7 @@ local out = {}
 for i = 6, #ARGV, 2 do
   local id, delay = ARGV[i], tonumber(ARGV[i + 1])
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'u', 'a', 'ma', 'ea')
+  local m = redis.call('HMGET', mkey, 's', 'u', 'a', 'ma', 'ea', 'n')
   local deadline = redis.call('ZSCORE', key_inflight(), id)
   if deadline and m[1] ~= 'sent' and tonumber(deadline) <= NOW then
     -- a leftover (the hash expired, or the message moved on without us): drop it, so
@@ -30,16 +30,15 @@ for i = 6, #ARGV, 2 do
       redis.call('HSET', mkey, 'a', attempt)
     end
     if attempt >= tonumber(m[4]) and reason ~= 'unreachable' then
-      bury(mkey, id, user, 'sent', attempt, reason, dlq_max, dead_keep)
+      bury(mkey, id, user, 'sent', m[6], attempt, reason, dlq_max, dead_keep)
       out[#out + 1] = 'dead'
     elseif NOW + delay >= tonumber(m[5]) then
-      finish(mkey, id, user, 'sent', 'expired', attempt, nil, retention)
+      finish(mkey, id, user, 'sent', 'expired', m[6], attempt, nil, retention)
       out[#out + 1] = 'expired'
     else
-      set_status(mkey, user, 'sent', 'scheduled')
       redis.call('ZADD', key_delayed(), NOW + delay, id)
-      redis.call('HSET', mkey, 'le', reason)
-      event(mkey, 'retry', attempt, {due = NOW + delay, reason = reason})
+      set_status(mkey, user, 'sent', 'scheduled', m[6], attempt, 'retry',
+        {due = NOW + delay, reason = reason}, 'le', reason)
       out[#out + 1] = 'scheduled'
     end
   end

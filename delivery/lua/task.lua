@@ -25,9 +25,7 @@ else
   redis.call('ZADD', ut, NOW, task_id)
   redis.call('PEXPIRE', ut, ttl)
 end
-local A = {}
-for i = 9, #ARGV do A[#A + 1] = ARGV[i] end
-local res = enqueue_one(A)
+local res = enqueue_one(ARGV, 8)
 redis.call('HSET', tk, 'message_id', res[1])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', res[1], res[2], res[3]}

@@ -12,17 +12,16 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', pk, id)
   redis.call('ZREM', key_parkx(), id)
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'a', 'p', 'pl', 'ca', 'ck', 'tp', 'rr', 'ea')
+  local m = redis.call('HMGET', mkey, 's', 'a', 'p', 'pl', 'ca', 'ck', 'tp', 'rr', 'ea', 'n')
   if m[1] == 'parked' then
     local attempt = tonumber(m[2])
     if NOW >= tonumber(m[9]) then
-      finish(mkey, id, user, 'parked', 'expired', attempt, nil, tonumber(ARGV[5]))
+      finish(mkey, id, user, 'parked', 'expired', m[10], attempt, nil, tonumber(ARGV[5]))
     else
       attempt = attempt + 1
-      redis.call('HSET', mkey, 'a', attempt)
-      set_status(mkey, user, 'parked', 'sent')
+      set_status(mkey, user, 'parked', 'sent', m[10], attempt, nil,
+        {to = {target}, from = 'parked'}, 'a', attempt)
       redis.call('ZADD', key_inflight(), NOW + tonumber(ARGV[4]), id)
-      event(mkey, 'sent', attempt, {to = {target}, from = 'parked'})
       local row = {id, attempt, m[3], m[4], m[5], m[6] or '', m[7] or '', m[8] or '0'}
       for _, v in ipairs(row) do out[#out + 1] = v end
     end
