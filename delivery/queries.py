@@ -169,7 +169,7 @@ class Queries:
         raw, lat, conns, (sec, usec) = await pipe.execute()
         stats = {_s(k): _int(v) for k, v in raw.items()}
         counts = {s.value: max(stats.get(s.value, 0), 0) for s in Status}
-        total = stats.get("total", 0)
+        total = sum(stats.get(s.value, 0) for s in Status)  # every message has one status
         ack_n, ack_ms = stats.get("ack_n", 0), stats.get("ack_ms", 0)
         samples = [_int(x) for x in lat]
         now = int(sec) * 1000 + int(usec) // 1000

@@ -47,8 +47,7 @@ local function enqueue_one(A, b)
   end
 
   -- the user's counters and index are written once per user when the script ends
-  count(user, status, 1)
-  count(user, 'total', 1)
+  count(user, status, 1)  -- the total is the sum of the status counters
   local u = user_acc(user)
   u.ids = u.ids or {}
   u.ids[#u.ids + 1] = NOW

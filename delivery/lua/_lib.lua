@@ -9,6 +9,8 @@ end
 local NOW = now_ms()
 local RANK = {high = 0, normal = 1, low = 2}
 local FINAL = {delivered = true, expired = true, cancelled = true}
+-- Redis 7 knows PEXPIREAT ... LT (Redis 6.2 scripts have no REDIS_VERSION_NUM).
+local HAS_LT = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
 -- Writes to users' own keys (status counters, message index, ack latencies) are
 -- gathered while a script runs and made once per user when it ends: scripts.py runs
@@ -41,9 +43,30 @@ local function call_chunked(cmd, key, items, step)
   end
 end
 
+-- A user's counters: one HINCRBY each, or for three and more (an ack moves four) one
+-- HMGET and one HSET.
+local function add_counts(sk, counts)
+  local fields, bys = {}, {}
+  for field, by in pairs(counts) do
+    fields[#fields + 1] = field
+    bys[#bys + 1] = by
+  end
+  if #fields < 3 then
+    for i, field in ipairs(fields) do redis.call('HINCRBY', sk, field, bys[i]) end
+    return
+  end
+  local cur = redis.call('HMGET', sk, unpack(fields))
+  local pairs_ = {}
+  for i, field in ipairs(fields) do
+    pairs_[#pairs_ + 1] = field
+    pairs_[#pairs_ + 1] = string.format('%d', (tonumber(cur[i]) or 0) + bys[i])
+  end
+  redis.call('HSET', sk, unpack(pairs_))
+end
+
 local function flush_user(user, u)
   local sk = key_user_stats(user)
-  for field, by in pairs(u.counts) do redis.call('HINCRBY', sk, field, by) end
+  add_counts(sk, u.counts)
   if u.ids then
     -- enqueue: the index (capped, oldest dropped), and the lifetime of all the
     -- user's keys (the latency list lives as long as the counters)
@@ -122,6 +145,10 @@ end
 -- A message became final: keep its hash for `retention_ms` more, never longer than it
 -- had.
 local function retain(mkey, retention_ms)
+  if HAS_LT then  -- Redis 7: one command (a key without a ttl counts as infinite)
+    redis.call('PEXPIREAT', mkey, NOW + retention_ms, 'LT')
+    return
+  end
   local ttl = redis.call('PTTL', mkey)
   if ttl < 0 or ttl > retention_ms then redis.call('PEXPIREAT', mkey, NOW + retention_ms) end
 end

@@ -103,7 +103,6 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
         b"queued": 0,
         b"sent": 0,
         b"delivered": 1,
-        b"total": 1,
         b"ack_n": 1,
     }
     assert await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1) == [sent.id.encode()]
