@@ -11,7 +11,7 @@ from delivery.exceptions import Conflict, NotFound
 from delivery.keys import GROUP
 from delivery.presence import Conn
 from delivery.producer import Limits, build
-from delivery.store import Entry
+from delivery.store import AckRequest, Entry
 from tests.support import NODE, Harness, neighbour, raw_timeline, server_ms
 
 RETENTION = 3_600_000  # the `timing` fixture's retention
@@ -159,7 +159,7 @@ async def test_dispatch(h: Harness) -> None:
     )
     created = await h.r.hget(ks.msg(on.id), "ca")
     assert raw == [b"sent", 1, b'{"x":1}', created, b"ck", b"tp", b"0", f"{NODE}|c1".encode()]
-    assert await h.r.xlen(ks.stream(p, "normal")) == 0  # XACK + XDEL in the same step
+    assert await h.r.xlen(ks.stream(p, "normal")) == 0  # XACK + XTRIM in the same step
     assert (await h.r.xpending(ks.stream(p, "normal"), GROUP))["pending"] == 0
     deadline = await h.r.zscore(ks.key(p, "inflight"), on.id)
     assert before + 300 <= deadline <= await server_ms(h.r) + 300
@@ -201,6 +201,79 @@ async def test_dispatch_expires_a_message_past_its_ttl(h: Harness) -> None:
     assert (outcome, push) == ("expired", None)
     assert await h.status(mid) == "expired"
     assert 0 < await h.r.pttl(h.keyspace.msg(mid)) <= RETENTION
+
+
+async def test_dispatch_many_trims_only_below_the_oldest_pending_entry(h: Harness) -> None:
+    """Dispatched entries leave the stream in one XTRIM per batch: an entry another
+    consumer read and has not dispatched yet (pending) is never trimmed, nor is an entry
+    nobody read yet; the batch's entries above a pending one are deleted one by one."""
+    ks = h.keyspace
+    await h.connect("alice")
+    stream = ks.stream(ks.partition_of("alice"), "normal")
+    first = (await h.producer.send("alice", 1)).id
+    held = h.worker._entries(await h.r.xreadgroup(GROUP, "slow", {stream: ">"}, count=1))
+    later = [(await h.producer.send("alice", i)).id for i in (2, 3)]
+    batch = await _read(h, "alice", consumer="fast")
+    unread = (await h.producer.send("alice", 4)).id
+    assert [e.message_id for e in batch] == later
+
+    assert [o for _, o, _ in await h.store.dispatch(batch)] == ["sent", "sent"]
+    assert [f[b"m"].decode() for _, f in await h.r.xrange(stream)] == [first, unread]
+    assert (await h.r.xpending(stream, GROUP))["pending"] == 1  # the slow consumer's
+
+    assert [o for _, o, _ in await h.store.dispatch(held)] == ["sent"]
+    assert [f[b"m"].decode() for _, f in await h.r.xrange(stream)] == [unread]
+    assert (await h.r.xpending(stream, GROUP))["pending"] == 0
+    assert [o for _, o, _ in await h.store.dispatch(await _read(h, "alice"))] == ["sent"]
+    assert await h.r.xlen(stream) == 0
+
+
+async def test_batches_add_up_like_one_call_per_message(h: Harness) -> None:
+    """Many messages of one user in each batch: the user's counters, index, latency
+    samples and the inflight set end up as one call per message would leave them."""
+    ks = h.keyspace
+    await h.connect("alice")
+    accepted = await h.producer.submit_many([{"user_id": "alice", "payload": i} for i in range(5)])
+    ids = [a.id for (a,) in accepted]
+    stats, inflight = ks.user("alice", "user_stats"), ks.key(ks.partition_of("alice"), "inflight")
+    assert await h.r.hgetall(stats) == {b"queued": b"5"}
+    assert set(await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)) == {i.encode() for i in ids}
+
+    assert [o for _, o, _ in await h.store.dispatch(await _read(h, "alice"))] == ["sent"] * 5
+    assert await h.r.hgetall(stats) == {b"queued": b"0", b"sent": b"5"}
+    assert set(await h.r.zrange(inflight, 0, -1)) == {i.encode() for i in ids}
+
+    requests = [AckRequest("alice", "c1", NODE, ids[:2]), AckRequest("alice", "c1", NODE, ids[2:])]
+    codes = await h.store.ack_many(requests)
+    assert [c for r in codes for c in r.values()] == ["ok"] * 5
+    counts = await h.r.hgetall(stats)
+    samples = [int(x) for x in await h.r.lrange(ks.user("alice", "user_latency"), 0, -1)]
+    assert len(samples) == 5 and int(counts.pop(b"ack_ms")) == sum(samples)
+    assert counts == {b"queued": b"0", b"sent": b"0", b"delivered": b"5", b"ack_n": b"5"}
+    assert await h.r.zcard(inflight) == 0
+    for mid in ids:
+        assert _events(await raw_timeline(h.r, ks, mid)) == ["queued", "sent", "acked"]
+
+
+async def test_user_index_is_capped(h: Harness) -> None:
+    """One enqueue_many call over the cap: the index keeps `cap` members (the oldest go
+    first; these share a millisecond) and a ttl."""
+    ks = h.keyspace
+    calls = [
+        c
+        for i in range(5)
+        for c in build({"user_id": "alice", "payload": i}, keyspace=ks, limits=Limits())
+    ]
+    args: list[object] = [16]
+    for c in calls:
+        a = list(c.args)
+        a[14] = 3  # the index cap
+        args += a
+    res = await h.store.scripts.enqueue_many(keys=[ks.part_of_user("alice")], args=args)
+    assert len(res) == 15
+    kept = await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)
+    assert len(kept) == 3 and set(kept) <= {c.args[0].encode() for c in calls}
+    assert 0 < await h.r.pttl(ks.user("alice", "user_msgs"))
 
 
 async def test_ack(h: Harness) -> None:
