@@ -69,15 +69,20 @@ local function flush_user(user, u)
   add_counts(sk, u.counts)
   if u.ids then
     -- enqueue: the index (capped, oldest dropped), and the lifetime of all the
-    -- user's keys (the latency list lives as long as the counters)
+    -- user's keys (the latency list lives as long as the counters): at least the
+    -- index ttl from now, so they are set to ttl + 1/16 whenever less than ttl is left
+    -- (once per 1/16 of the ttl for a busy user instead of three PEXPIREs per call)
     local uk = key_user_msgs(user)
     call_chunked('ZADD', uk, u.ids, 1000)
     if redis.call('ZCARD', uk) > u.cap then
       redis.call('ZREMRANGEBYRANK', uk, 0, -(u.cap + 1))
     end
-    redis.call('PEXPIRE', uk, u.ttl)
-    redis.call('PEXPIRE', sk, u.ttl)
-    redis.call('PEXPIRE', key_user_latency(user), u.ttl)
+    if redis.call('PTTL', uk) < u.ttl then
+      local keep = u.ttl + math.floor(u.ttl / 16)
+      redis.call('PEXPIRE', uk, keep)
+      redis.call('PEXPIRE', sk, keep)
+      redis.call('PEXPIRE', key_user_latency(user), keep)
+    end
   end
   if u.lat then
     local lk = key_user_latency(user)

@@ -255,6 +255,26 @@ async def test_batches_add_up_like_one_call_per_message(h: Harness) -> None:
         assert _events(await raw_timeline(h.r, ks, mid)) == ["queued", "sent", "acked"]
 
 
+async def test_user_keys_live_at_least_the_index_ttl_after_an_enqueue(h: Harness) -> None:
+    """An enqueue that finds less than the index ttl left on the user's keys sets them to
+    17/16 of it; one that finds more leaves them (no PEXPIRE per message)."""
+    ks = h.keyspace
+    await h.producer.send("alice", 1)
+    await h.r.rpush(ks.user("alice", "user_latency"), 5)
+    keys = [ks.user("alice", n) for n in ("user_msgs", "user_stats", "user_latency")]
+    index_ttl = (30 + 1) * 86_400_000  # max ttl + retention of the default Limits
+    for k in keys:
+        await h.r.pexpire(k, index_ttl + 1000)
+    await h.producer.send("alice", 2)
+    assert [await h.r.pttl(k) for k in keys] == [
+        pytest.approx(index_ttl + 1000, abs=5000) for _ in keys
+    ]
+    await h.r.pexpire(keys[0], index_ttl - 1000)  # less than the ttl left
+    await h.producer.send("alice", 3)
+    for k in keys:
+        assert index_ttl + index_ttl // 16 - 5000 < await h.r.pttl(k) <= index_ttl + index_ttl // 16
+
+
 async def test_user_index_is_capped(h: Harness) -> None:
     """One enqueue_many call over the cap: the index keeps `cap` members (the oldest go
     first; these share a millisecond) and a ttl."""
