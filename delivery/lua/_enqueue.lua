@@ -23,15 +23,17 @@ local function enqueue_one(A, b)
   local due = NOW
   if delay >= 0 then due = NOW + delay elseif at >= 0 then due = at end
   local expires = NOW + ttl
-  -- One HSET writes the whole new hash, its status and its first timeline event.
+  -- One HSET writes the whole new hash, its status and its first timeline event (only
+  -- numbers and fixed words: written without cjson).
   local status, first
   if due > NOW then
-    status, first = 'scheduled', {t = NOW, e = 'scheduled', a = 0, due = due}
+    status = 'scheduled'
+    first = string.format('{"t":%d,"e":"scheduled","a":0,"due":%d}', NOW, due)
   else
-    status, first = 'queued', {t = NOW, e = 'queued', a = 0}
+    status, first = 'queued', string.format('{"t":%d,"e":"queued","a":0}', NOW)
   end
   local fields = {'id', id, 'u', user, 'p', prio, 'pl', payload, 'ca', NOW, 'ea', expires,
-    'tl', ttl, 'ma', ma, 'a', 0, 'rr', rr, 's', status, 'n', 1, 'e1', cjson.encode(first)}
+    'tl', ttl, 'ma', ma, 'a', 0, 'rr', rr, 's', status, 'n', 1, 'e1', first}
   if ck ~= '' then fields[#fields + 1] = 'ck'; fields[#fields + 1] = ck end
   if tp ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = tp end
   if ik ~= '' then fields[#fields + 1] = 'ik'; fields[#fields + 1] = ik end
