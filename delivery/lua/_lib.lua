@@ -168,6 +168,9 @@ end
 
 -- Attempts used up (or a poison entry): status dead and an entry in the DLQ.
 local function bury(mkey, id, user, old, n, attempt, reason, dlq_max, dead_keep_ms)
+  if not (ALLOWED[old] and ALLOWED[old]['dead']) then  -- before anything is written
+    return error('illegal transition ' .. tostring(old) .. ' -> dead')
+  end
   unlink(id, user, old)
   local entry = redis.call('XADD', key_dlq(), 'MAXLEN', '~', dlq_max, '*',
     'id', id, 'u', user, 'reason', reason, 'attempts', attempt)
