@@ -63,12 +63,13 @@ end
 -- by a consumer, not yet dispatched: never trimmed) and the newest one dispatched
 -- here, in one step per stream. Entries of this call above that point (another
 -- consumer holds an older one) are deleted one by one, as are all of them when some
--- were not pending (a duplicate, or an entry dispatched twice).
+-- were not pending (a duplicate, or an entry dispatched twice), and a lone entry
+-- (XDEL costs less than XPENDING + XTRIM for one).
 local function settle(group, done)
   for stream, ids in pairs(done) do
     local acked = redis.call('XACK', stream, group, unpack(ids))
     local rest = ids
-    if acked == #ids then
+    if acked == #ids and #ids > 1 then
       local top = ids[1]
       for i = 2, #ids do
         if entry_before(top, ids[i]) then top = ids[i] end
