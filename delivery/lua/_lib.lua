@@ -9,6 +9,11 @@ end
 local NOW = now_ms()
 local RANK = {high = 0, normal = 1, low = 2}
 local FINAL = {delivered = true, expired = true, cancelled = true}
+
+-- Whether old -> new is in the transition table (ALLOWED: ' queued>sent ... ').
+local function allowed(old, new)
+  return string.find(ALLOWED, ' ' .. tostring(old) .. '>' .. new .. ' ', 1, true) ~= nil
+end
 -- Redis 7 knows PEXPIREAT ... LT (Redis 6.2 scripts have no REDIS_VERSION_NUM).
 local HAS_LT = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
@@ -123,7 +128,7 @@ end
 -- its timeline event (named after the new status unless `evname` says otherwise) and
 -- extra field/value pairs: one HSET. `n` is the message's event count (field n).
 local function set_status(mkey, user, old, new, n, attempt, evname, detail, ...)
-  if not (ALLOWED[old] and ALLOWED[old][new]) then
+  if not allowed(old, new) then
     return error('illegal transition ' .. tostring(old) .. ' -> ' .. new)
   end
   if old ~= new then
@@ -168,7 +173,7 @@ end
 
 -- Attempts used up (or a poison entry): status dead and an entry in the DLQ.
 local function bury(mkey, id, user, old, n, attempt, reason, dlq_max, dead_keep_ms)
-  if not (ALLOWED[old] and ALLOWED[old]['dead']) then  -- before anything is written
+  if not allowed(old, 'dead') then  -- before anything is written
     return error('illegal transition ' .. tostring(old) .. ' -> dead')
   end
   unlink(id, user, old)
