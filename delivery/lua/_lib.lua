@@ -89,6 +89,15 @@ local function flush_user(user, u)
       redis.call('PEXPIRE', key_user_latency(user), keep)
     end
   end
+  if u.keep_until then
+    -- a replayed message lives again: the user's keys must outlive it (its acks count)
+    for _, k in ipairs({sk, key_user_msgs(user), key_user_latency(user)}) do
+      local left = redis.call('PTTL', k)
+      if left == -1 or (left >= 0 and left < u.keep_until - NOW) then
+        redis.call('PEXPIRE', k, u.keep_until - NOW)
+      end
+    end
+  end
   if u.lat then
     local lk = key_user_latency(user)
     local len = 0

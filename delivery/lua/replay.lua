@@ -14,5 +14,6 @@ redis.call('HDEL', mkey, 'dl')
 redis.call('PEXPIREAT', mkey, expires + tonumber(ARGV[2]))
 set_status(mkey, m[2], 'dead', 'queued', m[7], m[6], 'replayed', {by = ARGV[3]}, 'a', 0,
   'ea', expires)
+user_acc(m[2]).keep_until = expires + tonumber(ARGV[2])
 redis.call('XADD', key_stream(m[3]), '*', 'm', id, 'u', m[2])
 return 'queued'

@@ -618,3 +618,27 @@ async def test_reply(h: Harness) -> None:
         == "unknown"
     )
     assert await h.status(plain) == "sent"
+
+
+async def test_replay_after_the_users_counters_expired_leaves_no_immortal_key(
+    h: Harness,
+) -> None:
+    """A message dead near the end of a long ttl may be replayed after the user's keys
+    expired; the keys its new life touches must expire again, after it."""
+    ks = h.keyspace
+    mid = await _dead(h)
+    user_keys = [ks.user("alice", n) for n in ("user_stats", "user_msgs", "user_latency")]
+    await h.r.delete(*user_keys)  # what their expiry would have done
+
+    await h.store.replay(mid)
+    await h.pump()
+    await h.ack("alice", [mid])
+
+    assert await h.status(mid) == "delivered"
+    expires = int(await h.r.hget(ks.msg(mid), "ea"))
+    for k in user_keys:
+        if await h.r.exists(k):
+            ttl = await h.r.pttl(k)
+            assert ttl > 0, k
+            assert ttl >= expires + RETENTION - await server_ms(h.r) - 10_000, k
+    assert await h.r.exists(user_keys[0])  # the counters of the new life are kept
