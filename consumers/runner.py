@@ -1,5 +1,9 @@
-"""Run the consumers of one process: a reader per partition, the scheduler, the
-reclaimer of dead consumers' entries and housekeeping, each a resilient loop."""
+"""Run the consumers of one process: the readers, the scheduler, the reclaimer of dead
+consumers' entries and housekeeping, each a resilient loop.
+
+On one Redis server a single reader takes every partition's streams in one blocking
+``XREADGROUP``; on Redis Cluster a command's keys must share a slot, so there is one
+reader per partition (each has its own hash tag)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from delivery.keys import GROUP, Keyspace
+from delivery.redis_clients import is_cluster
 from delivery.store import Store
 from delivery.transport import Transport
 
@@ -20,6 +25,15 @@ from .worker import Worker
 log = logging.getLogger(__name__)
 
 IDLE_CONSUMER_MS = 3_600_000
+
+
+def read_groups(keyspace: Keyspace, partitions: Sequence[int], *, cluster: bool) -> list[list[int]]:
+    """The partitions each reader takes with one XREADGROUP: all of them on one server;
+    on Redis Cluster one each, because every partition has a hash tag (a slot) of its
+    own and a multi-key command is refused across slots, even on one node."""
+    if cluster:
+        return [[p] for p in partitions]
+    return [list(partitions)] if partitions else []
 
 
 class Consumers:
@@ -65,14 +79,19 @@ class Consumers:
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
         self.stop_event.clear()
-        for p in self.partitions:
-            self.tasks.append(self._spawn(f"reader-{p}", self._reader(p)))
+        groups = read_groups(self.keyspace, self.partitions, cluster=is_cluster(self.redis))
+        for group in groups:
+            name = f"reader-{group[0]}" if len(group) == 1 else "reader"
+            self.tasks.append(self._spawn(name, self._reader(group)))
         self.tasks.append(self._spawn("scheduler", self.scheduler.step))
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
         self.started = True
         log.info(
-            "consumers started: %s on %d partitions", self.worker.consumer, len(self.partitions)
+            "consumers started: %s on %d partitions, %d readers",
+            self.worker.consumer,
+            len(self.partitions),
+            len(groups),
         )
 
     async def stop(self) -> None:
@@ -91,9 +110,9 @@ class Consumers:
     def _spawn(self, name: str, step: object) -> asyncio.Task[None]:
         return asyncio.create_task(forever(name, step, self.stop_event), name=name)  # type: ignore[arg-type]
 
-    def _reader(self, partition: int):  # type: ignore[no-untyped-def]
+    def _reader(self, partitions: list[int]):  # type: ignore[no-untyped-def]
         async def step() -> float | None:
-            await self.worker.process_one(partition)
+            await self.worker.process_one(partitions)
             return None
 
         return step

@@ -29,16 +29,13 @@ class Scheduler:
         self.interval = interval
 
     async def tick(self) -> dict[str, int]:
-        """One pass over every partition; returns what it did."""
+        """One pass over every partition (one round trip, a second one only when
+        messages are due for a retry); returns what it did."""
+        swept = await self.store.sweep(self.partitions, limit=self.batch)
         done = {"promoted": 0, "scheduled": 0, "dead": 0, "expired": 0}
-        for p in self.partitions:
-            moved, _ = await self.store.promote(p, limit=self.batch)
-            done["promoted"] += moved
-            retried = await self.store.retry_due(p, limit=self.batch)
-            for result, n in retried.items():
-                if result != "skip":  # the store counts them (courier_retries_total)
-                    done[result] = done.get(result, 0) + n
-            done["expired"] += await self.store.expire_parked(p, limit=self.batch)
+        for result, n in swept.items():
+            if result != "skip":  # the store counts retries (courier_retries_total)
+                done[result] = done.get(result, 0) + n
         PROMOTED.inc(done["promoted"])
         EXPIRED.inc(done["expired"])
         return done

@@ -1,12 +1,16 @@
-"""Consumer-group workers: read the priority streams of a partition, dispatch each
-entry (send, park or expire it, atomically) and push what was sent.
+"""Consumer-group workers: read the priority streams of one or more partitions,
+dispatch each entry (send, park or expire it, atomically) and push what was sent.
 
-``process_one()`` handles one batch and is what tests drive; ``run()`` loops it.
+One ``XREADGROUP`` reads the streams of every partition a reader owns, and the entries
+it returns are dispatched with one pipelined round trip (one script call per partition
+and batch): a wake-up costs the same whether it brings one message or hundreds.
+``process_one()`` handles one batch and is what tests drive; the runner loops it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +57,7 @@ class Worker:
             for p in range(keyspace.partitions)
             for prio in PRIORITIES
         }
+        self._read_streams: dict[tuple[int, ...], dict[str, str]] = {}
 
     async def ensure_groups(self, partitions: Sequence[int] | None = None) -> None:
         """Create the consumer group on every stream (idempotent)."""
@@ -64,9 +69,19 @@ class Worker:
                     if "BUSYGROUP" not in str(e):
                         raise
 
-    async def process_one(self, partition: int, *, block_ms: int | None = None) -> int:
-        """Read one batch of new entries of a partition and dispatch it; returns its size."""
-        streams = {s: ">" for s in self.keyspace.streams(partition)}
+    async def process_one(
+        self, partitions: int | Sequence[int], *, block_ms: int | None = None
+    ) -> int:
+        """Read one batch of new entries of one or more partitions (one XREADGROUP,
+        at most ``read_count`` per stream) and dispatch it; returns its size.
+
+        The partitions' keys must be legal in one command: any on one server, only
+        those of one slot on Redis Cluster (see :func:`consumers.runner.read_groups`)."""
+        parts = (partitions,) if isinstance(partitions, int) else tuple(partitions)
+        streams = self._read_streams.get(parts)
+        if streams is None:  # high streams of every partition first, then normal, then low
+            streams = {self.keyspace.stream(p, prio): ">" for prio in PRIORITIES for p in parts}
+            self._read_streams[parts] = streams
         block = self.block_ms if block_ms is None else block_ms
         try:
             resp = await self.redis.xreadgroup(
@@ -74,8 +89,8 @@ class Worker:
             )
         except ResponseError as e:
             if "NOGROUP" in str(e):  # Redis lost its data (no AOF): recreate and go on
-                log.warning("consumer group missing on partition %d; recreating", partition)
-                await self.ensure_groups([partition])
+                log.warning("consumer group missing on partitions %s; recreating", list(parts))
+                await self.ensure_groups(parts)
                 return 0
             raise
         entries = self._entries(resp)
@@ -83,14 +98,20 @@ class Worker:
         return len(entries)
 
     async def handle(self, entries: Sequence[Entry]) -> None:
-        """Dispatch entries (highest priority first) and push the sent ones."""
+        """Dispatch entries (highest priority first, in stream order within a priority)
+        in one round trip and push the sent ones."""
+        if not entries:
+            return
         entries = sorted(entries, key=lambda e: PRIORITIES.index(e.priority))
         results = await self.store.dispatch(entries)
         pushes = []
+        outcomes: Counter[tuple[str, str]] = Counter()
         for e, outcome, push in results:
-            DISPATCHED.labels(e.priority, outcome).inc()
+            outcomes[(e.priority, outcome)] += 1
             if push is not None:
                 pushes.append(push)
+        for (prio, outcome), n in outcomes.items():
+            DISPATCHED.labels(prio, outcome).inc(n)
         if not pushes:
             return
         lost = await self.transport.push(pushes)

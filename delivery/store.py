@@ -286,6 +286,34 @@ class Store:
             )
         )
 
+    async def sweep(self, partitions: Sequence[int], *, limit: int = 500) -> dict[str, int]:
+        """The scheduler's pass over many partitions: ``promote``, ``due`` and ``expire``
+        of all of them in one pipelined round trip, then the retries of the messages
+        that were due (one ``retry`` call per partition that has any). Returns counts:
+        promoted, expired and the retry outcomes (see :meth:`retry_due`)."""
+        t = self.timing
+        calls: list[Call] = []
+        for p in partitions:
+            prefix = [self.keyspace.part(p)]
+            calls += [
+                (self.scripts.promote, prefix, [limit, t.retention_ms]),
+                (self.scripts.due, prefix, [limit]),
+                (self.scripts.expire, prefix, [limit, t.retention_ms]),
+            ]
+        results = await self.scripts.pipelined(calls, self.redis)
+        done = {"promoted": 0, "expired": 0}
+        for k, p in enumerate(partitions):
+            (moved, _), flat, expired = results[3 * k : 3 * k + 3]
+            done["promoted"] += int(moved)
+            done["expired"] += int(expired)
+            ids = [(_s(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 3)]
+            retried = await self._retry(
+                self.keyspace.part(p), ids, reason="ack_timeout", force=False
+            )
+            for result, n in retried.items():
+                done[result] = done.get(result, 0) + n
+        return done
+
     # -- edge --------------------------------------------------------------------------
     async def ack(
         self, *, user_id: str, conn_id: str, node_id: str, message_ids: Sequence[str]

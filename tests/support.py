@@ -20,11 +20,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from consumers.runner import read_groups
 from consumers.scheduler import Scheduler
 from consumers.worker import Worker
 from delivery.keys import GROUP, Keyspace
 from delivery.presence import Conn, Presence
 from delivery.producer import Limits, Producer
+from delivery.redis_clients import is_cluster
 from delivery.store import Store, Timing
 from delivery.transport import RedisTransport, decode_envelope
 
@@ -36,12 +38,14 @@ class Devices:
     """The test double of the edge: devices 'connected' on NODE that record frames."""
 
     frames: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    arrivals: list[dict[str, Any]] = field(default_factory=list)  # every user's, in order
     online: set[str] = field(default_factory=set)
 
     async def sink(self, user: str, conns: Sequence[str], frame: bytes, mid: str) -> int:
         if user not in self.online:
             return 0
         self.frames[user].append(orjson.loads(frame))
+        self.arrivals.append(self.frames[user][-1])
         return len(conns)
 
     def ids(self, user: str) -> list[str]:
@@ -69,6 +73,7 @@ class Harness:
             claim_idle_ms=50,
         )
         self.scheduler = Scheduler(store=self.store, partitions=range(keyspace.partitions))
+        self.read_groups = read_groups(keyspace, range(keyspace.partitions), cluster=is_cluster(r))
 
     async def start(self) -> Harness:
         await self.worker.ensure_groups()
@@ -84,8 +89,8 @@ class Harness:
 
     async def pump_once(self) -> int:
         n = 0
-        for p in range(self.keyspace.partitions):
-            n += await self.worker.process_one(p, block_ms=0)
+        for group in self.read_groups:  # as the runner's readers do
+            n += await self.worker.process_one(group, block_ms=0)
         done = await self.scheduler.tick()
         return n + sum(done.values())
 

@@ -119,7 +119,8 @@ async def test_redis_killed_and_restarted_mid_run_loses_nothing(
         before_kill = len(loop.accepted)
         server.kill()
         killed_at = time.monotonic()
-        await asyncio.sleep(0.3)
+        # longer than the client's own retries of a command (~0.4 s): the loops see it
+        await asyncio.sleep(1.0)
         server.start()
         restarted_at = time.monotonic()
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.support import Harness
+from tests.support import Harness, spread_users
 
 
 async def test_one_batch_delivers_high_before_normal_before_low(h: Harness) -> None:
@@ -41,3 +41,30 @@ async def test_parked_messages_go_out_highest_priority_first_then_oldest(h: Harn
     _, rest = await h.store.unpark(user_id="bob", node_id="n1", conn_id="c9", limit=4)
     assert [p.id for p in rest] == [ids[("low", 0)], ids[("low", 1)]]
     assert all(p.attempt == 1 and p.targets == (("n1", "c9"),) for p in pushes + rest)
+
+
+async def test_a_read_over_several_partitions_sends_every_high_before_any_normal(
+    h: Harness,
+) -> None:
+    bob = next(u for u in spread_users(h.keyspace, 1) if not same_partition(h, u, "alice"))
+    await h.connect("alice")
+    await h.connect(bob)
+    for i in range(2):
+        for prio in ("low", "normal", "high"):
+            for user in ("alice", bob):
+                await h.producer.send(user, {"i": i}, priority=prio)
+
+    n = await h.worker.process_one(range(h.keyspace.partitions), block_ms=0)
+
+    assert n == 12  # one XREADGROUP over every partition's three streams took them all
+    # Across both partitions every high went out before any normal, before any low ...
+    prios = [f["priority"] for f in h.devices.arrivals]
+    assert prios == ["high"] * 4 + ["normal"] * 4 + ["low"] * 4
+    # ... and each user got them oldest first within a priority.
+    for user in ("alice", bob):
+        got = [(f["priority"], f["payload"]["i"]) for f in h.devices.frames[user]]
+        assert got == [(p, i) for p in ("high", "normal", "low") for i in (0, 1)]
+
+
+def same_partition(h: Harness, a: str, b: str) -> bool:
+    return h.keyspace.partition_of(a) == h.keyspace.partition_of(b)
