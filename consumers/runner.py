@@ -79,10 +79,11 @@ class Consumers:
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
         self.stop_event.clear()
-        groups = read_groups(self.keyspace, self.partitions, cluster=is_cluster(self.redis))
+        cluster = is_cluster(self.redis)
+        groups = read_groups(self.keyspace, self.partitions, cluster=cluster)
         for group in groups:
             name = f"reader-{group[0]}" if len(group) == 1 else "reader"
-            self.tasks.append(self._spawn(name, self._reader(group)))
+            self.tasks.append(self._spawn(name, self._reader(group, ahead=not cluster)))
         self.tasks.append(self._spawn("scheduler", self.scheduler.step))
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
@@ -100,6 +101,7 @@ class Consumers:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        await self.worker.close()
         self.started = False
         log.info("consumers stopped: %s", self.worker.consumer)
 
@@ -110,9 +112,12 @@ class Consumers:
     def _spawn(self, name: str, step: object) -> asyncio.Task[None]:
         return asyncio.create_task(forever(name, step, self.stop_event), name=name)  # type: ignore[arg-type]
 
-    def _reader(self, partitions: list[int]):  # type: ignore[no-untyped-def]
+    def _reader(self, partitions: list[int], *, ahead: bool):  # type: ignore[no-untyped-def]
         async def step() -> float | None:
-            await self.worker.process_one(partitions)
+            if ahead:  # one server, one reader: its next read goes with the dispatch
+                await self.worker.process_next(partitions)
+            else:
+                await self.worker.process_one(partitions)
             return None
 
         return step

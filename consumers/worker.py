@@ -4,7 +4,9 @@ dispatch each entry (send, park or expire it, atomically) and push what was sent
 One ``XREADGROUP`` reads the streams of every partition a reader owns, and the entries
 it returns are dispatched with one pipelined round trip (one script call per partition
 and batch): a wake-up costs the same whether it brings one message or hundreds.
-``process_one()`` handles one batch and is what tests drive; the runner loops it.
+``process_one()`` handles one batch and is what tests drive; the runner loops
+``process_next()`` on one server (its next read travels with the dispatch, see
+``readahead.py``) and ``process_one()`` on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from delivery.keys import GROUP, PRIORITIES, Keyspace
 from delivery.metrics import BURIED, DISPATCHED, RECLAIMED
 from delivery.store import Entry, Store
 from delivery.transport import Transport
+
+from .readahead import OwnConnection, ReadAheadClient, parse_read, read_command
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,13 @@ class Worker:
             for p in range(keyspace.partitions)
             for prio in PRIORITIES
         }
-        self._read_streams: dict[tuple[int, ...], dict[str, str]] = {}
+        self._read_streams: dict[tuple[int, ...], dict[Any, Any]] = {}
+        self._read_commands: dict[tuple[Any, ...], list[Any]] = {}
+        # process_next(): dispatch on the reader's own connection, with its next read
+        self._own = OwnConnection(client)
+        self._ahead = ReadAheadClient(client, self._own)
+        ahead: Any = self._ahead  # the part of a client that Store.dispatch uses
+        self._ahead_store = Store(ahead, keyspace=store.keyspace, timing=store.timing)
 
     async def ensure_groups(self, partitions: Sequence[int] | None = None) -> None:
         """Create the consumer group on every stream (idempotent)."""
@@ -78,10 +88,7 @@ class Worker:
         The partitions' keys must be legal in one command: any on one server, only
         those of one slot on Redis Cluster (see :func:`consumers.runner.read_groups`)."""
         parts = (partitions,) if isinstance(partitions, int) else tuple(partitions)
-        streams = self._read_streams.get(parts)
-        if streams is None:  # high streams of every partition first, then normal, then low
-            streams = {self.keyspace.stream(p, prio): ">" for prio in PRIORITIES for p in parts}
-            self._read_streams[parts] = streams
+        streams = self._streams(parts)
         block = self.block_ms if block_ms is None else block_ms
         try:
             resp = await self.redis.xreadgroup(
@@ -97,13 +104,63 @@ class Worker:
         await self.handle(entries)
         return len(entries)
 
-    async def handle(self, entries: Sequence[Entry]) -> None:
+    async def process_next(self, partitions: Sequence[int]) -> int:
+        """:meth:`process_one` as the runner's reader loops it on one Redis server: on
+        the reader's own connection, the next read goes out with this batch's dispatch
+        (see :mod:`consumers.readahead`); returns the batch's size."""
+        parts = tuple(partitions)
+        key = (parts, self.read_count, self.block_ms)
+        read = self._read_commands.get(key)
+        if read is None:
+            streams = list(self._streams(parts))
+            read = read_command(
+                self.consumer, streams, count=self.read_count, block_ms=self.block_ms
+            )
+            self._read_commands[key] = read
+        try:
+            if not self._own.pending:
+                await self._own.send_read(read)
+            raw = await self._own.take_read()
+        except ResponseError as e:
+            if "NOGROUP" in str(e):  # Redis lost its data (no AOF): recreate and go on
+                log.warning("consumer group missing on partitions %s; recreating", list(parts))
+                await self.ensure_groups(parts)
+                return 0
+            raise
+        except BaseException:
+            await self._own.reset()
+            raise
+        entries = self._entries(parse_read(raw))
+        self._ahead.next_read = read
+        try:
+            await self.handle(entries, via=self._ahead_store)
+        except ResponseError:
+            raise  # every reply was read: the connection is in step
+        except BaseException:
+            await self._own.reset()
+            raise
+        finally:
+            self._ahead.next_read = None
+        return len(entries)
+
+    async def close(self) -> None:
+        await self._own.reset()
+
+    def _streams(self, parts: tuple[int, ...]) -> dict[Any, Any]:
+        streams = self._read_streams.get(parts)
+        if streams is None:  # high streams of every partition first, then normal, then low
+            streams = {self.keyspace.stream(p, prio): ">" for prio in PRIORITIES for p in parts}
+            self._read_streams[parts] = streams
+        return streams
+
+    async def handle(self, entries: Sequence[Entry], *, via: Store | None = None) -> None:
         """Dispatch entries (highest priority first, in stream order within a priority)
-        in one round trip and push the sent ones."""
+        in one round trip (through ``via``'s client, default the worker's store) and
+        push the sent ones."""
         if not entries:
             return
         entries = sorted(entries, key=lambda e: PRIORITIES.index(e.priority))
-        results = await self.store.dispatch(entries)
+        results = await (via or self.store).dispatch(entries)
         pushes = []
         outcomes: Counter[tuple[str, str]] = Counter()
         for e, outcome, push in results:
