@@ -91,6 +91,9 @@ class _ReadAheadPipeline:
         self.read = read
         self.commands: list[tuple[Any, ...]] = []
 
+    def __len__(self) -> int:  # commands queued, as a redis-py pipeline counts them
+        return len(self.commands)
+
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
         self.commands.append(("EVALSHA", sha, numkeys, *keys_and_args))
 
