@@ -7,12 +7,12 @@ one write; the scripts' replies are read at once, the read's reply stays on the
 connection until the reader asks for the next batch. Redis runs the commands of a
 connection in order, so the read still sees every entry the scripts left behind.
 
-Used by the runner's readers on a single server; tests drive ``Worker.process_one``.
+``Worker.process_next`` uses it for the runner's reader on a single server; Redis
+Cluster keeps ``Worker.process_one`` (one reader per partition, on pooled connections).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,8 +20,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from delivery.keys import GROUP
-
-log = logging.getLogger(__name__)
 
 
 class OwnConnection:
