@@ -169,6 +169,17 @@ class Worker:
                 pushes.append(push)
         for (prio, outcome), n in outcomes.items():
             DISPATCHED.labels(prio, outcome).inc(n)
+        if log.isEnabledFor(logging.DEBUG):  # one line per message, to follow it around
+            for e, outcome, push in results:
+                log.debug(
+                    "message %s %s%s",
+                    e.message_id,
+                    outcome,
+                    f" to {len(push.targets)} connection(s), attempt {push.attempt}"
+                    if push is not None
+                    else "",
+                    extra={"message_id": e.message_id, "user_id": e.user_id},
+                )
         if not pushes:
             return
         lost = await self.transport.push(pushes)

@@ -38,7 +38,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "local_sink (api/hub.py",
         ),
     ),
-    ("dispatch: XREADGROUP, dispatch_many", ("Worker.process_one", "Worker.handle")),
+    (
+        "dispatch: XREADGROUP, dispatch_many",
+        ("Worker.process_one", "Worker.process_next", "Worker.handle"),
+    ),
     ("connection set-up", ("websocket_endpoint", "WebSocketsSansIOProtocol.handle_connect")),
     ("Redis socket writes (all layers)", ("_send_packed_command",)),
 ]

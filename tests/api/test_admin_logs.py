@@ -84,3 +84,36 @@ def test_configure_json_writes_one_json_object_per_line(capsys: pytest.CaptureFi
     doc = orjson.loads(line)
     assert doc["msg"] == "message 3-abc acked" and doc["level"] == "info"
     assert doc["message_id"] == "3-abc" and doc["user_id"] == "u1" and "conn_id" not in doc
+
+
+async def test_at_debug_one_message_can_be_followed_from_enqueue_to_ack(
+    edge: EdgeFactory,
+) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    names = ("delivery.producer", "consumers.worker", "delivery.store")
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    try:
+        node = await edge(**QUICK)
+        c, hello = await node.online("alice")
+        mid = await node.send("alice", {"n": 1})
+        await c.recv_type("message")
+        await c.ack(mid)
+        await node.wait_status(mid, "delivered")
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    lines = [orjson.loads(x) for x in out.getvalue().splitlines()]
+    mine = [(x["logger"], x["msg"]) for x in lines if x.get("message_id") == mid]
+    assert mine == [
+        ("delivery.producer", f"message {mid} queued for alice"),
+        ("consumers.worker", f"message {mid} sent to 1 connection(s), attempt 1"),
+        ("delivery.store", f"message {mid} delivered to {hello['connection_id']}"),
+    ]
+    assert all(x["user_id"] == "alice" for x in lines if x.get("message_id") == mid)
