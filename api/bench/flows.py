@@ -127,6 +127,36 @@ def finish_result(
     )
 
 
+async def start_clients(
+    stack: Stack, o: Opts, mode: str, urls: list[str], users: list[str], within: float = 0
+) -> tuple[Loadgens, dict[str, Any]]:
+    """The load generators (``o.loadgens`` processes) with every client connected."""
+    lg = await Loadgens.start(
+        stack,
+        mode=mode,
+        urls=urls,
+        users=users,
+        processes=o.loadgens,
+        expect_max=o.messages,
+        ack_delay_ms=o.ack_delay_ms,
+    )
+    return lg, await lg.connected(within=within or o.timeout)
+
+
+async def start_peer(stack: Stack) -> int:
+    """python-socketio's server (``api.bench.peer``) on a free port; the port."""
+    port = free_port()
+    server = await Child.start(
+        stack,
+        "server",
+        "api.bench.peer",
+        {"port": port, "redis_url": stack.redis_url, "secret": stack.secret, "channel": CHANNEL},
+    )
+    await server.wait_for("listening", 30)
+    await wait_http(port)
+    return port
+
+
 async def run_courier(o: Opts, label: str = "e2e") -> Result:
     """Courier end to end: producer -> stream -> worker -> edge -> client -> ack."""
     stack = Stack(label)
@@ -137,16 +167,7 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
         producer = Producer(r, keyspace=target.keyspace, limits=Limits())
         users = user_ids(o.users)
         stat_keys = [target.keyspace.user(u, "user_stats") for u in users]
-        lg = await Loadgens.start(
-            stack,
-            mode="courier",
-            urls=target.ws_urls,
-            users=users,
-            processes=o.loadgens,
-            expect_max=o.messages,
-            ack_delay_ms=o.ack_delay_ms,
-        )
-        connect = await lg.connected(within=o.timeout)
+        lg, connect = await start_clients(stack, o, "courier", target.ws_urls, users)
         tick(
             f"{connect['ok']}/{o.users} clients connected in {connect['seconds']:.1f}s", force=True
         )
@@ -222,31 +243,9 @@ async def run_peer(o: Opts, label: str = "peer") -> Result:
     tick = Ticker(label, quiet=o.quiet)
     try:
         stack.start_redis()
-        port = free_port()
-        server = await Child.start(
-            stack,
-            "server",
-            "api.bench.peer",
-            {
-                "port": port,
-                "redis_url": stack.redis_url,
-                "secret": stack.secret,
-                "channel": CHANNEL,
-            },
-        )
-        await server.wait_for("listening", 30)
-        await wait_http(port)
+        port = await start_peer(stack)
         users = user_ids(o.users)
-        lg = await Loadgens.start(
-            stack,
-            mode="socketio",
-            urls=[f"ws://127.0.0.1:{port}"],
-            users=users,
-            processes=o.loadgens,
-            expect_max=o.messages,
-            ack_delay_ms=o.ack_delay_ms,
-        )
-        connect = await lg.connected(within=o.timeout)
+        lg, connect = await start_clients(stack, o, "socketio", [f"ws://127.0.0.1:{port}"], users)
         tick(
             f"{connect['ok']}/{o.users} clients connected in {connect['seconds']:.1f}s", force=True
         )
@@ -319,16 +318,7 @@ async def run_raw(o: Opts, label: str = "raw") -> Result:
         )
         await server.wait_for("listening", 30)
         users = user_ids(o.users)
-        lg = await Loadgens.start(
-            stack,
-            mode="raw",
-            urls=[f"ws://127.0.0.1:{port}"],
-            users=users,
-            processes=o.loadgens,
-            expect_max=o.messages,
-            ack_delay_ms=o.ack_delay_ms,
-        )
-        connect = await lg.connected(within=o.timeout)
+        lg, connect = await start_clients(stack, o, "raw", [f"ws://127.0.0.1:{port}"], users)
         stack.usage.mark()
         await server.send("start")
         t0 = (await server.wait_for("started", 30))["t"]

@@ -13,11 +13,11 @@ import redis.asyncio as aioredis
 from delivery.producer import Limits, Producer
 
 from .common import ACK_DELAY_MS, Ticker, paced, payload, user_ids, user_of
-from .driver import Child, Loadgens
-from .flows import Opts, courier_target, finish_loadgens
+from .driver import Loadgens
+from .flows import Opts, courier_target, finish_loadgens, start_clients, start_peer
 from .measure import command_delta, commandstats, delivered_count, status_counts
-from .peer import CHANNEL, Emitter
-from .procs import Stack, free_port, http_get, wait_http
+from .peer import Emitter
+from .procs import Stack, http_get
 from .report import Result, latency_summary
 
 PORTS_PER_ADDRESS = 28_000  # the ephemeral port range of one loopback source address
@@ -188,16 +188,7 @@ async def run_overload_courier(o: Opts, window: float) -> Result:
         producer = Producer(r, keyspace=target.keyspace, limits=Limits())
         users = user_ids(o.users)
         keys = [target.keyspace.user(u, "user_stats") for u in users]
-        lg = await Loadgens.start(
-            stack,
-            mode="courier",
-            urls=target.ws_urls,
-            users=users,
-            processes=o.loadgens,
-            expect_max=o.messages,
-            ack_delay_ms=o.ack_delay_ms,
-        )
-        connect = await lg.connected(within=120)
+        lg, connect = await start_clients(stack, o, "courier", target.ws_urls, users, within=120)
         health: list[float] = []
         herr: list[str] = []
         stop = asyncio.Event()
@@ -279,30 +270,10 @@ async def run_overload_peer(o: Opts, window: float) -> Result:
     tick = Ticker("overload/peer", quiet=o.quiet)
     try:
         stack.start_redis()
-        port = free_port()
-        server = await Child.start(
-            stack,
-            "server",
-            "api.bench.peer",
-            {
-                "port": port,
-                "redis_url": stack.redis_url,
-                "secret": stack.secret,
-                "channel": CHANNEL,
-            },
+        port = await start_peer(stack)
+        lg, connect = await start_clients(
+            stack, o, "socketio", [f"ws://127.0.0.1:{port}"], user_ids(o.users), within=120
         )
-        await server.wait_for("listening", 30)
-        await wait_http(port)
-        lg = await Loadgens.start(
-            stack,
-            mode="socketio",
-            urls=[f"ws://127.0.0.1:{port}"],
-            users=user_ids(o.users),
-            processes=o.loadgens,
-            expect_max=o.messages,
-            ack_delay_ms=o.ack_delay_ms,
-        )
-        connect = await lg.connected(within=120)
         health: list[float] = []
         herr: list[str] = []
         stop = asyncio.Event()
