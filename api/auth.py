@@ -34,10 +34,11 @@ class AuthError(Exception):
 class Verifier:
     def __init__(self, settings: Settings) -> None:
         self.algorithm = settings.jwt_algorithm
-        self.key = settings.jwt_public_key if self.algorithm != "HS256" else settings.jwt_secret
-        if not self.key:
+        key = settings.jwt_public_key if self.algorithm != "HS256" else settings.jwt_secret
+        if not key:
             needs = "COURIER_JWT_SECRET" if self.algorithm == "HS256" else "COURIER_JWT_PUBLIC_KEY"
             raise ValueError(f"{self.algorithm} tokens need {needs}")
+        self.key: str = key
 
     def verify(self, token: str | None) -> Principal:
         if not token:

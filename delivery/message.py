@@ -30,6 +30,11 @@ class Priority(StrEnum):
 _RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
 
 
+def text(v: Any) -> str:
+    """A Redis reply (bytes, or str with decode_responses) as text."""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def new_id(user_id: str, partitions: int) -> str:
     """``<partition>-<20 hex>``: the partition lets any process find the message's keys."""
     return f"{partition_of(user_id, partitions)}-{secrets.token_hex(10)}"

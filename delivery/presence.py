@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from .keys import Keyspace
+from .message import text as _s
 from .scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class Presence:
         nothing: each closed connection removed itself), then the node."""
         key = self.keyspace.node_conns(node_id)
         for raw in await self.redis.smembers(key):
-            user, _, conn = raw.decode().rpartition("|")
+            user, _, conn = _s(raw).rpartition("|")
             await self.disconnect(Conn(user, conn, node_id), unacked=(), reason="node_left")
         await self.redis.delete(key)
         await self.redis.zrem(self.keyspace.nodes, node_id)
@@ -99,12 +100,12 @@ class Presence:
     async def sweep_dead_nodes(self) -> list[str]:
         """Delete presence left by nodes that stopped refreshing; returns their ids."""
         cutoff = await self._now_ms() - self.timeout_ms
-        dead = [n.decode() for n in await self.redis.zrangebyscore(self.keyspace.nodes, 0, cutoff)]
+        dead = [_s(n) for n in await self.redis.zrangebyscore(self.keyspace.nodes, 0, cutoff)]
         for node in dead:
             key = self.keyspace.node_conns(node)
             members = await self.redis.smembers(key)
             for raw in members:
-                user, _, conn = raw.decode().rpartition("|")  # user ids may hold "|"
+                user, _, conn = _s(raw).rpartition("|")  # user ids may hold "|"
                 await self.disconnect(Conn(user, conn, node), unacked=(), reason="node_dead")
             await self.redis.delete(key)
             await self.redis.zrem(self.keyspace.nodes, node)
@@ -116,7 +117,7 @@ class Presence:
         cutoff = await self._now_ms() - self.timeout_ms
         out = []
         for raw in await self.redis.zrangebyscore(key, cutoff, "+inf"):
-            node, _, conn = raw.decode().partition("|")
+            node, _, conn = _s(raw).partition("|")
             out.append(Conn(user_id, conn, node))
         return out
 

@@ -270,7 +270,9 @@ class Producer:
     async def get_task(self, task_id: str, user_id: str) -> dict[str, Any]:
         from .tasks import task_view
 
-        h = await self.redis.hgetall(self.keyspace.user(user_id, "task", task=task_id))
+        h: dict[bytes, bytes] = await self.redis.hgetall(  # type: ignore[assignment]
+            self.keyspace.user(user_id, "task", task=task_id)
+        )
         if not h:
             raise NotFound(f"no task {task_id!r} of user {user_id!r}")
         return task_view(h)
@@ -284,7 +286,7 @@ class Producer:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for tid in ids:
-            pipe.hgetall(self.keyspace.user(user_id, "task", task=tid.decode()))
+            pipe.hgetall(self.keyspace.user(user_id, "task", task=_s(tid)))
         return [task_view(h) for h in await pipe.execute() if h]
 
     # -- confirmation requests --------------------------------------------------------------

@@ -455,7 +455,7 @@ class Store:
             key = self.keyspace.msg(message_id)
         except ValueError:
             raise NotFound(f"no message {message_id!r}") from None
-        h = await self.redis.hgetall(key)
+        h: dict[bytes, bytes] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
         return Message.from_hash(h)
