@@ -57,6 +57,8 @@ class Connection:
         "close_reason",
         "conn_id",
         "device",
+        "drain_more",
+        "draining",
         "last_seen",
         "needs_drain",
         "node_id",
@@ -94,6 +96,8 @@ class Connection:
         self.queue_size = queue_size
         self.unacked: dict[str, float] = {}  # message id -> when it was pushed (monotonic)
         self.needs_drain = False  # a drain failed: the hub's refresh starts another
+        self.draining = False  # one drain at a time (see api.ws.drain)
+        self.drain_more = False  # asked for another drain while one ran
         self.bucket = bucket
         self.last_seen = time.monotonic()
         self.topics: set[str] = set()

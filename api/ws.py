@@ -119,8 +119,10 @@ async def websocket_endpoint(ws: WebSocket, user_id: str | None = None) -> None:
             task.uncancel()
     finally:
         conn.finished()
-        hub.remove(conn)
-        await _goodbye(hub, conn)
+        try:
+            await _goodbye(hub, conn)  # hand back before close_all() hears "emptied"
+        finally:
+            hub.remove(conn)
 
 
 async def _serve(hub: Hub, conn: Connection) -> None:
@@ -220,7 +222,22 @@ async def _read(hub: Hub, conn: Connection) -> None:
 
 
 async def drain(hub: Hub, conn: Connection) -> None:
-    """Hand parked messages to a new connection, at most `drain_window` unacked at once."""
+    """Hand parked messages to a new connection, at most `drain_window` unacked at once.
+
+    One drain runs per connection: a drain asked for while one runs (presence lost and
+    restored, the node's channel resubscribed) only makes the running one look again
+    before it ends, so two drains never fill the window twice."""
+    if conn.draining:
+        conn.drain_more = True
+        return
+    conn.draining = True
+    try:
+        await _drain(hub, conn)
+    finally:
+        conn.draining = False
+
+
+async def _drain(hub: Hub, conn: Connection) -> None:
     rt = hub.rt
     window = rt.settings.drain_window
     wait = rt.settings.ack_timeout_seconds
@@ -255,10 +272,19 @@ async def drain(hub: Hub, conn: Connection) -> None:
             )
             conn.needs_drain = True
             return
-        for p in pushes:
-            conn.offer(p.frame().decode(), p.id)
-        total += len(pushes)
+        refused = [p.id for p in pushes if not conn.offer(p.frame().decode(), p.id)]
+        if refused:
+            # The connection closed (or overflowed) while unpark ran: these are `sent` to
+            # it and would wait for the ack timeout; retry them now, no attempt used.
+            try:
+                await rt.store.nack(refused, reason="unreachable")
+            except Exception:  # they are retried after the ack timeout instead
+                log.warning("could not hand back %d refused messages", len(refused))
+        total += len(pushes) - len(refused)
         if remaining == 0:
+            if conn.drain_more:
+                conn.drain_more = False
+                continue
             if total:
                 log.info("drained %d parked messages to %s", total, conn.conn_id, extra=_ids(conn))
             return

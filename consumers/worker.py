@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 
 from delivery.keys import GROUP, PRIORITIES, Keyspace
 from delivery.metrics import BURIED, DISPATCHED, RECLAIMED
-from delivery.store import Entry, Store
+from delivery.store import Entry, Push, Store
 from delivery.transport import Transport
 
 from .readahead import OwnConnection, ReadAheadClient, parse_read, read_command
@@ -133,7 +133,7 @@ class Worker:
         entries = self._entries(parse_read(raw))
         self._ahead.next_read = read
         try:
-            await self.handle(entries, via=self._ahead_store)
+            results = await self._dispatch(entries, via=self._ahead_store)
         except ResponseError:
             raise  # every reply was read: the connection is in step
         except BaseException:
@@ -141,6 +141,9 @@ class Worker:
             raise
         finally:
             self._ahead.next_read = None
+        # The reader's connection is in step again (only the next read is out on it):
+        # a failure from here on (transport, pool) must not drop that read.
+        await self._deliver(results)
         return len(entries)
 
     async def close(self) -> None:
@@ -157,10 +160,20 @@ class Worker:
         """Dispatch entries (highest priority first, in stream order within a priority)
         in one round trip (through ``via``'s client, default the worker's store) and
         push the sent ones."""
+        await self._deliver(await self._dispatch(entries, via=via))
+
+    async def _dispatch(
+        self, entries: Sequence[Entry], *, via: Store | None = None
+    ) -> list[tuple[Entry, str, Push | None]]:
         if not entries:
-            return
+            return []
         entries = sorted(entries, key=lambda e: PRIORITIES.index(e.priority))
-        results = await (via or self.store).dispatch(entries)
+        return await (via or self.store).dispatch(entries)
+
+    async def _deliver(self, results: list[tuple[Entry, str, Push | None]]) -> None:
+        """Count the outcomes and push what was sent."""
+        if not results:
+            return
         pushes = []
         outcomes: Counter[tuple[str, str]] = Counter()
         for e, outcome, push in results:

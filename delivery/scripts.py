@@ -91,9 +91,19 @@ _DEFERRED = {"USERS", "INFLIGHT_ADD", "INFLIGHT_DEL"}
 
 def _with_flush(body: str) -> str:
     """The body run as a function, then the gathered writes, then its answer: every
-    return of the body passes through ``flush()``."""
+    return of the body passes through ``flush()``. Redis keeps what a failing script
+    wrote before its error, so the gathered writes are made even then (a message marked
+    `sent` keeps its ack deadline in `inflight`), and the error is raised after them."""
     return "\n".join(
-        ["local function main()", body, "end", "local out = main()", "flush()", "return out"]
+        [
+            "local function main()",
+            body,
+            "end",
+            "local ok, out = pcall(main)",
+            "flush()",
+            "if not ok then error(out, 0) end",
+            "return out",
+        ]
     )
 
 

@@ -211,10 +211,12 @@ class Store:
 
     async def nack(self, message_ids: Sequence[str], *, reason: str) -> dict[str, int]:
         """Messages that could not be pushed at all: retry now-ish, without waiting."""
-        counts: dict[str, int] = {}
+        by_part: dict[str, list[tuple[str, int]]] = {}
         for mid in message_ids:
-            prefix = self.keyspace.part_of_message(mid)
-            for k, v in (await self._retry(prefix, [(mid, 0)], reason=reason, force=True)).items():
+            by_part.setdefault(self.keyspace.part_of_message(mid), []).append((mid, 0))
+        counts: dict[str, int] = {}
+        for prefix, ids in by_part.items():  # one script call per partition
+            for k, v in (await self._retry(prefix, ids, reason=reason, force=True)).items():
                 counts[k] = counts.get(k, 0) + v
         return counts
 

@@ -65,3 +65,23 @@ async def test_reclaim_on_redis_62(h62: Harness) -> None:
     h.worker.claim_idle_ms = 0
     assert await h.worker.reclaim(part) == 1
     assert sent.id in h.devices.ids("bob")
+
+
+async def test_a_failing_script_still_writes_what_it_gathered_on_redis_62(h62: Harness) -> None:
+    from redis.exceptions import ResponseError
+
+    from tests.support import neighbour
+
+    h = h62
+    ks = h.keyspace
+    broken = neighbour(ks, "alice")
+    await h.connect("alice")
+    ok = await h.producer.send("alice", {"n": 1})
+    await h.producer.send(broken, {"n": 2})
+    await h.r.set(ks.user(broken, "conns"), "not a zset")
+    p = ks.partition_of("alice")
+    resp = await h.r.xreadgroup(GROUP, "probe", {s: ">" for s in ks.streams(p)})
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await h.store.dispatch(h.worker._entries(resp))
+    assert await h.status(ok.id) == "sent"
+    assert await h.r.zscore(ks.key(p, "inflight"), ok.id) is not None

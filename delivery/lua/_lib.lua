@@ -105,7 +105,10 @@ local function flush_user(user, u)
       len = redis.call('LPUSH', lk, unpack(u.lat, i, math.min(i + 499, #u.lat)))
     end
     if len > u.samples then redis.call('LTRIM', lk, 0, u.samples - 1) end
-    if len == #u.lat then redis.call('PEXPIRE', lk, redis.call('PTTL', sk)) end
+    if len == #u.lat then  -- new list: it lives as long as the counters
+      local ttl = redis.call('PTTL', sk)
+      if ttl > 0 then redis.call('PEXPIRE', lk, ttl) end
+    end
   end
 end
 

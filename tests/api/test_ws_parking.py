@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from delivery.keys import Keyspace
 from tests.api.conftest import EdgeFactory
+from tests.support import wait_until
 
 
 async def test_parked_messages_arrive_on_connect_by_priority_then_age(
@@ -135,3 +136,32 @@ async def test_a_window_larger_than_the_outbox_never_closes_the_connection(
     assert set(seen) == {a[0].id for a in accepted}
     await c.send({"type": "ping", "ts": 7})
     assert (await c.recv_type("pong"))["ts"] == 7  # still open
+
+
+async def test_drains_asked_for_at_once_keep_one_window(
+    edge: EdgeFactory, keyspace: Keyspace, r: aioredis.Redis
+) -> None:
+    """A connection's presence restored, its node resubscribed ... each asks for a drain;
+    however many are asked for while one runs, the window still bounds what is unacked."""
+    node = await edge(drain_window=100)
+    await node.hub.rt.producer.submit_many(
+        [{"user_id": "zoe", "payload": {"i": i}} for i in range(300)]
+    )
+    parked = keyspace.user("zoe", "parked")
+
+    async def all_parked() -> bool:
+        return await r.zcard(parked) == 300
+
+    await wait_until(all_parked)
+    c = await node.connect("zoe")
+    (conn,) = node.hub.by_user["zoe"]
+    for _ in range(3):  # as the hub does when presence comes back
+        node.hub.drain_again(conn)
+
+    got = [f["id"] for f in await c.messages(100)]
+    await c.silent(0.5)  # no client ack: nothing beyond the window
+    assert len(set(got)) == 100
+    assert await r.zcard(parked) == 200
+    await c.ack(*got)
+    more = [f["id"] for f in await c.messages(100)]  # the acks open the window again
+    assert not set(more) & set(got)

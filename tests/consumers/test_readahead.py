@@ -109,3 +109,30 @@ async def test_scripts_lost_by_redis_are_loaded_again_and_the_read_stays_in_step
             await h.worker.close()
         finally:
             await r.aclose()
+
+
+async def test_a_failing_push_keeps_the_read_that_went_out_with_the_dispatch(
+    h: Harness,
+) -> None:
+    """A transport or pool error after the dispatch replies were read is not the
+    reader's connection's fault: its next read stays out and nothing waits for a claim."""
+    await h.connect("alice")
+    parts = range(h.keyspace.partitions)
+    h.worker.block_ms = 5000
+    push = h.worker.transport.push
+
+    async def broken(*_: object) -> list[object]:
+        raise RedisConnectionError("the pool lost a connection")
+
+    h.worker.transport.push = broken  # type: ignore[method-assign]
+    first = (await h.producer.send("alice", {"n": 1})).id
+    with pytest.raises(RedisConnectionError):
+        await h.worker.process_next(parts)
+    assert h.worker._own.pending  # the read sent with the dispatch is still out
+    h.worker.transport.push = push  # type: ignore[method-assign]
+
+    second = (await h.producer.send("alice", {"n": 2})).id
+    assert await asyncio.wait_for(h.worker.process_next(parts), 2) == 1
+    assert h.devices.ids("alice") == [second]  # the first is `sent`, retried on its deadline
+    assert await h.status(first) == "sent"
+    await h.worker.close()

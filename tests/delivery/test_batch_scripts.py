@@ -93,3 +93,35 @@ async def test_ack_many(h: Harness) -> None:
         last = (await raw_timeline(h.r, ks, mid))[-1]  # the duplicate added no event
         assert (last["e"], last["conn"]) == ("acked", "c1")
         assert 0 < await h.r.pttl(ks.msg(mid)) <= RETENTION
+
+
+async def test_a_batch_that_fails_midway_keeps_what_it_did_consistent(h: Harness) -> None:
+    """Redis keeps a failing script's writes; the writes a script gathers until its end
+    (ack deadlines, counters) are made too, so a message marked `sent` before the error
+    is still retried if its ack never comes."""
+    import pytest
+    from redis.exceptions import ResponseError
+
+    from tests.support import neighbour
+
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    broken = neighbour(ks, "alice")
+    await h.connect("alice", conn="c1")
+    ok = await h.producer.send("alice", {"n": 1})
+    bad = await h.producer.send(broken, {"n": 2})
+    await h.r.set(ks.user(broken, "conns"), "not a zset")  # its dispatch will fail
+    resp = await h.r.xreadgroup(GROUP, "probe", {s: ">" for s in ks.streams(p)})
+    entries = {e.message_id: e for e in h.worker._entries(resp)}
+    args: list[object] = [GROUP, 300, 60_000, 1000, RETENTION]
+    for mid in (ok.id, bad.id):
+        e = entries[mid]
+        args += [e.entry_id, mid, e.user_id, e.priority]
+
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await h.store.scripts.dispatch_many(keys=[ks.part(p)], args=args)
+
+    assert await h.status(ok.id) == "sent"
+    assert await h.r.zscore(ks.key(p, "inflight"), ok.id) is not None
+    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
+    assert stats[b"sent"] == b"1" and stats[b"queued"] == b"0"
