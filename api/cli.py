@@ -69,7 +69,7 @@ def serve(
     try:
         # Server closes WebSockets with 1001 and hands unacked messages back before
         # uvicorn's own shutdown (which would close them with 1012).
-        server = Server(config(create_app(settings, consumers=consumers), settings))
+        server = Server(config(create_app(settings, consumers=consumers), settings), settings)
         server.run()
         if not server.started:
             raise typer.Exit(3)

@@ -9,8 +9,10 @@ lets uvicorn shut down the rest.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import resource
 import socket
 from typing import Any
 
@@ -60,10 +62,40 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def raise_open_files(max_connections: int) -> int:
+    """Lift the soft open-file limit to the hard one (each WebSocket holds a file
+    descriptor; many systems start processes at 1,024) and warn when even that is
+    below ``MAX_CONNECTIONS``. Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    needed = max_connections + FILES_BESIDES_SOCKETS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "open-file limit %d is below MAX_CONNECTIONS (%d) plus %d; connections past "
+            "it will be refused by the OS: raise it (ulimit -n, systemd LimitNOFILE, "
+            "docker --ulimit nofile)",
+            soft,
+            max_connections,
+            FILES_BESIDES_SOCKETS,
+        )
+    return int(soft)
+
+
+FILES_BESIDES_SOCKETS = 256  # Redis connections, logs, the listening socket ...
+
+
 class Server(uvicorn.Server):
     """A uvicorn server whose shutdown closes WebSockets the Courier way first."""
 
+    def __init__(self, config: uvicorn.Config, settings: Settings | None = None) -> None:
+        super().__init__(config)
+        self.max_connections = (settings or Settings()).max_connections
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        raise_open_files(self.max_connections)
         await super().startup(sockets)
         tune_gc()
 

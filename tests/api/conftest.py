@@ -192,7 +192,8 @@ async def start_node(settings: Settings, uvicorn: dict[str, Any] | None = None) 
             port=settings.port,
             timeout_graceful_shutdown=5,
             **(uvicorn or {}),
-        )
+        ),
+        settings,
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
