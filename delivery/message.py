@@ -37,7 +37,12 @@ def text(v: Any) -> str:
 
 def new_id(user_id: str, partitions: int) -> str:
     """``<partition>-<20 hex>``: the partition lets any process find the message's keys."""
-    return f"{partition_of(user_id, partitions)}-{secrets.token_hex(10)}"
+    return id_in(partition_of(user_id, partitions))
+
+
+def id_in(partition: int) -> str:
+    """A new message id in a known partition (see :func:`new_id`)."""
+    return f"{partition}-{secrets.token_hex(10)}"
 
 
 def _check_name(value: str, what: str) -> str:

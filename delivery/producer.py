@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import redis
@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import NotFound, PayloadTooLarge, ReplyTimeout, ValidationError
-from .keys import Keyspace
-from .message import MessageIn, Priority, new_id
+from .keys import Keyspace, partition_of
+from .message import MessageIn, Priority, id_in
 from .redis_clients import async_client, sync_client
 from .scripts import Call, Scripts
 from .settings import Settings
@@ -71,11 +71,20 @@ class Accepted:
         return {"id": self.id, "user_id": self.user_id, "status": self.status}
 
 
-@dataclass(frozen=True)
-class _Call:
+class _Call(NamedTuple):
+    """One recipient's script call: ``args`` is what ``enqueue.lua`` takes."""
+
     prefix: str
-    args: list[Any]
+    id: str
     user_id: str
+    payload: bytes
+    opts: tuple[Any, ...]
+    """enqueue.lua's arguments 4 to 16 (priority .. keep), one tuple shared by all the
+    recipients of a message; ``enqueue_many`` sends each distinct tuple once."""
+
+    @property
+    def args(self) -> list[Any]:
+        return [self.id, self.user_id, self.payload, *self.opts]
 
 
 def build(
@@ -104,9 +113,8 @@ def build(
     targets = msg.targets()
     if len(targets) > limits.max_recipients:
         raise ValidationError(f"at most {limits.max_recipients} recipients per message")
-    common = [
+    opts = (
         str(Priority(msg.priority)),
-        payload,
         ttl * 1000,
         int(msg.delay_seconds * 1000) if msg.delay_seconds is not None else -1,
         deliver_at,
@@ -119,11 +127,12 @@ def build(
         (limits.max_ttl_seconds + limits.retention_seconds) * 1000,
         USER_INDEX_CAP,
         "1" if keep else "0",
-    ]
-    return [
-        _Call(keyspace.part_of_user(u), [new_id(u, keyspace.partitions), u, *common], u)
-        for u in targets
-    ]
+    )
+    calls = []
+    for u in targets:
+        p = partition_of(u, keyspace.partitions)  # once: it names both the keys and the id
+        calls.append(_Call(keyspace.part(p), id_in(p), u, payload, opts))
+    return calls
 
 
 def _epoch_ms(dt: datetime) -> int:
@@ -164,12 +173,24 @@ def _chunks(plans: Sequence[Sequence[_Call]]) -> list[tuple[str, list[_Call]]]:
 def _script_call(scripts: Scripts, prefix: str, calls: Sequence[_Call]) -> Call:
     if len(calls) == 1:
         return scripts.enqueue, [prefix], calls[0].args
-    width = len(calls[0].args)
-    args: list[Any] = [width]
+    return scripts.enqueue_many, [prefix], many_args(calls)
+
+
+def many_args(calls: Sequence[_Call]) -> list[Any]:
+    """``enqueue_many``'s arguments: the distinct option sets, then 4 per message (a
+    batch's messages mostly share their options: 4 arguments each instead of 16)."""
+    sets: dict[tuple[Any, ...], int] = {}
+    rows: list[Any] = []
     for c in calls:
-        assert len(c.args) == width
-        args += c.args
-    return scripts.enqueue_many, [prefix], args
+        n = sets.get(c.opts)
+        if n is None:
+            n = sets[c.opts] = len(sets) + 1
+        rows += (c.id, c.user_id, c.payload, n)
+    args: list[Any] = [len(sets)]
+    for opts in sets:
+        args += opts
+    args += rows
+    return args
 
 
 def _unpack(

@@ -1,11 +1,23 @@
--- enqueue_one(A, b): the body of enqueue.lua as a function, so that other scripts
--- (enqueue_many.lua, task.lua) accept messages in the same atomic step. The message's
--- arguments are A[b + 1] .. A[b + 16], as documented in enqueue.lua.
-local function enqueue_one(A, b)
-  local id, user, prio, payload = A[b + 1], A[b + 2], A[b + 3], A[b + 4]
-  local ttl, delay, at = tonumber(A[b + 5]), tonumber(A[b + 6]), tonumber(A[b + 7])
-  local ma, ik, ck, tp, rr = A[b + 8], A[b + 9], A[b + 10], A[b + 11], A[b + 12]
-  local retention, index_ttl = tonumber(A[b + 13]), tonumber(A[b + 14])
+-- enqueue_one(id, user, payload, o): the body of enqueue.lua as a function, so that
+-- other scripts (enqueue_many.lua, task.lua) accept messages in the same atomic step.
+-- o holds the message's options as enqueue_opts() reads them; enqueue_many.lua shares
+-- one o between all the messages of a batch that have the same options.
+local function enqueue_opts(A, b)
+  -- A[b + 1] .. A[b + 13]: priority, ttl_ms, delay_ms (-1: none), deliver_at_ms
+  -- (-1: none), max_attempts, idempotency key, collapse key, topic, reply_requested
+  -- (0/1), retention_ms, user index ttl ms, user index cap, keep (1: never collapsed)
+  return {prio = A[b + 1], ttl = tonumber(A[b + 2]), delay = tonumber(A[b + 3]),
+    at = tonumber(A[b + 4]), ma = A[b + 5], ik = A[b + 6], ck = A[b + 7], tp = A[b + 8],
+    rr = A[b + 9], retention = tonumber(A[b + 10]), index_ttl = tonumber(A[b + 11]),
+    cap = tonumber(A[b + 12]), keep = A[b + 13] == '1'}
+end
+
+-- The first timeline event of a queued message: the same text for every message of
+-- one script call (NOW is fixed), so it is formatted once.
+local QUEUED_EVENT = string.format('{"t":%d,"e":"queued","a":0}', NOW)
+
+local function enqueue_one(id, user, payload, o)
+  local ik, ck, tp, ttl, retention = o.ik, o.ck, o.tp, o.ttl, o.retention
 
   if ik ~= '' then
     local existing = redis.call('GET', key_idem(user, ik))
@@ -21,7 +33,7 @@ local function enqueue_one(A, b)
   if known then return {id, known, 0} end
 
   local due = NOW
-  if delay >= 0 then due = NOW + delay elseif at >= 0 then due = at end
+  if o.delay >= 0 then due = NOW + o.delay elseif o.at >= 0 then due = o.at end
   local expires = NOW + ttl
   -- One HSET writes the whole new hash, its status and its first timeline event (only
   -- numbers and fixed words: written without cjson).
@@ -30,40 +42,51 @@ local function enqueue_one(A, b)
     status = 'scheduled'
     first = string.format('{"t":%d,"e":"scheduled","a":0,"due":%d}', NOW, due)
   else
-    status, first = 'queued', string.format('{"t":%d,"e":"queued","a":0}', NOW)
+    status, first = 'queued', QUEUED_EVENT
   end
-  local fields = {'id', id, 'u', user, 'p', prio, 'pl', payload, 'ca', NOW, 'ea', expires,
-    'tl', ttl, 'ma', ma, 'a', 0, 'rr', rr, 's', status, 'n', 1, 'e1', first}
-  if ck ~= '' then fields[#fields + 1] = 'ck'; fields[#fields + 1] = ck end
-  if tp ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = tp end
-  if ik ~= '' then fields[#fields + 1] = 'ik'; fields[#fields + 1] = ik end
-  if A[b + 16] == '1' then fields[#fields + 1] = 'keep'; fields[#fields + 1] = '1' end
-  redis.call('HSET', mkey, unpack(fields))
+  if ck == '' and tp == '' and ik == '' and not o.keep then
+    redis.call('HSET', mkey, 'id', id, 'u', user, 'p', o.prio, 'pl', payload, 'ca', NOW,
+      'ea', expires, 'tl', ttl, 'ma', o.ma, 'a', 0, 'rr', o.rr, 's', status, 'n', 1,
+      'e1', first)
+  else
+    local fields = {'id', id, 'u', user, 'p', o.prio, 'pl', payload, 'ca', NOW,
+      'ea', expires, 'tl', ttl, 'ma', o.ma, 'a', 0, 'rr', o.rr, 's', status, 'n', 1,
+      'e1', first}
+    if ck ~= '' then fields[#fields + 1] = 'ck'; fields[#fields + 1] = ck end
+    if tp ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = tp end
+    if ik ~= '' then fields[#fields + 1] = 'ik'; fields[#fields + 1] = ik end
+    if o.keep then fields[#fields + 1] = 'keep'; fields[#fields + 1] = '1' end
+    redis.call('HSET', mkey, unpack(fields))
+  end
   redis.call('PEXPIREAT', mkey, expires + retention)
   if ik ~= '' then redis.call('SET', key_idem(user, ik), id, 'PX', ttl + retention) end
 
   if status == 'scheduled' then
     redis.call('ZADD', key_delayed(), due, id)
   else
-    redis.call('XADD', key_stream(prio), '*', 'm', id, 'u', user)
+    redis.call('XADD', key_stream(o.prio), '*', 'm', id, 'u', user)
   end
 
   -- the user's counters and index are written once per user when the script ends
   count(user, status, 1)  -- the total is the sum of the status counters
   local u = user_acc(user)
-  u.ids = u.ids or {}
-  u.ids[#u.ids + 1] = NOW
-  u.ids[#u.ids + 1] = id
-  u.ttl, u.cap = index_ttl, tonumber(A[b + 15])
+  local ids = u.ids
+  if not ids then
+    ids = {}
+    u.ids = ids
+  end
+  ids[#ids + 1] = NOW
+  ids[#ids + 1] = id
+  u.ttl, u.cap = o.index_ttl, o.cap
 
   if ck ~= '' then
     local ckey = key_collapse(user, ck)
     local old = redis.call('GET', ckey)
     if old and old ~= id then
       local okey = key_msg(old)
-      local o = redis.call('HMGET', okey, 's', 'a', 'keep', 'n')
-      if (o[1] == 'queued' or o[1] == 'scheduled' or o[1] == 'parked') and o[3] ~= '1' then
-        finish(okey, old, user, o[1], 'cancelled', o[4], o[2], {by = id}, retention,
+      local r = redis.call('HMGET', okey, 's', 'a', 'keep', 'n')
+      if (r[1] == 'queued' or r[1] == 'scheduled' or r[1] == 'parked') and r[3] ~= '1' then
+        finish(okey, old, user, r[1], 'cancelled', r[4], r[2], {by = id}, retention,
           'collapsed')
       end
     end

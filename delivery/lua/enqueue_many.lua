@@ -1,15 +1,21 @@
 -- enqueue_many: accept several messages of one partition in one atomic step (the
 -- producer's batch path: one call per partition instead of one per message).
 -- KEYS[1] partition prefix
--- ARGV: 1 arguments per message (16), then each message's arguments exactly as
---   enqueue.lua takes them, one message after another
+-- ARGV: 1 k, the number of option sets; then k option sets of 13 arguments each
+--   (enqueue.lua's arguments 4 to 16: priority .. keep); then 4 arguments per message:
+--   id, user, payload (JSON), the number of its option set (1 .. k).
+-- The messages of a batch mostly share their options, so a message costs 4 arguments
+-- and the options are parsed once per set, not once per message.
 -- Returns {id, status, created} of each message, in order, flattened.
-local n = tonumber(ARGV[1])
+local k = tonumber(ARGV[1])
+local opts = {}
+for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * 13) end
 local out = {}
-for base = 1, #ARGV - 1, n do
-  local r = enqueue_one(ARGV, base)
-  out[#out + 1] = r[1]
-  out[#out + 1] = r[2]
-  out[#out + 1] = r[3]
+local j = 0
+for base = 2 + k * 13, #ARGV, 4 do
+  local o = opts[tonumber(ARGV[base + 3])]
+  local r = enqueue_one(ARGV[base], ARGV[base + 1], ARGV[base + 2], o)
+  out[j + 1], out[j + 2], out[j + 3] = r[1], r[2], r[3]
+  j = j + 3
 end
 return out

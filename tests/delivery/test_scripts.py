@@ -10,7 +10,7 @@ import pytest
 from delivery.exceptions import Conflict, NotFound
 from delivery.keys import GROUP
 from delivery.presence import Conn
-from delivery.producer import Limits, build
+from delivery.producer import Limits, build, many_args
 from delivery.store import AckRequest, Entry
 from tests.support import NODE, Harness, neighbour, raw_timeline, server_ms
 
@@ -113,8 +113,8 @@ async def test_enqueue_many(h: Harness) -> None:
         {"user_id": "alice", "payload": 4, "delay_seconds": 5},
     ]
     calls = [c for m in msgs for c in build(m, keyspace=ks, limits=Limits())]
-    width = len(calls[0].args)
-    args = [width, *(a for c in calls for a in c.args)]
+    args = many_args(calls)
+    assert args[0] == 3  # option sets: the first and the third message share theirs
 
     res = await h.store.scripts.enqueue_many(keys=[calls[0].prefix], args=args)
 
@@ -284,11 +284,10 @@ async def test_user_index_is_capped(h: Harness) -> None:
         for i in range(5)
         for c in build({"user_id": "alice", "payload": i}, keyspace=ks, limits=Limits())
     ]
-    args: list[object] = [16]
-    for c in calls:
-        a = list(c.args)
-        a[14] = 3  # the index cap
-        args += a
+    cap = 3
+    calls = [c._replace(opts=(*c.opts[:11], cap, *c.opts[12:])) for c in calls]
+    args = many_args(calls)
+    assert args[0] == 1 and len(args) == 1 + 13 + 5 * 4  # one option set, shared
     res = await h.store.scripts.enqueue_many(keys=[ks.part_of_user("alice")], args=args)
     assert len(res) == 15
     kept = await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)
