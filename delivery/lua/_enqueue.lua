@@ -1,7 +1,8 @@
 -- enqueue_one(id, user, payload, o): the body of enqueue.lua as a function, so that
 -- other scripts (enqueue_many.lua, task.lua) accept messages in the same atomic step.
 -- o holds the message's options as enqueue_opts() reads them; enqueue_many.lua shares
--- one o between all the messages of a batch that have the same options.
+-- one o between all the messages of a batch that have the same options. Returns three
+-- values (no table per message): id, status, created (1, or 0 for a repeat).
 local function enqueue_opts(A, b)
   -- A[b + 1] .. A[b + 13]: priority, ttl_ms, delay_ms (-1: none), deliver_at_ms
   -- (-1: none), max_attempts, idempotency key, collapse key, topic, reply_requested
@@ -22,7 +23,7 @@ local function enqueue_one(id, user, payload, o)
   if ik ~= '' then
     local existing = redis.call('GET', key_idem(user, ik))
     if existing then
-      return {existing, redis.call('HGET', key_msg(existing), 's') or 'unknown', 0}
+      return existing, redis.call('HGET', key_msg(existing), 's') or 'unknown', 0
     end
   end
 
@@ -30,7 +31,7 @@ local function enqueue_one(id, user, payload, o)
   -- retry after a lost reply, a reload after NOSCRIPT). Answer as before; change nothing.
   local mkey = key_msg(id)
   local known = redis.call('HGET', mkey, 's')
-  if known then return {id, known, 0} end
+  if known then return id, known, 0 end
 
   local due = NOW
   if o.delay >= 0 then due = NOW + o.delay elseif o.at >= 0 then due = o.at end
@@ -92,5 +93,5 @@ local function enqueue_one(id, user, payload, o)
     end
     redis.call('SET', ckey, id, 'PX', ttl)
   end
-  return {id, status, 1}
+  return id, status, 1
 end

@@ -5,4 +5,4 @@
 --   11 topic, 12 reply_requested (0/1), 13 retention_ms, 14 user index ttl ms,
 --   15 user index cap, 16 keep (1: never collapsed away)
 -- Returns {id, status, created (1) or 0 when the idempotency key already had a message}.
-return enqueue_one(ARGV[1], ARGV[2], ARGV[3], enqueue_opts(ARGV, 3))
+return {enqueue_one(ARGV[1], ARGV[2], ARGV[3], enqueue_opts(ARGV, 3))}

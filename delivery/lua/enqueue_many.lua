@@ -13,9 +13,8 @@ for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * 13) end
 local out = {}
 local j = 0
 for base = 2 + k * 13, #ARGV, 4 do
-  local o = opts[tonumber(ARGV[base + 3])]
-  local r = enqueue_one(ARGV[base], ARGV[base + 1], ARGV[base + 2], o)
-  out[j + 1], out[j + 2], out[j + 3] = r[1], r[2], r[3]
+  local id, user, payload, o = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  out[j + 1], out[j + 2], out[j + 3] = enqueue_one(id, user, payload, opts[tonumber(o)])
   j = j + 3
 end
 return out

@@ -25,7 +25,7 @@ else
   redis.call('ZADD', ut, NOW, task_id)
   redis.call('PEXPIRE', ut, ttl)
 end
-local res = enqueue_one(ARGV[9], ARGV[10], ARGV[11], enqueue_opts(ARGV, 11))
+local res = {enqueue_one(ARGV[9], ARGV[10], ARGV[11], enqueue_opts(ARGV, 11))}
 redis.call('HSET', tk, 'message_id', res[1])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', res[1], res[2], res[3]}
