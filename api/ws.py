@@ -189,36 +189,37 @@ async def _writer(conn: Connection) -> None:
 
 
 async def _read(hub: Hub, conn: Connection) -> None:
-    """Serve the client's frames until the connection is closed (by either side)."""
+    """Serve the client's frames until the connection is closed (by either side).
+    Takes every frame the socket delivered at once (see Wire.receive_many)."""
     max_bytes = hub.rt.settings.max_frame_bytes
-    receive = conn.wire.ws.receive
+    receive_many = conn.wire.receive_many
     while True:
-        msg = await receive()
-        if msg["type"] == "websocket.disconnect":
-            if conn.state is State.OPEN:  # the client closed (else: our own close code)
-                conn.close_code = msg.get("code", 1000)
-            conn.state = State.CLOSED
-            return
-        if conn.state is not State.OPEN:
-            continue  # closing: what the client still sends is not served
-        text = msg.get("text")
-        if text is None:
-            raw = msg.get("bytes") or b""
-            if len(raw) > max_bytes:
+        for msg in await receive_many():
+            if msg["type"] == "websocket.disconnect":
+                if conn.state is State.OPEN:  # the client closed (else: our own close code)
+                    conn.close_code = msg.get("code", 1000)
+                conn.state = State.CLOSED
+                return
+            if conn.state is not State.OPEN:
+                continue  # closing: what the client still sends is not served
+            text = msg.get("text")
+            if text is None:
+                raw = msg.get("bytes") or b""
+                if len(raw) > max_bytes:
+                    conn.request_close(1009, "frame too big")
+                    continue
+                text = raw.decode("utf-8", "replace")
+            if len(text) > max_bytes:
                 conn.request_close(1009, "frame too big")
                 continue
-            text = raw.decode("utf-8", "replace")
-        if len(text) > max_bytes:
-            conn.request_close(1009, "frame too big")
-            continue
-        conn.seen()
-        if not conn.bucket.take():
-            conn.request_close(4429, "rate limited")
-            continue
-        try:
-            await handle_frame(hub, conn, text)
-        except FrameError as e:
-            conn.offer(error_frame(e.code, e.detail, **e.extra))
+            conn.seen()
+            if not conn.bucket.take():
+                conn.request_close(4429, "rate limited")
+                continue
+            try:
+                await handle_frame(hub, conn, text)
+            except FrameError as e:
+                conn.offer(error_frame(e.code, e.detail, **e.extra))
 
 
 async def drain(hub: Hub, conn: Connection) -> None:

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.frames import Frame, Opcode
 
+from api import wire as wire_module
 from api.connection import CLOSE_GRACE, Connection, TokenBucket
 from api.wire import EdgeProtocol, FastWire, Inbox, Wire, _header
 from delivery.keys import Keyspace
@@ -34,6 +35,14 @@ async def test_inbox_hands_out_events_in_order_and_wakes_a_waiting_get() -> None
     inbox.put_nowait({"n": 3})
     assert await asyncio.wait_for(waiting, 1) == {"n": 3}
     assert inbox.empty() and inbox.waiter is None
+    inbox.put_nowait({"n": 4})
+    inbox.put_nowait({"n": 5})
+    assert await inbox.get_all() == [{"n": 4}, {"n": 5}] and inbox.empty()
+    waiting_all = asyncio.create_task(inbox.get_all())
+    await asyncio.sleep(0)
+    assert not waiting_all.done()
+    inbox.put_nowait({"n": 6})
+    assert await asyncio.wait_for(waiting_all, 1) == [{"n": 6}]
 
 
 def test_frame_header_is_the_one_websockets_writes() -> None:
@@ -59,7 +68,7 @@ async def test_frames_queued_together_go_out_in_one_write(
         original(self, frames)
 
     monkeypatch.setattr(EdgeProtocol, "write_texts", counting)
-    big = "é" * 70_000  # a 64-bit length, and not ASCII
+    big = "é" * 40_000  # a 64-bit length (80,000 bytes), not ASCII; all five in one chunk
     for n in range(5):
         assert conn.offer(orjson.dumps({"type": "topic", "topic": "t", "data": [n, big]}).decode())
     got = [(await c.recv_type("topic"))["data"] for _ in range(5)]
@@ -149,3 +158,37 @@ async def test_two_drains_waiting_for_room_are_both_woken() -> None:
     assert await late is False
     conn.acked_ids([])
     assert await asyncio.wait_for(asyncio.gather(first, second), 1) == [True, True]
+
+
+async def test_a_long_outbox_is_written_in_capped_chunks_as_the_socket_drains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FastWire never hands the transport much more than its buffer limit at once: the
+    outbox goes out in chunks of about CHUNK_CHARS, each after the transport is
+    writable again."""
+    monkeypatch.setattr(wire_module, "CHUNK_CHARS", 1000)
+
+    class Proto:
+        def __init__(self) -> None:
+            self.writable = asyncio.Event()
+            self.writable.set()
+            self.writes: list[list[str]] = []
+
+        def write_texts(self, frames: Any) -> None:
+            self.writes.append(list(frames))
+            self.writable.clear()  # the transport is over its high-water mark
+
+    proto = Proto()
+    fast = FastWire.__new__(FastWire)
+    fast.proto = proto  # type: ignore[assignment]
+    frames = [str(n) * 300 for n in range(10)] + ["x" * 2500]  # the last alone is over
+    sending = asyncio.create_task(fast.send(frames))
+    await asyncio.sleep(0.01)
+    assert len(proto.writes) == 1 and not sending.done()  # waits for the socket
+    while not sending.done():
+        proto.writable.set()
+        await asyncio.sleep(0)
+    await sending
+    assert [len(w) for w in proto.writes] == [3, 3, 3, 1, 1]
+    assert [f for w in proto.writes for f in w] == frames
+    assert all(sum(map(len, w)) <= 1000 or len(w) == 1 for w in proto.writes)
