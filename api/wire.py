@@ -28,7 +28,7 @@ from websockets.protocol import OPEN
 EXTENSION = "courier.wire"
 SEND_TIMEOUT = 10.0  # how long a send may wait for a client that does not read
 CHUNK_CHARS = 256 * 1024  # one socket write holds frames of about this many characters
-INBOX_LIMIT = 64  # client frames queued for the app before the socket is not read
+INBOX_LIMIT = 16  # client frames queued for the app before the socket is not read
 
 
 def _header(n: int) -> bytes:
