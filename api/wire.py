@@ -28,7 +28,10 @@ from websockets.protocol import OPEN
 EXTENSION = "courier.wire"
 SEND_TIMEOUT = 10.0  # how long a send may wait for a client that does not read
 CHUNK_CHARS = 256 * 1024  # one socket write holds frames of about this many characters
-INBOX_LIMIT = 16  # client frames queued for the app before the socket is not read
+# Client frames queued for the app before the socket is not read. 1, as uvicorn: while
+# the reader serves a batch, the client's next frames gather in the kernel and come in
+# one read; reading on (16) measured 116-118 us of server CPU per message against 110.
+INBOX_LIMIT = 1
 
 
 def _header(n: int) -> bytes:

@@ -192,3 +192,42 @@ async def test_a_long_outbox_is_written_in_capped_chunks_as_the_socket_drains(
     assert [len(w) for w in proto.writes] == [3, 3, 3, 1, 1]
     assert [f for w in proto.writes for f in w] == frames
     assert all(sum(map(len, w)) <= 1000 or len(w) == 1 for w in proto.writes)
+
+
+async def test_ack_frames_read_together_are_one_ack_and_answers_keep_their_order(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await edge()
+    c, _ = await node.online("xena")
+    mids = [await node.send("xena", {"n": n}) for n in range(4)]
+    assert [m["id"] for m in await c.messages(4)] == mids
+    asked: list[list[str]] = []
+    original = node.hub.acks.ack
+
+    async def recording(**kw: Any) -> dict[str, str]:
+        asked.append(list(kw["message_ids"]))
+        return await original(**kw)
+
+    monkeypatch.setattr(node.hub.acks, "ack", recording)
+    frames = [
+        {"type": "ack", "id": mids[0]},
+        {"type": "ack", "ids": [mids[1], "garbage"]},
+        {"type": "nope"},  # the acks before it are answered first
+        {"type": "ack", "id": mids[2]},
+        {"type": "ack", "id": ""},  # malformed: an error frame, in its place
+        {"type": "ack", "id": mids[3]},
+    ]
+    proto = c.ws.protocol
+    for f in frames:  # one socket write: the server reads them together
+        proto.send_text(orjson.dumps(f))
+    c.ws.transport.write(b"".join(proto.data_to_send()))
+    got = [await c.recv_type("error") for _ in range(3)]
+    assert [(e["code"], e.get("id")) for e in got] == [
+        ("unknown_message", "garbage"),
+        ("unknown_type", None),
+        ("invalid_frame", None),
+    ]
+    assert asked == [[mids[0], mids[1], "garbage"], [mids[2]], [mids[3]]]
+    for mid in mids:
+        await node.wait_status(mid, "delivered")
+    assert not next(iter(node.hub.by_user["xena"])).unacked
