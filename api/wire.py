@@ -28,10 +28,6 @@ from websockets.protocol import OPEN
 EXTENSION = "courier.wire"
 SEND_TIMEOUT = 10.0  # how long a send may wait for a client that does not read
 CHUNK_CHARS = 256 * 1024  # one socket write holds frames of about this many characters
-# Client frames queued for the app before the socket is not read. 1, as uvicorn: while
-# the reader serves a batch, the client's next frames gather in the kernel and come in
-# one read; reading on (16) measured 116-118 us of server CPU per message against 110.
-INBOX_LIMIT = 1
 
 
 def _header(n: int) -> bytes:
@@ -47,7 +43,10 @@ class Inbox:
     """The protocol's queue of ASGI receive events: what uvicorn uses of an
     asyncio.Queue (``put_nowait``, ``get``, ``empty``) without its four deques of
     ~760 bytes each, and :meth:`get_all` for the edge's reader. It holds few events:
-    the protocol stops reading the socket while INBOX_LIMIT wait."""
+    the protocol stops reading the socket once it queued the frames of one read, until
+    the app has taken them (reading on instead measured worse: 116-118 us of server
+    CPU per message against 110, as the client's frames no longer gather in the kernel
+    and each small read is its own wake-up)."""
 
     __slots__ = ("items", "waiter")
 
@@ -99,33 +98,10 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             scope["extensions"][EXTENSION] = self
 
-    def send_receive_event_to_app(self) -> None:
-        """uvicorn's, except that the socket is read on until INBOX_LIMIT client frames
-        wait for the app (uvicorn stops reading after each frame until the app takes
-        it: two system calls and a wake-up of the reader per frame)."""
-        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-        self.frames = []
-        if self.close_sent:  # past websocket.close: read on for the peer's close reply
-            return
-        if self.curr_msg_data_type == "text":
-            try:
-                event = {"type": "websocket.receive", "text": data.decode()}
-            except UnicodeDecodeError:
-                self.logger.exception("Invalid UTF-8 sequence received from client.")
-                self.conn.send_close(1007)
-                self.handle_parser_exception()
-                return
-        else:
-            event = {"type": "websocket.receive", "bytes": data}
-        inbox: Inbox = self.queue  # type: ignore[assignment]
-        inbox.put_nowait(event)
-        if len(inbox.items) >= INBOX_LIMIT and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
-
     async def receive_many(self) -> list[Any]:
         """Every ASGI receive event queued (at least one): the edge's reader takes the
-        frames of one socket read in one wake-up."""
+        frames of one socket read in one wake-up, without uvicorn's and Starlette's
+        ``receive`` per frame."""
         inbox: Inbox = self.queue  # type: ignore[assignment]
         events = await inbox.get_all()
         if self.read_paused:
