@@ -36,33 +36,53 @@ def _str(frame: dict[str, Any], field: str) -> str:
     return v
 
 
-async def handle_frame(hub: Hub, conn: Connection, text: str) -> None:
+def parse(text: str) -> dict[str, Any]:
+    """A client frame as a JSON object with a string 'type'; FrameError otherwise."""
     try:
         frame = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise FrameError("invalid_json", "frame is not valid JSON") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise FrameError("invalid_frame", "a frame is a JSON object with a 'type'")
+    return frame
+
+
+async def handle_frame(hub: Hub, conn: Connection, text: str) -> None:
+    await dispatch(hub, conn, parse(text))
+
+
+async def dispatch(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+    """Serve a parsed frame (see :func:`parse`)."""
     handler = HANDLERS.get(frame["type"])
     if handler is None:
         raise FrameError("unknown_type", f"unknown frame type {frame['type']!r}")
     await handler(hub, conn, frame)
 
 
-async def _ack(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+def ack_ids(frame: dict[str, Any]) -> list[str]:
+    """The message ids of an ``ack`` frame ('id' or 'ids'); FrameError if malformed."""
     if "ids" in frame:
         ids = frame["ids"]
         if not isinstance(ids, list) or not ids or len(ids) > MAX_ACK_IDS:
             raise FrameError("invalid_frame", f"'ids' must be a list of 1 to {MAX_ACK_IDS} ids")
         if not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LEN for i in ids):
             raise FrameError("invalid_frame", "'ids' must hold message id strings")
-    else:
-        ids = [_str(frame, "id")]
+        return ids
+    return [_str(frame, "id")]
+
+
+async def _ack(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+    await ack(hub, conn, ack_ids(frame))
+
+
+async def ack(hub: Hub, conn: Connection, ids: list[str]) -> None:
+    """Acknowledge `ids` for the connection (of one frame, or of several consecutive
+    ack frames taken together: the same answers and error frames, in the same order)."""
     codes = await hub.acks.ack(
         user_id=conn.user_id, conn_id=conn.conn_id, node_id=conn.node_id, message_ids=ids
     )
     bad = [mid for mid, code in codes.items() if code in ("unknown", "forbidden")]
-    settled = [mid for mid in ids if mid not in bad]
+    settled = [mid for mid in ids if mid not in bad] if bad else ids
     conn.acked_ids(settled)
     for other in hub.by_user.get(conn.user_id, ()):  # its other devices here got them too
         if other is not conn:

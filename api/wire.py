@@ -27,6 +27,7 @@ from websockets.protocol import OPEN
 
 EXTENSION = "courier.wire"
 SEND_TIMEOUT = 10.0  # how long a send may wait for a client that does not read
+CHUNK_CHARS = 256 * 1024  # one socket write holds frames of about this many characters
 
 
 def _header(n: int) -> bytes:
@@ -41,8 +42,11 @@ def _header(n: int) -> bytes:
 class Inbox:
     """The protocol's queue of ASGI receive events: what uvicorn uses of an
     asyncio.Queue (``put_nowait``, ``get``, ``empty``) without its four deques of
-    ~760 bytes each. It holds one event most of the time: the protocol stops reading
-    the socket until the app has taken the last one."""
+    ~760 bytes each, and :meth:`get_all` for the edge's reader. It holds few events:
+    the protocol stops reading the socket once it queued the frames of one read, until
+    the app has taken them (reading on instead measured worse: 116-118 us of server
+    CPU per message against 110, as the client's frames no longer gather in the kernel
+    and each small read is its own wake-up)."""
 
     __slots__ = ("items", "waiter")
 
@@ -64,6 +68,17 @@ class Inbox:
                 self.waiter = None
         return self.items.pop(0)
 
+    async def get_all(self) -> list[Any]:
+        """Every queued event (at least one, waiting for it)."""
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        items, self.items = self.items, []
+        return items
+
     def empty(self) -> bool:
         return not self.items
 
@@ -82,6 +97,17 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         scope: Any = getattr(self, "scope", None)  # none when the handshake was refused
         if scope is not None:
             scope["extensions"][EXTENSION] = self
+
+    async def receive_many(self) -> list[Any]:
+        """Every ASGI receive event queued (at least one): the edge's reader takes the
+        frames of one socket read in one wake-up, without uvicorn's and Starlette's
+        ``receive`` per frame."""
+        inbox: Inbox = self.queue  # type: ignore[assignment]
+        events = await inbox.get_all()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return events
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -129,6 +155,10 @@ class Wire:
         proto = ws.scope.get("extensions", {}).get(EXTENSION)
         return FastWire(ws, proto) if proto is not None else Wire(ws)
 
+    async def receive_many(self) -> list[Any]:
+        """The client's next ASGI receive events (here: one at a time)."""
+        return [await self.ws.receive()]
+
     async def send(self, frames: Sequence[str]) -> None:
         for text in frames:
             async with asyncio.timeout(SEND_TIMEOUT):
@@ -153,11 +183,26 @@ class FastWire(Wire):
         self.proto = proto
 
     async def send(self, frames: Sequence[str]) -> None:
-        writable = self.proto.writable
-        if not writable.is_set():  # the client's socket buffer is full: wait, a while
-            async with asyncio.timeout(SEND_TIMEOUT):
-                await writable.wait()
-        self.proto.write_texts(frames)
+        """Write the frames in as few socket writes as the transport's buffer allows:
+        chunks of about CHUNK_CHARS characters (a frame is never split), each once the
+        transport is below its high-water mark again, so a long outbox of large frames
+        never sits in the process's memory twice."""
+        proto = self.proto
+        writable = proto.writable
+        start, n = 0, len(frames)
+        while start < n:
+            if not writable.is_set():  # the client's socket buffer is full: wait, a while
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await writable.wait()
+            end, size = start + 1, len(frames[start])
+            while end < n and size + len(frames[end]) <= CHUNK_CHARS:
+                size += len(frames[end])
+                end += 1
+            proto.write_texts(frames if start == 0 and end == n else frames[start:end])
+            start = end
+
+    async def receive_many(self) -> list[Any]:
+        return await self.proto.receive_many()
 
     def abort(self) -> None:
         self.proto.abort()

@@ -30,7 +30,7 @@ from delivery.store import Push
 
 from .auth import AuthError, Verifier
 from .connection import CLOSE_GRACE, Connection, State, TokenBucket
-from .frames import FrameError, handle_frame
+from .frames import MAX_ACK_IDS, FrameError, ack, ack_ids, dispatch, parse
 from .hub import Hub
 from .wire import Wire
 
@@ -189,36 +189,65 @@ async def _writer(conn: Connection) -> None:
 
 
 async def _read(hub: Hub, conn: Connection) -> None:
-    """Serve the client's frames until the connection is closed (by either side)."""
+    """Serve the client's frames until the connection is closed (by either side).
+
+    Takes every frame the socket delivered at once (see Wire.receive_many), and
+    consecutive ``ack`` frames among them as one ack (up to MAX_ACK_IDS ids): one
+    Redis request and one wake-up instead of one per frame. Any other frame, an error
+    or the end of the batch sends the gathered ids first, so answers keep their order."""
     max_bytes = hub.rt.settings.max_frame_bytes
-    receive = conn.wire.ws.receive
+    receive_many = conn.wire.receive_many
+    acks: list[str] = []  # ids of the batch's ack frames not sent yet
     while True:
-        msg = await receive()
-        if msg["type"] == "websocket.disconnect":
-            if conn.state is State.OPEN:  # the client closed (else: our own close code)
-                conn.close_code = msg.get("code", 1000)
-            conn.state = State.CLOSED
-            return
-        if conn.state is not State.OPEN:
-            continue  # closing: what the client still sends is not served
-        text = msg.get("text")
-        if text is None:
-            raw = msg.get("bytes") or b""
-            if len(raw) > max_bytes:
+        for msg in await receive_many():
+            if msg["type"] == "websocket.disconnect":
+                if acks:
+                    await ack(hub, conn, acks)
+                if conn.state is State.OPEN:  # the client closed (else: our own close code)
+                    conn.close_code = msg.get("code", 1000)
+                conn.state = State.CLOSED
+                return
+            if conn.state is not State.OPEN:
+                continue  # closing: what the client still sends is not served
+            text = msg.get("text")
+            if text is None:
+                raw = msg.get("bytes") or b""
+                if len(raw) > max_bytes:
+                    conn.request_close(1009, "frame too big")
+                    continue
+                text = raw.decode("utf-8", "replace")
+            if len(text) > max_bytes:
                 conn.request_close(1009, "frame too big")
                 continue
-            text = raw.decode("utf-8", "replace")
-        if len(text) > max_bytes:
-            conn.request_close(1009, "frame too big")
-            continue
-        conn.seen()
-        if not conn.bucket.take():
-            conn.request_close(4429, "rate limited")
-            continue
-        try:
-            await handle_frame(hub, conn, text)
-        except FrameError as e:
-            conn.offer(error_frame(e.code, e.detail, **e.extra))
+            conn.seen()
+            if not conn.bucket.take():
+                conn.request_close(4429, "rate limited")
+                continue
+            try:
+                frame = parse(text)
+                ids = ack_ids(frame) if frame["type"] == "ack" else None
+            except FrameError as e:
+                if acks:
+                    await ack(hub, conn, acks)
+                    acks = []
+                conn.offer(error_frame(e.code, e.detail, **e.extra))
+                continue
+            if ids is not None and len(acks) + len(ids) <= MAX_ACK_IDS:
+                acks += ids
+                continue
+            if acks:
+                await ack(hub, conn, acks)
+                acks = []
+            if ids is not None:
+                acks = list(ids)
+                continue
+            try:
+                await dispatch(hub, conn, frame)
+            except FrameError as e:
+                conn.offer(error_frame(e.code, e.detail, **e.extra))
+        if acks:
+            await ack(hub, conn, acks)
+            acks = []
 
 
 async def drain(hub: Hub, conn: Connection) -> None:

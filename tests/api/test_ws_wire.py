@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.frames import Frame, Opcode
 
+from api import wire as wire_module
 from api.connection import CLOSE_GRACE, Connection, TokenBucket
 from api.wire import EdgeProtocol, FastWire, Inbox, Wire, _header
 from delivery.keys import Keyspace
@@ -34,6 +35,14 @@ async def test_inbox_hands_out_events_in_order_and_wakes_a_waiting_get() -> None
     inbox.put_nowait({"n": 3})
     assert await asyncio.wait_for(waiting, 1) == {"n": 3}
     assert inbox.empty() and inbox.waiter is None
+    inbox.put_nowait({"n": 4})
+    inbox.put_nowait({"n": 5})
+    assert await inbox.get_all() == [{"n": 4}, {"n": 5}] and inbox.empty()
+    waiting_all = asyncio.create_task(inbox.get_all())
+    await asyncio.sleep(0)
+    assert not waiting_all.done()
+    inbox.put_nowait({"n": 6})
+    assert await asyncio.wait_for(waiting_all, 1) == [{"n": 6}]
 
 
 def test_frame_header_is_the_one_websockets_writes() -> None:
@@ -59,7 +68,7 @@ async def test_frames_queued_together_go_out_in_one_write(
         original(self, frames)
 
     monkeypatch.setattr(EdgeProtocol, "write_texts", counting)
-    big = "é" * 70_000  # a 64-bit length, and not ASCII
+    big = "é" * 40_000  # a 64-bit length (80,000 bytes), not ASCII; all five in one chunk
     for n in range(5):
         assert conn.offer(orjson.dumps({"type": "topic", "topic": "t", "data": [n, big]}).decode())
     got = [(await c.recv_type("topic"))["data"] for _ in range(5)]
@@ -149,3 +158,76 @@ async def test_two_drains_waiting_for_room_are_both_woken() -> None:
     assert await late is False
     conn.acked_ids([])
     assert await asyncio.wait_for(asyncio.gather(first, second), 1) == [True, True]
+
+
+async def test_a_long_outbox_is_written_in_capped_chunks_as_the_socket_drains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FastWire never hands the transport much more than its buffer limit at once: the
+    outbox goes out in chunks of about CHUNK_CHARS, each after the transport is
+    writable again."""
+    monkeypatch.setattr(wire_module, "CHUNK_CHARS", 1000)
+
+    class Proto:
+        def __init__(self) -> None:
+            self.writable = asyncio.Event()
+            self.writable.set()
+            self.writes: list[list[str]] = []
+
+        def write_texts(self, frames: Any) -> None:
+            self.writes.append(list(frames))
+            self.writable.clear()  # the transport is over its high-water mark
+
+    proto = Proto()
+    fast = FastWire.__new__(FastWire)
+    fast.proto = proto  # type: ignore[assignment]
+    frames = [str(n) * 300 for n in range(10)] + ["x" * 2500]  # the last alone is over
+    sending = asyncio.create_task(fast.send(frames))
+    await asyncio.sleep(0.01)
+    assert len(proto.writes) == 1 and not sending.done()  # waits for the socket
+    while not sending.done():
+        proto.writable.set()
+        await asyncio.sleep(0)
+    await sending
+    assert [len(w) for w in proto.writes] == [3, 3, 3, 1, 1]
+    assert [f for w in proto.writes for f in w] == frames
+    assert all(sum(map(len, w)) <= 1000 or len(w) == 1 for w in proto.writes)
+
+
+async def test_ack_frames_read_together_are_one_ack_and_answers_keep_their_order(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await edge()
+    c, _ = await node.online("xena")
+    mids = [await node.send("xena", {"n": n}) for n in range(4)]
+    assert [m["id"] for m in await c.messages(4)] == mids
+    asked: list[list[str]] = []
+    original = node.hub.acks.ack
+
+    async def recording(**kw: Any) -> dict[str, str]:
+        asked.append(list(kw["message_ids"]))
+        return await original(**kw)
+
+    monkeypatch.setattr(node.hub.acks, "ack", recording)
+    frames = [
+        {"type": "ack", "id": mids[0]},
+        {"type": "ack", "ids": [mids[1], "garbage"]},
+        {"type": "nope"},  # the acks before it are answered first
+        {"type": "ack", "id": mids[2]},
+        {"type": "ack", "id": ""},  # malformed: an error frame, in its place
+        {"type": "ack", "id": mids[3]},
+    ]
+    proto = c.ws.protocol
+    for f in frames:  # one socket write: the server reads them together
+        proto.send_text(orjson.dumps(f))
+    c.ws.transport.write(b"".join(proto.data_to_send()))
+    got = [await c.recv_type("error") for _ in range(3)]
+    assert [(e["code"], e.get("id")) for e in got] == [
+        ("unknown_message", "garbage"),
+        ("unknown_type", None),
+        ("invalid_frame", None),
+    ]
+    assert asked == [[mids[0], mids[1], "garbage"], [mids[2]], [mids[3]]]
+    for mid in mids:
+        await node.wait_status(mid, "delivered")
+    assert not next(iter(node.hub.by_user["xena"])).unacked
