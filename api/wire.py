@@ -59,23 +59,21 @@ class Inbox:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def get(self) -> Any:
+    async def _filled(self) -> None:
         while not self.items:
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+
+    async def get(self) -> Any:
+        await self._filled()
         return self.items.pop(0)
 
     async def get_all(self) -> list[Any]:
         """Every queued event (at least one, waiting for it)."""
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+        await self._filled()
         items, self.items = self.items, []
         return items
 

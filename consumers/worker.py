@@ -95,14 +95,19 @@ class Worker:
                 GROUP, self.consumer, streams, count=self.read_count, block=block or None
             )
         except ResponseError as e:
-            if "NOGROUP" in str(e):  # Redis lost its data (no AOF): recreate and go on
-                log.warning("consumer group missing on partitions %s; recreating", list(parts))
-                await self.ensure_groups(parts)
-                return 0
-            raise
+            await self._recreate_groups(e, parts)
+            return 0
         entries = self._entries(resp)
         await self.handle(entries)
         return len(entries)
+
+    async def _recreate_groups(self, error: ResponseError, parts: tuple[int, ...]) -> None:
+        """A read answered NOGROUP: Redis lost its data (no AOF); make the groups again
+        and go on. Any other error is raised."""
+        if "NOGROUP" not in str(error):
+            raise error
+        log.warning("consumer group missing on partitions %s; recreating", list(parts))
+        await self.ensure_groups(parts)
 
     async def process_next(self, partitions: Sequence[int]) -> int:
         """:meth:`process_one` as the runner's reader loops it on one Redis server: on
@@ -122,11 +127,8 @@ class Worker:
                 await self._own.send_read(read)
             raw = await self._own.take_read()
         except ResponseError as e:
-            if "NOGROUP" in str(e):  # Redis lost its data (no AOF): recreate and go on
-                log.warning("consumer group missing on partitions %s; recreating", list(parts))
-                await self.ensure_groups(parts)
-                return 0
-            raise
+            await self._recreate_groups(e, parts)
+            return 0
         except BaseException:
             await self._own.reset()
             raise
