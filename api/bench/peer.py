@@ -18,6 +18,7 @@ import orjson
 import socketio
 from aiohttp import web
 
+from .common import payload, user_of
 from .loadgen import emit
 from .procs import raise_nofile, run
 
@@ -95,6 +96,10 @@ class Emitter:
                     for user, data in items[k : k + self.concurrency]
                 )
             )
+
+    async def emit_range(self, first: int, n: int, users: int) -> None:
+        """Messages first .. first+n-1, each to its user, as every scenario sends them."""
+        await self.emit_many([(user_of(i, users), payload(i)) for i in range(first, first + n)])
 
     async def aclose(self) -> None:
         redis = getattr(self.mgr, "redis", None)

@@ -281,9 +281,7 @@ async def run_overload_peer(o: Opts, window: float) -> Result:
         emitter = Emitter(stack.redis_url)
 
         async def send(first: int, n: int) -> None:
-            await emitter.emit_many(
-                [(user_of(i, o.users), payload(i)) for i in range(first, first + n)]
-            )
+            await emitter.emit_range(first, n, o.users)
 
         stack.usage.mark()
         t0 = time.time()
