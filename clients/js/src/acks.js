@@ -19,6 +19,8 @@ export class AckBatcher {
     this.onError = onError || (() => {});
     /** @type {string[]} */
     this.pending = [];
+    /** the same ids, to ack each once a frame */
+    this.pendingSet = new Set();
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.timer = null;
     this.closed = false;
@@ -26,8 +28,9 @@ export class AckBatcher {
 
   /** @param {string} id */
   add(id) {
-    if (this.closed) return;
+    if (this.closed || this.pendingSet.has(id)) return;
     this.pending.push(id);
+    this.pendingSet.add(id);
     if (this.pending.length >= MAX_ACK_IDS) {
       void this.flush();
     } else if (this.timer === null) {
@@ -49,6 +52,7 @@ export class AckBatcher {
     const waits = [];
     while (this.pending.length && !this.closed) {
       const ids = this.pending.splice(0, MAX_ACK_IDS);
+      for (const id of ids) this.pendingSet.delete(id);
       let before;
       try {
         before = this.beforeSend?.(ids);
@@ -81,6 +85,7 @@ export class AckBatcher {
   close() {
     this.closed = true;
     this.pending = [];
+    this.pendingSet.clear();
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
