@@ -102,8 +102,10 @@ export class CourierServer {
   constructor({ redisUrl, port, env = {} }) {
     this.port = port;
     this.base = `http://127.0.0.1:${port}`;
+    // The outer COURIER_* settings (a test run's) are not this server's.
+    const outer = Object.entries(process.env).filter(([k]) => !k.startsWith("COURIER_") && k !== "REDIS_URL");
     this.env = {
-      ...process.env,
+      ...Object.fromEntries(outer),
       COURIER_REDIS_URL: redisUrl,
       COURIER_JWT_SECRET: SECRET,
       COURIER_PORT: String(port),
