@@ -6,59 +6,24 @@
 // ignored once its Session is no longer the current one.
 
 import { Backoff } from "./backoff.js";
-import { SeenIds } from "./dedupe.js";
+import { Deliveries, describe } from "./deliveries.js";
 import { Emitter } from "./emitter.js";
 import {
   CloseCodes,
   DisconnectedError,
   REFUSALS,
   RefusedError,
-  TimeoutError,
   UnauthorizedError,
 } from "./errors.js";
 import { attachEnvironment } from "./environment.js";
+import { resolveOptions, websocketUrl } from "./options.js";
+import { Refresher } from "./refresh.js";
 import { Session } from "./session.js";
 import { TaskTracker, taskIdOf } from "./tasks.js";
-import { refreshDelay, tokenExp } from "./token.js";
+import { Waiters } from "./waiters.js";
 
 /** @typedef {import("./index.js").CourierOptions} CourierOptions */
-/** @typedef {import("./index.js").Message} Message */
 /** @typedef {import("./index.js").State} State */
-
-const DEFAULTS = {
-  minReconnectDelay: 500,
-  maxReconnectDelay: 20000,
-  stableAfter: 5000,
-  connectTimeout: 10000,
-  pongTimeout: 10000,
-  ackDelay: 20,
-  ack: /** @type {"auto" | "manual"} */ ("auto"),
-  dedupeSize: 10000,
-  refreshMargin: 30000,
-  refreshTimeout: 10000,
-  outboxSize: 1000,
-};
-
-/**
- * The WebSocket URL: http(s) becomes ws(s); a bare origin gets `/v1/ws` (or
- * `/v1/ws/{user}`); `device` goes in the query.
- *
- * @param {string} url
- * @param {{user?: string, device?: string}} options
- */
-export function websocketUrl(url, { user, device } = {}) {
-  const u = new URL(url, globalThis.location?.href);
-  if (u.protocol === "http:") u.protocol = "ws:";
-  else if (u.protocol === "https:") u.protocol = "wss:";
-  if (u.protocol !== "ws:" && u.protocol !== "wss:") {
-    throw new TypeError(`Courier: a ws://, wss://, http:// or https:// URL, not ${url}`);
-  }
-  if (u.pathname === "/" || u.pathname === "") {
-    u.pathname = user ? `/v1/ws/${encodeURIComponent(user)}` : "/v1/ws";
-  }
-  if (device) u.searchParams.set("device", device);
-  return u.toString();
-}
 
 export class Courier extends Emitter {
   /** @type {State} */
@@ -76,17 +41,15 @@ export class Courier extends Emitter {
   #skew = 0;
   /** @type {Error | null} */
   #error = null;
-  /** @type {{resolve: () => void, reject: (e: Error) => void, timer: any}[]} */
-  #waiters = [];
+  #waiters = new Waiters();
   #topics = new Set();
   /** @type {Record<string, unknown>[]} */
   #outbox = [];
-  #inflight = new Set();
   #tasks = new TaskTracker();
-  /** @type {Promise<void> | null} */
-  #seenLoaded = null;
-  /** @type {string[]} */
-  #toStore = [];
+  /** @type {Deliveries} */
+  #deliveries;
+  /** @type {Refresher} */
+  #refresher;
   /** @type {(() => void) | null} */
   #detach = null;
 
@@ -96,19 +59,9 @@ export class Courier extends Emitter {
    */
   constructor(url, options = {}) {
     super();
-    this.options = { ...DEFAULTS, ...options };
-    const o = this.options;
-    if (!o.getToken && !o.token) {
-      throw new TypeError("Courier: pass getToken (a function) or token (a string)");
-    }
-    const impl = o.websocket || globalThis.WebSocket;
-    if (typeof impl !== "function") {
-      throw new TypeError(
-        "Courier: no WebSocket here; pass { websocket: WebSocket } (e.g. from the 'ws' package on Node 20)",
-      );
-    }
-    /** @type {new (url: string, protocols: string[]) => WebSocket} */
-    this.WebSocket = /** @type {any} */ (impl);
+    const { options: o, WebSocketImpl } = resolveOptions(options);
+    this.options = o;
+    this.WebSocket = WebSocketImpl;
     this.url = websocketUrl(url, o);
     this.backoff = new Backoff({
       min: o.minReconnectDelay,
@@ -116,14 +69,38 @@ export class Courier extends Emitter {
       stableAfter: o.stableAfter,
       random: o.random,
     });
-    this.seen = new SeenIds(o.dedupeSize);
+    this.#deliveries = new Deliveries({
+      mode: o.ack,
+      size: o.dedupeSize,
+      store: o.seenStore,
+      acks: () => this.#session?.acks ?? null,
+      dispatch: (message) => this.emitCollect("message", message),
+      reply: (id, data) => this.reply(id, data),
+      emit: (event, ctx) => this.#emit(event, ctx),
+    });
+    this.#refresher = new Refresher({
+      getToken: o.getToken,
+      margin: o.refreshMargin,
+      timeout: o.refreshTimeout,
+      current: () => this.#session,
+      skew: () => this.#skew,
+      emit: (event, ctx) => this.#emit(event, ctx),
+      signedOut: (error) => this.#stop(CloseCodes.UNAUTHORIZED, error.message || "unauthorized", error),
+    });
     /** @type {string | null} */
     this.connectionId = null;
     /** @type {string | null} */
     this.userId = null;
-    /** true once the server answered a refresh, false if it does not know the frame */
-    /** @type {boolean | null} */
-    this.refreshSupported = null;
+  }
+
+  /** Handled ids remembered in memory (the dedupe set). */
+  get seen() {
+    return this.#deliveries.seen;
+  }
+
+  /** true once the server answered a refresh, false if it does not know the frame. */
+  get refreshSupported() {
+    return this.#refresher.supported;
   }
 
   get state() {
@@ -171,16 +148,7 @@ export class Courier extends Emitter {
     if (this.#state === "disconnected") {
       return Promise.reject(this.#error || new DisconnectedError("not connecting: call connect()"));
     }
-    return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject, timer: /** @type {any} */ (null) };
-      if (timeout !== undefined) {
-        waiter.timer = setTimeout(() => {
-          this.#waiters = this.#waiters.filter((w) => w !== waiter);
-          reject(new TimeoutError(`not connected within ${timeout} ms`));
-        }, timeout);
-      }
-      this.#waiters.push(waiter);
-    });
+    return this.#waiters.wait(timeout);
   }
 
   /** @param {string} topic e.g. `task:123`; kept across reconnects */
@@ -232,7 +200,7 @@ export class Courier extends Emitter {
    */
   reply(id, data) {
     this.#sendSoon({ type: "reply", id, data: data === undefined ? null : data });
-    if (this.#inflight.has(id)) this.#settle(id);
+    if (this.#deliveries.isInflight(id)) this.#deliveries.settle(id);
   }
 
   /**
@@ -240,7 +208,7 @@ export class Courier extends Emitter {
    * @param {string | string[]} ids
    */
   ack(ids) {
-    for (const id of Array.isArray(ids) ? ids : [ids]) this.#settle(id);
+    for (const id of Array.isArray(ids) ? ids : [ids]) this.#deliveries.settle(id);
   }
 
   // -- environment hooks (environment.js) ------------------------------------------
@@ -285,7 +253,7 @@ export class Courier extends Emitter {
     this.#waiting = null;
     let token;
     try {
-      await this.#loadSeen();
+      await this.#deliveries.load();
       token = this.options.getToken ? await this.options.getToken() : this.options.token;
     } catch (error) {
       if (attempt !== this.#attempt || this.#state !== "connecting") return;
@@ -313,7 +281,7 @@ export class Courier extends Emitter {
     }
     const session = new Session(ws, token, {
       ackDelay: this.options.ackDelay,
-      beforeAck: () => this.#flushStore(),
+      beforeAck: () => this.#deliveries.flushStore(),
       onStoreError: (error) => this.#emitError({ type: "store", detail: describe(error), error }),
     });
     this.#session = session;
@@ -409,11 +377,7 @@ export class Courier extends Emitter {
       });
     }
     this.#emit("disconnected", { code, reason, error });
-    const waiters = this.#waiters.splice(0);
-    for (const w of waiters) {
-      clearTimeout(w.timer);
-      w.reject(error || new DisconnectedError(reason, { code, reason }));
-    }
+    this.#waiters.reject(error || new DisconnectedError(reason, { code, reason }));
   }
 
   /** @param {State} state */
@@ -445,7 +409,8 @@ export class Courier extends Emitter {
       case "connected":
         return this.#connected(session, frame);
       case "message":
-        return this.#message(session, frame);
+        if (taskIdOf(frame.topic) !== null) this.#taskUpdate(frame.payload);
+        return this.#deliveries.receive(frame);
       case "topic":
         this.#emit("topic", { topic: frame.topic, data: frame.data });
         if (taskIdOf(frame.topic) !== null) this.#taskUpdate(frame.data);
@@ -466,7 +431,7 @@ export class Courier extends Emitter {
           system: !!frame.system,
         });
       case "refreshed":
-        return this.#refreshed(session, frame);
+        return this.#refresher.refreshed(session, frame);
       case "error":
         return this.#serverError(session, frame);
     }
@@ -494,108 +459,14 @@ export class Courier extends Emitter {
     this.#setState("connected");
     for (const topic of this.#topics) session.send({ type: "subscribe", topic });
     for (const f of this.#outbox.splice(0)) session.send(f);
-    this.#scheduleRefresh(session);
+    this.#refresher.schedule(session);
     this.#emit("connected", {
       connectionId: this.connectionId,
       userId: this.userId,
       heartbeatInterval: interval / 1000,
       serverTime: frame.server_time,
     });
-    const waiters = this.#waiters.splice(0);
-    for (const w of waiters) {
-      clearTimeout(w.timer);
-      w.resolve();
-    }
-  }
-
-  /**
-   * @param {Session} session
-   * @param {any} frame
-   */
-  #message(session, frame) {
-    const id = frame.id;
-    if (typeof id !== "string") return;
-    if (this.seen.has(id) || this.#inflight.has(id)) {
-      if (this.seen.has(id)) session.acks.add(id); // handled before: ack again
-      this.#emit("duplicate", { id, attempt: frame.attempt });
-      return;
-    }
-    this.#inflight.add(id);
-    /** @type {Message} */
-    const message = {
-      id,
-      priority: frame.priority,
-      payload: frame.payload,
-      createdAt: frame.created_at,
-      attempt: frame.attempt,
-      topic: frame.topic,
-      collapseKey: frame.collapse_key,
-      replyRequested: frame.reply_requested === true,
-      frame,
-      ack: () => this.ack(id),
-      reply: (data) => this.reply(id, data),
-    };
-    if (taskIdOf(frame.topic) !== null) this.#taskUpdate(frame.payload);
-    const results = this.emitCollect("message", message);
-    if (this.options.ack === "manual") {
-      for (const r of results) r.catch((error) => this.#handlerError(error, id));
-      return;
-    }
-    Promise.all(results).then(
-      () => this.#settle(id),
-      (error) => {
-        this.#inflight.delete(id); // not acked: the server sends it again
-        this.#handlerError(error, id);
-      },
-    );
-  }
-
-  /**
-   * Handled (or acked by hand): remember the id and ack it.
-   * @param {string} id
-   */
-  #settle(id) {
-    if (!this.seen.has(id)) {
-      this.#inflight.delete(id);
-      this.seen.add(id);
-      if (this.options.seenStore) {
-        this.#toStore.push(id);
-        if (this.#toStore.length === 1) setTimeout(() => void this.#flushStore(), 0);
-      }
-    }
-    this.#session?.acks.add(id); // none: the redelivery after reconnecting is acked
-  }
-
-  async #loadSeen() {
-    const store = this.options.seenStore;
-    if (!store) return;
-    this.#seenLoaded ||= (async () => {
-      try {
-        for (const id of await store.load()) this.seen.add(id);
-      } catch (error) {
-        this.#emitError({ type: "store", detail: describe(error), error });
-      }
-    })();
-    await this.#seenLoaded;
-  }
-
-  /**
-   * Write the ids handled since the last write (before their ack goes out). Stays
-   * synchronous for a synchronous store (sessionStorage), so a pagehide flush is too.
-   * @returns {void | Promise<void>}
-   */
-  #flushStore() {
-    const store = this.options.seenStore;
-    if (!store || !this.#toStore.length) return;
-    const ids = this.#toStore.splice(0);
-    /** @param {unknown} error */
-    const failed = (error) => this.#emitError({ type: "store", detail: describe(error), error });
-    try {
-      const written = store.add(ids);
-      if (written && typeof written.then === "function") return written.then(undefined, failed);
-    } catch (error) {
-      failed(error);
-    }
+    this.#waiters.resolve();
   }
 
   /** @param {any} data */
@@ -609,91 +480,8 @@ export class Courier extends Emitter {
    * @param {any} frame
    */
   #serverError(session, frame) {
-    const pending = session.pendingRefresh;
-    const code = String(frame.code ?? "");
-    if (pending && (code === "unknown_type" || /token|refresh|auth/i.test(code))) {
-      this.#refreshFailed(session, code, String(frame.detail ?? ""));
-      return;
-    }
-    this.#emitError({ type: "server", code, detail: frame.detail, frame });
-  }
-
-  // -- token refresh on an open connection ------------------------------------------
-
-  /** @param {Session} session */
-  #scheduleRefresh(session, retry = false) {
-    const exp = tokenExp(session.token);
-    if (exp === null || !this.options.getToken || this.refreshSupported === false) return;
-    const remaining = exp * 1000 - (Date.now() + this.#skew);
-    if (remaining <= 0) return; // the server closes it (4401), and we reconnect
-    const delay = retry
-      ? Math.min(remaining / 3, 5000)
-      : refreshDelay(remaining, this.options.refreshMargin);
-    if (session.refreshTimer !== null) clearTimeout(session.refreshTimer);
-    session.refreshTimer = setTimeout(() => void this.#refresh(session), delay);
-  }
-
-  /** @param {Session} session */
-  async #refresh(session) {
-    session.refreshTimer = null;
-    if (session !== this.#session || !session.connected || !this.options.getToken) return;
-    let token;
-    try {
-      token = await this.options.getToken();
-    } catch (error) {
-      if (session !== this.#session) return;
-      if (error instanceof UnauthorizedError) {
-        this.#stop(CloseCodes.UNAUTHORIZED, error.message || "unauthorized", error);
-        return;
-      }
-      this.#emitError({ type: "refresh", detail: describe(error), error });
-      this.#scheduleRefresh(session, true);
-      return;
-    }
-    if (session !== this.#session || !session.connected || !token) return;
-    const timer = setTimeout(
-      () => this.#refreshFailed(session, "timeout", "no refreshed frame in time"),
-      this.options.refreshTimeout,
-    );
-    session.pendingRefresh = { token, timer };
-    session.send({ type: "refresh", token });
-  }
-
-  /**
-   * @param {Session} session
-   * @param {any} frame
-   */
-  #refreshed(session, frame) {
-    const pending = session.pendingRefresh;
-    if (!pending) return;
-    clearTimeout(pending.timer);
-    session.pendingRefresh = null;
-    session.token = pending.token;
-    this.refreshSupported = true;
-    this.#emit("refreshed", { exp: frame.exp ?? tokenExp(pending.token) });
-    this.#scheduleRefresh(session);
-  }
-
-  /**
-   * @param {Session} session
-   * @param {string} code
-   * @param {string} detail
-   */
-  #refreshFailed(session, code, detail) {
-    if (session.pendingRefresh) clearTimeout(session.pendingRefresh.timer);
-    session.pendingRefresh = null;
-    if (session !== this.#session) return;
-    if (code === "unknown_type") {
-      this.refreshSupported = false;
-      this.#emitError({
-        type: "refresh",
-        code: "unsupported",
-        detail: "the server does not know the refresh frame; this connection keeps its token",
-      });
-      return;
-    }
-    this.#emitError({ type: "refresh", code, detail });
-    this.#scheduleRefresh(session, true);
+    if (this.#refresher.errorFrame(session, frame)) return;
+    this.#emitError({ type: "server", code: String(frame.code ?? ""), detail: frame.detail, frame });
   }
 
   // -- sending and events ------------------------------------------------------------
@@ -709,14 +497,6 @@ export class Courier extends Emitter {
       const dropped = this.#outbox.shift();
       this.#emitError({ type: "outbox", detail: "outbox full: dropped the oldest frame", frame: dropped });
     }
-  }
-
-  /**
-   * @param {unknown} error
-   * @param {string} id
-   */
-  #handlerError(error, id) {
-    this.#emitError({ type: "handler", detail: describe(error), error, id });
   }
 
   /** @param {Record<string, unknown> & {type: string}} ctx */
@@ -736,9 +516,4 @@ export class Courier extends Emitter {
       });
     }
   }
-}
-
-/** @param {unknown} error */
-function describe(error) {
-  return error instanceof Error ? error.message : String(error);
 }

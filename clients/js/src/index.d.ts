@@ -168,7 +168,7 @@ export class Courier {
   connectionId: string | null;
   userId: string | null;
   /** true once the server answered a refresh; false if it does not know the frame. */
-  refreshSupported: boolean | null;
+  readonly refreshSupported: boolean | null;
   readonly backoff: Backoff;
   readonly seen: SeenIds;
 

@@ -4,6 +4,7 @@ import type * as api from "../../src/index.js";
 import * as backoff from "../../src/backoff.js";
 import * as client from "../../src/client.js";
 import * as dedupe from "../../src/dedupe.js";
+import * as options from "../../src/options.js";
 import * as errors from "../../src/errors.js";
 import * as token from "../../src/token.js";
 
@@ -22,7 +23,7 @@ export const impl: {
   CloseCodes: typeof api.CloseCodes;
 } = {
   Courier: client.Courier,
-  websocketUrl: client.websocketUrl,
+  websocketUrl: options.websocketUrl,
   backoffDelay: backoff.backoffDelay,
   Backoff: backoff.Backoff,
   SeenIds: dedupe.SeenIds,
