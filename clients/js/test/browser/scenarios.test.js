@@ -154,6 +154,16 @@ test("a refused token: at most a few attempts in 10 s, and the refusal said in w
   await page.close();
 });
 
+test("a wrong server: the page says it cannot connect and keeps retrying with backoff", async () => {
+  const nobody = await freePort();
+  const { page, sockets } = await open("inbox.html", "wrong-port-ivy", { server: `http://127.0.0.1:${nobody}` });
+  await until(async () => /^Reconnecting in \d+\.\d s: the connection dropped\.$/.test(await state(page).innerText()), 5000, "says it");
+  await sleep(2000);
+  const tries = sockets.length;
+  assert.ok(tries >= 2 && tries <= 6, `retries with backoff, not a hot loop: ${tries} in ~2 s`);
+  await page.close();
+});
+
 test("the server restarted: the page reconnects, nothing is lost, nothing is shown twice", async () => {
   const user = "restart-carol";
   // acks held back 1.5 s: the first three are shown but not acked when the server stops
