@@ -15,6 +15,7 @@ import orjson
 
 from consumers.resilience import forever
 from delivery.exceptions import NotFound
+from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import CONNECTIONS, FRAMES_OUT
 from delivery.presence import Conn
 from delivery.transport import decode_envelope
@@ -147,7 +148,7 @@ class Hub:
         async with self.rt.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(report, "nodes", 1)
             pipe.hincrby(report, "connections", n)
-            pipe.expire(report, 300)
+            pipe.expire(report, BROADCAST_REPORT_TTL_S)
             await pipe.execute()
 
     async def on_subscribe(self, conn: Connection, topic: str) -> str | None:
