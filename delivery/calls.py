@@ -120,12 +120,10 @@ class Push:
         )
 
 
-class Dispatched(NamedTuple):
-    """One entry's dispatch: the push when it was sent."""
-
-    entry: Entry
-    outcome: DispatchOutcome
-    push: Push | None
+Dispatched = tuple[Entry, DispatchOutcome, Push | None]
+"""One entry's dispatch: (entry, outcome, the push when it was sent). A plain tuple:
+one per message on the hottest path, where a NamedTuple cost 20% more CPU (it is
+never untracked by the garbage collector)."""
 
 
 class Overdue(NamedTuple):
@@ -151,26 +149,28 @@ class PurgeAnswer(NamedTuple):
     status: Status | None = None  # the status found, for NOT_LISTED
 
 
-def _push(entry: Entry, row: Sequence[Any]) -> Push:
-    # sent answer: 'sent', attempt, payload, created, collapse, topic, reply, members...
-    return Push(
-        id=entry.message_id,
-        user_id=entry.user_id,
-        priority=entry.priority,
-        attempt=int(row[1]),
-        payload_json=row[2],
-        created_ms=int(row[3]),
-        collapse_key=text(row[4]) or None,
-        topic=text(row[5]) or None,
-        reply_requested=row[6] in (b"1", "1"),
-        targets=tuple(parse_conn_member(m) for m in row[7:]),
-    )
-
-
-def _dispatched(entry: Entry, row: Sequence[Any]) -> Dispatched:
-    outcome = _DISPATCH[row[0]]
-    push = _push(entry, row) if outcome is DispatchOutcome.SENT else None
-    return Dispatched(entry, outcome, push)
+def _dispatched(entries: Sequence[Entry], reply: Sequence[Any]) -> list[Dispatched]:
+    """The answers of dispatch_one, one per entry: ``{'sent', attempt, payload, created,
+    collapse key, topic, reply requested, conn members...}`` or ``{outcome, ...}``."""
+    out = []
+    for e, row in zip(entries, reply, strict=True):
+        outcome = _DISPATCH[row[0]]
+        push = None
+        if outcome is DispatchOutcome.SENT:
+            push = Push(
+                id=e.message_id,
+                user_id=e.user_id,
+                priority=e.priority,
+                attempt=int(row[1]),
+                payload_json=row[2],
+                created_ms=int(row[3]),
+                collapse_key=text(row[4]) or None,
+                topic=text(row[5]) or None,
+                reply_requested=row[6] in (b"1", "1"),
+                targets=tuple(parse_conn_member(m) for m in row[7:]),
+            )
+        out.append((e, outcome, push))
+    return out
 
 
 # -- consumers -------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class Dispatch:
         ]
 
     def parse(self, reply: Any) -> Dispatched:
-        return _dispatched(self.entry, reply)
+        return _dispatched([self.entry], [reply])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +223,7 @@ class DispatchMany:
         return out
 
     def parse(self, reply: Any) -> list[Dispatched]:
-        return [_dispatched(e, row) for e, row in zip(self.entries, reply, strict=True)]
+        return _dispatched(self.entries, reply)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,12 +33,9 @@ _ACK = codes(AckCode)
 _REPLY = codes(ReplyCode)
 
 
-class Acked(NamedTuple):
-    """One acknowledged id; priority and enqueue-to-ack ms when the code is ``ok``."""
-
-    code: AckCode
-    priority: str | None = None
-    latency_ms: int | None = None
+Acked = tuple[AckCode, str | None, int | None]
+"""One acknowledged id: (code, priority, enqueue-to-ack ms); the last two only for
+``ok``. A plain tuple, as ``Dispatched`` (one per ack on the hot path)."""
 
 
 class AckRequest(NamedTuple):
@@ -56,15 +53,21 @@ class Unparked(NamedTuple):
 
 
 # -- calls ------------------------------------------------------------------------------
-def _acked(raw: Any) -> Acked:
-    # 'ok|<priority>|<latency ms>' or a bare code
-    if isinstance(raw, str):
-        raw = raw.encode()
-    code, _, rest = raw.partition(b"|")
-    if not rest:
-        return Acked(_ACK[code])
-    prio, _, latency = rest.partition(b"|")
-    return Acked(_ACK[code], prio.decode(), int(latency))
+# Every answer but ``ok`` carries nothing else: one shared Acked per code and spelling.
+_BARE: dict[Any, Acked] = {k: (c, None, None) for k, c in _ACK.items() if c is not AckCode.OK}
+
+
+def _acked(reply: Sequence[Any]) -> list[Acked]:
+    """``'ok|<priority>|<latency ms>'`` or a bare code per id."""
+    out = []
+    for raw in reply:
+        a = _BARE.get(raw)
+        if a is None:
+            code, _, rest = (raw if isinstance(raw, bytes) else raw.encode()).partition(b"|")
+            prio, _, latency = rest.partition(b"|")
+            a = (_ACK[code], prio.decode(), int(latency))
+        out.append(a)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,7 @@ class Ack:
         ]
 
     def parse(self, reply: Any) -> list[Acked]:
-        return [_acked(r) for r in reply]
+        return _acked(reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,7 @@ class AckMany:
         out, pos = [], 0
         for f in self.frames:
             n = len(f.message_ids)
-            out.append([_acked(r) for r in reply[pos : pos + n]])
+            out.append(_acked(reply[pos : pos + n]))
             pos += n
         return out
 

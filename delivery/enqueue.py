@@ -66,13 +66,20 @@ class EnqueueOptions(NamedTuple):
     keep: str  # "1": never collapsed away (a final task status)
 
 
-class EnqueueAnswer(NamedTuple):
+@dataclass(frozen=True)
+class Accepted:
+    """The answer of ``enqueue`` for one recipient, as the producer gives it back."""
+
     id: str  # the new message's, or the one its idempotency key already had
+    user_id: str
     status: str  # a Status; "unknown" when a repeated idempotency key's message is gone
-    created: bool  # False: a repeat of an idempotency key (or of this very call)
+    created: bool = True  # False: a repeat of an idempotency key (or of this very call)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "user_id": self.user_id, "status": self.status}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per recipient, and frozen costs 3x to build
 class Enqueue:
     """``enqueue.lua``: one recipient's message."""
 
@@ -86,9 +93,9 @@ class Enqueue:
     def args(self) -> list[Any]:
         return [self.id, self.user_id, self.payload, *self.opts]
 
-    def parse(self, reply: Any) -> EnqueueAnswer:
+    def parse(self, reply: Any) -> Accepted:
         mid, status, created = reply
-        return EnqueueAnswer(text(mid), text(status), int(created) == 1)
+        return Accepted(text(mid), self.user_id, text(status), int(created) == 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +111,10 @@ class EnqueueMany:
     def args(self) -> list[Any]:
         return many_args(self.calls)
 
-    def parse(self, reply: Any) -> list[EnqueueAnswer]:
+    def parse(self, reply: Any) -> list[Accepted]:
         return [
-            EnqueueAnswer(text(reply[k]), text(reply[k + 1]), int(reply[k + 2]) == 1)
-            for k in range(0, len(reply), 3)
+            Accepted(text(reply[k]), c.user_id, text(reply[k + 1]), int(reply[k + 2]) == 1)
+            for k, c in zip(range(0, len(reply), 3), self.calls, strict=True)
         ]
 
 
@@ -154,20 +161,20 @@ def build(
     targets = msg.targets()
     if len(targets) > limits.max_recipients:
         raise ValidationError(f"at most {limits.max_recipients} recipients per message")
-    opts = EnqueueOptions(
-        priority=str(Priority(msg.priority)),
-        ttl_ms=ttl * 1000,
-        delay_ms=int(msg.delay_seconds * 1000) if msg.delay_seconds is not None else -1,
-        deliver_at_ms=deliver_at,
-        max_attempts=msg.max_attempts or limits.max_attempts,
-        idempotency_key=msg.idempotency_key or "",
-        collapse_key=msg.collapse_key or "",
-        topic=msg.topic or "",
-        reply_requested="1" if msg.reply_requested else "0",
-        retention_ms=limits.retention_seconds * 1000,
-        index_ttl_ms=(limits.max_ttl_seconds + limits.retention_seconds) * 1000,
-        index_cap=USER_INDEX_CAP,
-        keep="1" if keep else "0",
+    opts = EnqueueOptions(  # positional: a message's cheapest way to its options
+        str(Priority(msg.priority)),  # priority
+        ttl * 1000,  # ttl_ms
+        int(msg.delay_seconds * 1000) if msg.delay_seconds is not None else -1,  # delay_ms
+        deliver_at,  # deliver_at_ms
+        msg.max_attempts or limits.max_attempts,  # max_attempts
+        msg.idempotency_key or "",  # idempotency_key
+        msg.collapse_key or "",  # collapse_key
+        msg.topic or "",  # topic
+        "1" if msg.reply_requested else "0",  # reply_requested
+        limits.retention_seconds * 1000,  # retention_ms
+        (limits.max_ttl_seconds + limits.retention_seconds) * 1000,  # index_ttl_ms
+        USER_INDEX_CAP,  # index_cap
+        "1" if keep else "0",  # keep
     )
     calls = []
     for u in targets:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError as PydanticValidationError
 
-from .enqueue import Enqueue, EnqueueAnswer, EnqueueMany, Limits, build, first_error
+from .enqueue import Accepted, Enqueue, EnqueueMany, Limits, build, first_error
 from .exceptions import NotFound, ReplyTimeout, ValidationError
 from .fields import MessageField
 from .keys import Keyspace
@@ -36,19 +35,6 @@ __all__ = ["Accepted", "Limits", "Producer", "SyncProducer"]
 log = logging.getLogger(__name__)
 
 _NO_DEFAULT: Any = object()
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """What the producer answers for each recipient: the message id and its status."""
-
-    id: str
-    user_id: str
-    status: str
-    created: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "user_id": self.user_id, "status": self.status}
 
 
 ENQUEUE_CHUNK = 100
@@ -77,11 +63,11 @@ def _unpack(
     """Map the scripts' answers back to each message and recipient, in order."""
     answer: dict[int, Accepted] = {}
     for chunk, got in zip(chunks, answers, strict=True):
-        rows: Iterable[tuple[Enqueue, EnqueueAnswer]] = (
-            zip(chunk.calls, got, strict=True) if isinstance(chunk, EnqueueMany) else [(chunk, got)]
-        )
-        for call, row in rows:
-            answer[id(call)] = Accepted(row.id, call.user_id, row.status, row.created)
+        if isinstance(chunk, EnqueueMany):
+            for call, accepted in zip(chunk.calls, got, strict=True):
+                answer[id(call)] = accepted
+        else:
+            answer[id(chunk)] = got
     return [[answer[id(c)] for c in plan] for plan in plans]
 
 

@@ -127,9 +127,10 @@ class Store:
         answers: dict[int, Dispatched] = {}
         for batch in await self.scripts.run_many(calls, self.redis):
             for d in batch:
-                answers[id(d.entry)] = d
-                if d.push is not None:
-                    _first_push(d.push)
+                entry, _, push = d
+                answers[id(entry)] = d
+                if push is not None:
+                    _first_push(push)
         return [answers[id(e)] for e in entries]
 
     async def bury_entry(self, entry: Entry, reason: str) -> Status | None:
@@ -268,7 +269,9 @@ class Store:
         for k, req in enumerate(requests):
             known, ids = self._ack_ids(req.user_id, req.message_ids)
             codes.append(known)
-            asked.append(req._replace(message_ids=ids))
+            if known:  # some ids were answered here: ask Redis about the others only
+                req = AckRequest(req.user_id, req.conn_id, req.node_id, ids)
+            asked.append(req)
             if ids:
                 by_part.setdefault(self.keyspace.part_of_user(req.user_id), []).append(k)
         if not by_part:
@@ -305,11 +308,11 @@ class Store:
 
     @staticmethod
     def _ack_codes(req: AckRequest, codes: dict[str, AckCode], acked: list[Acked]) -> None:
-        for mid, a in zip(req.message_ids, acked, strict=True):
-            codes[mid] = a.code
-            if a.code is AckCode.OK:
-                DELIVERED.labels(a.priority).inc()
-                DELIVER_SECONDS.observe((a.latency_ms or 0) / 1000)
+        for mid, (code, prio, latency_ms) in zip(req.message_ids, acked, strict=True):
+            codes[mid] = code
+            if latency_ms is not None:  # ok
+                DELIVERED.labels(prio).inc()
+                DELIVER_SECONDS.observe(latency_ms / 1000)
                 log.debug(
                     "message %s delivered to %s",
                     mid,

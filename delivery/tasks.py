@@ -17,7 +17,7 @@ from typing import Any, ClassVar, NamedTuple
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from .enqueue import Enqueue, EnqueueAnswer, Limits, build
+from .enqueue import Accepted, Enqueue, Limits, build
 from .exceptions import Conflict, ValidationError
 from .fields import TaskField
 from .keys import TASK_TTL_MS, Keyspace
@@ -70,7 +70,7 @@ class TaskCode(StrEnum):
 class TaskAnswer(NamedTuple):
     code: TaskCode
     status: str  # FINAL: the status it ended with (else the one just recorded)
-    message: EnqueueAnswer | None = None  # OK: the message to the owner
+    message: Accepted | None = None  # OK: the message to the owner
 
 
 @dataclass(frozen=True, slots=True)

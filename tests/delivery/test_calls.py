@@ -13,7 +13,6 @@ import pytest
 from delivery.calls import (
     Bury,
     Dispatch,
-    Dispatched,
     DispatchMany,
     DispatchOutcome,
     Due,
@@ -32,8 +31,8 @@ from delivery.calls import (
     Retry,
     RetryOutcome,
 )
-from delivery.edge_calls import Ack, AckCode, Acked, AckMany, AckRequest, Reply, ReplyCode, Unpark
-from delivery.enqueue import EnqueueAnswer, EnqueueMany, Limits, build
+from delivery.edge_calls import Ack, AckCode, AckMany, AckRequest, Reply, ReplyCode, Unpark
+from delivery.enqueue import Accepted, EnqueueMany, Limits, build
 from delivery.keys import GROUP, Keyspace
 from delivery.presence import Conn, Connect, Disconnect, Touch
 from delivery.status import Status
@@ -72,11 +71,9 @@ def test_dispatch_answers(which: int) -> None:
         [b"skip", b"delivered"],
     ]
     got = call.parse(_both(reply)[which])
-    assert [d.outcome for d in got] == list(DispatchOutcome)
-    assert all(
-        isinstance(d, Dispatched) and d.entry is e for d, e in zip(got, call.entries, strict=True)
-    )
-    push = got[0].push
+    assert [d[1] for d in got] == list(DispatchOutcome)
+    assert [d[0] for d in got] == call.entries
+    push = got[0][2]
     assert push == Push(
         id="0-aa",
         user_id="alice",
@@ -89,10 +86,10 @@ def test_dispatch_answers(which: int) -> None:
         reply_requested=True,
         targets=(("n1", "c1"), ("n2", "c:2")),
     )
-    assert [d.push for d in got[1:]] == [None, None, None]
+    assert [d[2] for d in got[1:]] == [None, None, None]
     one = Dispatch(P, E2, GROUP, 1, 2, 3, 4)
     assert one.args() == ["1-2", "0-bb", "bob", "high", GROUP, 1, 2, 3, 4]
-    assert one.parse(_both([b"parked"])[which]) == Dispatched(E2, DispatchOutcome.PARKED, None)
+    assert one.parse(_both([b"parked"])[which]) == (E2, DispatchOutcome.PARKED, None)
 
 
 @pytest.mark.parametrize("which", [0, 1])
@@ -106,13 +103,13 @@ def test_ack_answers(which: int) -> None:
     assert call.args() == [60_000, 10, *alice, *bob]
     reply = _both([b"ok|high|12", b"duplicate", b"forbidden"])[which]
     assert call.parse(reply) == [
-        [Acked(AckCode.OK, "high", 12), Acked(AckCode.DUPLICATE)],
-        [Acked(AckCode.FORBIDDEN)],
+        [(AckCode.OK, "high", 12), (AckCode.DUPLICATE, None, None)],
+        [(AckCode.FORBIDDEN, None, None)],
     ]
     single = Ack(P, frames[1], 60_000, 10)
     assert single.args() == ["bob", "c2", NODE, 60_000, 10, "0-c"]
     codes = [b"final", b"unknown", b"ok|low|0"]
-    assert [a.code for a in single.parse(_both(codes)[which])] == ["final", "unknown", "ok"]
+    assert [code for code, _, _ in single.parse(_both(codes)[which])] == ["final", "unknown", "ok"]
 
 
 @pytest.mark.parametrize("which", [0, 1])
@@ -180,21 +177,21 @@ def test_enqueue_and_task_answers(which: int) -> None:
     (call,) = calls
     assert call.args() == [call.id, "alice", b"1", *call.opts]
     assert len(call.args()) == 16 and call.opts.index_cap == 10_000
-    assert call.parse(_both([call.id.encode(), b"queued", 1])[which]) == EnqueueAnswer(
-        call.id, "queued", True
+    assert call.parse(_both([call.id.encode(), b"queued", 1])[which]) == Accepted(
+        call.id, "alice", "queued", True
     )
     many = EnqueueMany(call.prefix, [call, dataclasses.replace(call, id="0-x")])
     assert many.args()[:1] == [1] and len(many.args()) == 1 + 13 + 2 * 4
     reply = [call.id.encode(), b"queued", 1, b"0-x", b"scheduled", 0]
     assert many.parse(_both(reply)[which]) == [
-        EnqueueAnswer(call.id, "queued", True),
-        EnqueueAnswer("0-x", "scheduled", False),
+        Accepted(call.id, "alice", "queued", True),
+        Accepted("0-x", "alice", "scheduled", False),
     ]
     task = Task("t1", "alice", TaskStatus.COMPLETED, b"{}", 7, "topics", b"{}", call)
     assert task.prefix == call.prefix
     assert task.args() == ["t1", "alice", "completed", b"{}", 7, "topics", b"{}", "1", *call.args()]
     ok = task.parse(_both([b"ok", call.id.encode(), b"queued", 1])[which])
-    assert ok == TaskAnswer(TaskCode.OK, "completed", EnqueueAnswer(call.id, "queued", True))
+    assert ok == TaskAnswer(TaskCode.OK, "completed", Accepted(call.id, "alice", "queued", True))
     final = task.parse(_both([b"final", b"failed"])[which])
     assert final == TaskAnswer(TaskCode.FINAL, "failed")
 
@@ -225,19 +222,21 @@ async def test_each_call_runs_against_its_script(h: Harness) -> None:
     )
     h.devices.online.add("alice")
     (call,) = build({"user_id": "alice", "payload": 1}, keyspace=ks, limits=Limits())
-    assert await s.run(call) == EnqueueAnswer(call.id, "queued", True)
-    assert await s.run(call) == EnqueueAnswer(call.id, "queued", False)  # the same call again
+    assert await s.run(call) == Accepted(call.id, "alice", "queued", True)
+    assert await s.run(call) == Accepted(call.id, "alice", "queued", False)  # the same call again
     group = ks.streams(ks.partition_of("alice"))
     resp = await h.r.xreadgroup(GROUP, "probe", {st: ">" for st in group})
     (entry,) = h.worker._entries(resp)
-    d = await s.run(Dispatch(prefix, entry, GROUP, t.ack_timeout_ms, 60_000, 1000, 3600))
-    assert d.outcome is DispatchOutcome.SENT and d.push is not None
-    assert d.push.targets == ((NODE, "c1"),) and d.push.attempt == 1
+    _, outcome, push = await s.run(
+        Dispatch(prefix, entry, GROUP, t.ack_timeout_ms, 60_000, 1000, 3600)
+    )
+    assert outcome is DispatchOutcome.SENT and push is not None
+    assert push.targets == ((NODE, "c1"),) and push.attempt == 1
     frame = AckRequest("alice", "c1", NODE, [call.id])
-    (acked,) = await s.run(Ack(prefix, frame, 3600, 10))
-    assert acked.code is AckCode.OK and acked.priority == "normal"
-    assert acked.latency_ms is not None and acked.latency_ms >= 0
-    assert await s.run(AckMany(prefix, [frame], 3600, 10)) == [[Acked(AckCode.DUPLICATE)]]
+    ((code, prio, latency_ms),) = await s.run(Ack(prefix, frame, 3600, 10))
+    assert code is AckCode.OK and prio == "normal"
+    assert latency_ms is not None and latency_ms >= 0
+    assert await s.run(AckMany(prefix, [frame], 3600, 10)) == [[(AckCode.DUPLICATE, None, None)]]
     replay = await s.run(Replay(prefix, call.id, 3600, "ops"))
     assert replay == ReplayAnswer(ReplayCode.NOT_DEAD, Status.DELIVERED)
     assert await s.run(Purge(prefix, call.id)) == PurgeAnswer(
