@@ -492,6 +492,18 @@ async def test_replay(h: Harness) -> None:
         await h.store.replay(f"{p}-{'b' * 20}")
 
 
+async def test_a_second_replay_before_dispatch_is_refused(h: Harness) -> None:
+    # replay.lua answered 'queued' both for "replayed" and for "queued, not dead"
+    mid = await _dead(h)
+    assert await h.store.replay(mid, by="ops") == "queued"
+    with pytest.raises(Conflict, match="is queued, not dead"):
+        await h.store.replay(mid, by="ops")
+    replayed = [e for e in await raw_timeline(h.r, h.keyspace, mid) if e["e"] == "replayed"]
+    assert len(replayed) == 1
+    p = h.keyspace.partition_of("alice")
+    assert await h.r.xlen(h.keyspace.stream(p, "normal")) == 1  # queued once
+
+
 async def test_purge(h: Harness) -> None:
     ks = h.keyspace
     p = ks.partition_of("alice")
