@@ -19,14 +19,11 @@ from delivery.message import MAX_ID_LEN
 from delivery.presence import Conn
 
 from . import protocol
-from .protocol import ClientFrame, ErrorCode
+from .protocol import MAX_ACK_IDS, MAX_TOPICS, ClientFrame, ErrorCode
 
 if TYPE_CHECKING:
     from .connection import Connection
     from .node import Node
-
-MAX_ACK_IDS = 1000
-MAX_TOPICS = 100
 
 
 class FrameError(Exception):

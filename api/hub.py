@@ -47,9 +47,6 @@ class Hub:
         if not self.conns:
             self.emptied.set()
 
-    def online_users(self) -> int:
-        return len(self.by_user)
-
     def open_connections(self) -> list[Connection]:
         """A snapshot of the connections still open."""
         return [c for c in self.conns.values() if c.is_open]

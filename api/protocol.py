@@ -15,6 +15,9 @@ from typing import Any
 
 import orjson
 
+MAX_ACK_IDS = 1000  # ids in one ack frame
+MAX_TOPICS = 100  # topics one connection may subscribe to
+
 
 class ServerFrame(StrEnum):
     """Types of the frames the server sends."""
