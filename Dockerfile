@@ -12,6 +12,9 @@ COPY pyproject.toml README.md ./
 COPY delivery ./delivery
 COPY consumers ./consumers
 COPY api ./api
+# bench/ (the benchmarks, `courier bench`) is not copied: the image is the product only,
+# and `courier bench` there says how to install it. pyproject.toml finds packages, so
+# the install below works without it.
 RUN pip install . \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin courier \
  && mkdir -p /app \

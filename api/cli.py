@@ -7,23 +7,27 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
 
 from delivery.settings import Settings
 
-from . import logs
+from . import cli_admin, logs
+from .cli_common import BENCH_HINT, print_json, run_query
+from .cli_common import settings as _settings
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 app = typer.Typer(help="Courier: guaranteed message delivery to users.", no_args_is_help=True)
 log = logging.getLogger("courier")
 
-
-def _settings(*, make_secret: bool = False, **overrides: Any) -> Settings:
-    from .runtime import load_settings
-
-    return load_settings(make_secret=make_secret, **overrides)
+# Command groups that live outside the product (today only `bench`, in the top-level
+# bench/ package) plug in through this entry-point group of pyproject.toml, so nothing
+# here imports them.
+PLUGINS = "courier.commands"
 
 
 @app.command()
@@ -158,37 +162,44 @@ def send(
 @app.command()
 def status(message_id: str, json_out: bool = typer.Option(False, "--json")) -> None:
     """A message's status and timeline."""
-    from delivery.exceptions import NotFound
-
     from .routes_admin import queries
-    from .runtime import Runtime
 
-    async def go() -> Any:
-        rt = Runtime.build(_settings(), with_consumers=False)
-        try:
-            return await queries(rt).message(message_id)
-        finally:
-            await rt.close()
+    async def go(rt: Runtime) -> Any:
+        return await queries(rt).message(message_id)
 
-    try:
-        msg = asyncio.run(go())
-    except NotFound as e:
-        typer.echo(f"error: {e.detail}", err=True)
-        raise typer.Exit(1) from None
+    msg = run_query(go)
     if json_out:
-        typer.echo(orjson.dumps(msg, option=orjson.OPT_INDENT_2).decode())
-        return
+        return print_json(msg)
     from . import tables
 
     tables.print_message(msg)
 
 
+def _bench_missing() -> None:
+    typer.echo(BENCH_HINT.format(why=" (the `bench` package is not installed)"), err=True)
+    raise typer.Exit(2)
+
+
 def _register_groups() -> None:
-    from . import cli_admin
-    from .bench.cli import bench_app
+    """The operators' commands, then the plugged-in groups; `courier bench` says how to
+    install it when its package is not here (the Docker image ships without it)."""
+    from importlib.metadata import entry_points
 
     cli_admin.register(app)
-    app.add_typer(bench_app, name="bench")
+    for ep in entry_points(group=PLUGINS):
+        try:
+            group = ep.load()
+        except ImportError as e:
+            log.debug("command group %s not available: %s", ep.name, e)
+            continue
+        app.add_typer(group, name=ep.name)
+    if not any(g.name == "bench" for g in app.registered_groups):
+        app.command(
+            "bench",
+            help="Benchmarks (not installed: needs the `bench` extra).",
+            add_help_option=False,
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )(_bench_missing)
 
 
 _register_groups()

@@ -4,45 +4,16 @@ to Redis directly, prints rich tables, or JSON with ``--json``."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import orjson
 import typer
+
+from .cli_common import JSON_OPT, print_json, run_query
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-T = TypeVar("T")
-
 dlq_app = typer.Typer(help="The dead-letter stream.", no_args_is_help=True)
-JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
-
-
-def _run(fn: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Run one async query against Redis; Courier errors end the command with code 1."""
-    from delivery.exceptions import CourierError
-
-    from .cli import _settings
-    from .runtime import Runtime
-
-    async def go() -> T:
-        rt = Runtime.build(_settings(), with_consumers=False)
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
-
-    try:
-        return asyncio.run(go())
-    except CourierError as e:
-        typer.echo(f"error: {e.detail}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _json(data: Any) -> None:
-    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
 def stats(json_out: bool = JSON_OPT) -> None:
@@ -52,9 +23,9 @@ def stats(json_out: bool = JSON_OPT) -> None:
     async def go(rt: Runtime) -> dict[str, Any]:
         return await queries(rt).stats()
 
-    s = _run(go)
+    s = run_query(go)
     if json_out:
-        return _json(s)
+        return print_json(s)
     from . import tables
 
     keys = (
@@ -107,9 +78,9 @@ def user(
             "next_cursor": page.next_cursor,
         }
 
-    data = _run(go)
+    data = run_query(go)
     if json_out:
-        return _json(data)
+        return print_json(data)
     from . import tables
 
     lat = data["ack_latency_ms"]
@@ -145,9 +116,9 @@ def dlq_list(
     async def go(rt: Runtime) -> Any:
         return await queries(rt).dead_letters(limit=limit, cursor=cursor)
 
-    page = _run(go)
+    page = run_query(go)
     if json_out:
-        return _json({"dead_letters": page.items, "next_cursor": page.next_cursor})
+        return print_json({"dead_letters": page.items, "next_cursor": page.next_cursor})
     from . import tables
 
     tables.print_rows(
@@ -178,9 +149,9 @@ def dlq_replay(message_id: str, json_out: bool = JSON_OPT) -> None:
     async def go(rt: Runtime) -> str:
         return await dead_letters(rt).replay(message_id, by="cli")
 
-    status = _run(go)
+    status = run_query(go)
     if json_out:
-        return _json({"id": message_id, "status": status})
+        return print_json({"id": message_id, "status": status})
     typer.echo(f"{message_id} {status} (a fresh cycle of attempts)")
 
 
@@ -201,9 +172,9 @@ def dlq_purge(
         dl = dead_letters(rt)
         return await (dl.purge_all() if message_id is None else dl.purge(message_id))
 
-    n = _run(go)
+    n = run_query(go)
     if json_out:
-        return _json({"id": message_id, "purged": n} if message_id else {"purged": n})
+        return print_json({"id": message_id, "purged": n} if message_id else {"purged": n})
     typer.echo(f"purged {n} dead-letter entr{'y' if n == 1 else 'ies'}")
 
 

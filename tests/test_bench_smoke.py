@@ -2,16 +2,24 @@
 
 Each scenario starts its own redis-server, servers and load generators; the test
 checks the JSON object of the last line (the documented keys, nothing lost where
-Courier promises it) and that the table was printed.
+Courier promises it) and that the table was printed. The commands run from an empty
+folder, so the top-level bench/ package is found as installed, not from the checkout.
+
+Without the bench/ package (the Docker image) or without the `bench` extra,
+``courier`` still works and ``courier bench`` says in one line how to install it.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
+
+COURIER = str(Path(sys.executable).with_name("courier"))
 
 KEYS = {
     "scenario",
@@ -29,9 +37,14 @@ KEYS = {
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _run_in_an_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
 def bench(*args: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "api.cli", "bench", *args, "--json", "--quiet"],
+        [COURIER, "bench", *args, "--json", "--quiet"],
         capture_output=True,
         text=True,
         timeout=100,
@@ -99,3 +112,44 @@ def test_overload_loses_nothing_in_courier() -> None:
     assert body["delivered"] + body["still_held_in_redis"] == 2000
     assert body["healthz_errors"] == 0
     assert "peer_lost" in body
+
+
+def courier_without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedProcess[str]:
+    """``courier ARGS`` in a process where importing these modules fails, as it does
+    where they are not installed (a None entry in sys.modules: ModuleNotFoundError)."""
+    code = (
+        "import sys\n"
+        f"for m in {modules!r}:\n"
+        "    sys.modules[m] = None\n"
+        "from api.cli import app\n"
+        "app(prog_name='courier')\n"
+    )
+    env = {**os.environ, "COURIER_JWT_SECRET": "s" * 32}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_without_the_bench_package_courier_works_and_bench_says_how_to_install_it() -> None:
+    helped = courier_without(("bench",), "--help")
+    assert helped.returncode == 0, helped.stderr
+    for command in ("serve", "worker", "token", "send", "status", "stats", "dlq", "bench"):
+        assert f" {command} " in helped.stdout
+    assert "not installed" in helped.stdout
+    for args in (("bench",), ("bench", "e2e", "--users", "5"), ("bench", "e2e", "--help")):
+        proc = courier_without(("bench",), *args)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1  # one line
+        assert "`bench` package is not installed" in proc.stderr
+        assert "pip install -e '.[bench]'" in proc.stderr
+    token = courier_without(("bench",), "token", "alice", "--json")
+    assert token.returncode == 0, token.stderr
+    assert orjson.loads(token.stdout)["user_id"] == "alice"
+
+
+def test_without_the_extra_bench_refuses_before_starting_anything() -> None:
+    proc = courier_without(("psutil", "matplotlib"), "bench", "e2e", "--users", "5")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1
+    assert "missing: psutil, matplotlib" in proc.stderr
+    assert "COURIER_EXTRAS=bench ./scripts/bootstrap" in proc.stderr

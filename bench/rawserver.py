@@ -1,6 +1,6 @@
 """The ceiling: a bare websockets server that pushes Courier-shaped ``message`` frames to
 the same clients, with no Redis, no persistence and no retries
-(``python -m api.bench.rawserver CONFIG_JSON``).
+(``python -m bench.rawserver CONFIG_JSON``).
 
 Like Courier's edge it checks each client's JWT, keeps a send queue and a writer task
 per connection and reads ``ack`` frames. On a ``start`` line on stdin it generates the

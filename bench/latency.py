@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Edge latency: enqueue to client receive, with many connected users at a paced rate.
 
-    .venv/bin/python scripts/latency.py --users 1000 --rate 1000 --duration 10
+    .venv/bin/python -m bench.latency --users 1000 --rate 1000 --duration 10
 
 It starts a private redis-server (api.redis_server.RedisServer, AOF on, in a temporary
 folder) and one ``courier serve`` subprocess on a free port, connects ``--users``
@@ -31,19 +31,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from api.auth import issue
+from api.redis_server import RedisServer, free_port
+from delivery.keys import Keyspace
+from delivery.producer import Limits, Producer
+from delivery.settings import Settings
 
-from api.auth import issue  # noqa: E402
-from api.redis_server import RedisServer, free_port  # noqa: E402
-from delivery.keys import Keyspace  # noqa: E402
-from delivery.producer import Limits, Producer  # noqa: E402
-from delivery.settings import Settings  # noqa: E402
+from .procs import run, wait_http
 
 SECRET = secrets.token_urlsafe(32)
 COURIER = str(Path(sys.executable).with_name("courier"))
@@ -188,20 +186,9 @@ Server(config(create_app(s), s, ws=sys.argv[1])).run()
 def serve(env: dict[str, str], log_path: Path, ws: str | None) -> subprocess.Popen[bytes]:
     cmd = [COURIER, "serve"] if ws is None else [sys.executable, "-c", SERVE_WITH_WS, ws]
     with log_path.open("wb") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(timeout=1) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError("courier serve exited during startup")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(url + "/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError("courier serve not ready in time")
+        return subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log_path.parent
+        )
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -227,8 +214,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     tasks: list[asyncio.Task[None]] = []
     producer_client = None
     try:
-        base = f"http://127.0.0.1:{port}"
-        await wait_ready(base, proc)
+        await wait_http(port, "/readyz", alive=lambda: proc.poll() is None)
         settings = Settings(jwt_secret=SECRET)
         users = [f"user{i}" for i in range(args.users)]
         stats = Stats(warmup_until=float("inf"))
@@ -364,15 +350,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "`courier serve` (for comparisons)",
     )
     return p.parse_args(argv)
-
-
-def run(coro: Any) -> Any:
-    """On uvloop when installed (uvicorn[standard] brings it, and the server uses it)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def main() -> int:

@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from api.cli_common import BENCH_HINT
+
 bench_app = typer.Typer(
     help="Benchmarks: enqueue, e2e, peer, raw, connections, drain, overload.", no_args_is_help=True
 )
@@ -39,12 +41,7 @@ def _needs_the_bench_extra() -> None:
 
     missing = [m for m in BENCH_MODULES if importlib.util.find_spec(m) is None]
     if missing:
-        typer.echo(
-            f"courier bench needs the `bench` extra (missing: {', '.join(missing)}). "
-            "Install it with: COURIER_EXTRAS=bench ./scripts/bootstrap "
-            "(or .venv/bin/pip install -e '.[bench]').",
-            err=True,
-        )
+        typer.echo(BENCH_HINT.format(why=f" (missing: {', '.join(missing)})"), err=True)
         raise typer.Exit(2)
 
 

@@ -1,5 +1,5 @@
 """The peer a Python team would pick instead: python-socketio's AsyncServer on aiohttp
-with its Redis manager (``python -m api.bench.peer CONFIG_JSON``), in its documented
+with its Redis manager (``python -m bench.peer CONFIG_JSON``), in its documented
 default set-up. A producer elsewhere emits through a write-only
 ``AsyncRedisManager`` to a room per user; delivery is best effort (Redis pub/sub).
 

@@ -135,7 +135,7 @@ class Loadgens:
                 "expect_max": expect_max,
                 **opts,
             }
-            children.append(await Child.start(stack, "loadgen", "api.bench.loadgen", cfg))
+            children.append(await Child.start(stack, "loadgen", "bench.loadgen", cfg))
             outs.append(out)
         return cls(children, outs)
 

@@ -144,12 +144,12 @@ async def start_clients(
 
 
 async def start_peer(stack: Stack) -> int:
-    """python-socketio's server (``api.bench.peer``) on a free port; the port."""
+    """python-socketio's server (``bench.peer``) on a free port; the port."""
     port = free_port()
     server = await Child.start(
         stack,
         "server",
-        "api.bench.peer",
+        "bench.peer",
         {"port": port, "redis_url": stack.redis_url, "secret": stack.secret, "channel": CHANNEL},
     )
     await server.wait_for("listening", 30)
@@ -305,7 +305,7 @@ async def run_raw(o: Opts, label: str = "raw") -> Result:
         server = await Child.start(
             stack,
             "server",
-            "api.bench.rawserver",
+            "bench.rawserver",
             {
                 "port": port,
                 "secret": stack.secret,

@@ -1,5 +1,5 @@
 """The load generator: many WebSocket clients in one process (``python -m
-api.bench.loadgen CONFIG_JSON``).
+bench.loadgen CONFIG_JSON``).
 
 Modes: ``courier`` (Courier's protocol), ``raw`` (the same frames from the bare
 websockets server), ``socketio`` (Engine.IO 4 / Socket.IO 5 spoken directly over a

@@ -1,1 +1,0 @@
-"""``courier bench``: measured scenarios (see docs/benchmarks.md)."""
