@@ -10,7 +10,6 @@ per partition and chunk. Task reports go through :mod:`delivery.tasks` and
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError as PydanticValidationError
 
+from . import clock
 from .enqueue import Accepted, Enqueue, EnqueueMany, Limits, build, first_error
 from .exceptions import NotFound, ReplyTimeout, ValidationError
 from .fields import MessageField
@@ -180,12 +180,12 @@ class Producer:
         key = self.keyspace.msg(accepted.id)
         async with self.redis.pubsub() as ps:
             await ps.subscribe(self.keyspace.replies_channel(accepted.id))
-            deadline = time.monotonic() + timeout
+            deadline = clock.monotonic() + timeout
             while True:
                 stored = await self.redis.hget(key, MessageField.REPLY)
                 if stored is not None:
                     return orjson.loads(stored)
-                left = deadline - time.monotonic()
+                left = deadline - clock.monotonic()
                 if left <= 0:
                     break
                 msg = await ps.get_message(ignore_subscribe_messages=True, timeout=min(left, 1))
@@ -262,12 +262,12 @@ class SyncProducer:
         ps = self.redis.pubsub()
         try:
             ps.subscribe(self.keyspace.replies_channel(accepted.id))
-            deadline = time.monotonic() + timeout
+            deadline = clock.monotonic() + timeout
             while True:
                 stored = self.redis.hget(key, MessageField.REPLY)
                 if stored is not None:
                     return orjson.loads(stored)
-                left = deadline - time.monotonic()
+                left = deadline - clock.monotonic()
                 if left <= 0:
                     break
                 msg = ps.get_message(ignore_subscribe_messages=True, timeout=min(left, 1))

@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from . import clock
 from .exceptions import NotFound, ValidationError
 from .fields import ConnField, DeadLetterField, MessageField, StatsField
 from .keys import GROUP, PRIORITIES, Keyspace, partition_from_id
@@ -174,13 +175,13 @@ class Queries:
         pipe.lrange(self.keyspace.user(user_id, "user_latency"), 0, -1)
         pipe.zrangebyscore(self.keyspace.user(user_id, "conns"), "-inf", "+inf", withscores=True)
         pipe.time()
-        raw, lat, conns, (sec, usec) = await pipe.execute()
+        raw, lat, conns, server_time = await pipe.execute()
         stats = {_s(k): _int(v) for k, v in raw.items()}
         counts = {s.value: max(stats.get(s.value, 0), 0) for s in Status}
         total = sum(stats.get(s.value, 0) for s in Status)  # every message has one status
         ack_n, ack_ms = stats.get(StatsField.ACK_N, 0), stats.get(StatsField.ACK_MS, 0)
         samples = [_int(x) for x in lat]
-        now = int(sec) * 1000 + int(usec) // 1000
+        now = clock.time_ms(server_time)
         live = [
             (_s(m), int(score))
             for m, score in conns
@@ -287,8 +288,7 @@ class Queries:
                 pipe.zcard(ks.key(p, name))
             pipe.xlen(ks.key(p, "dlq"))
         res = iter(await pipe.execute(raise_on_error=False))
-        sec, usec = _ok(next(res), (0, 0))
-        now = int(sec) * 1000 + int(usec) // 1000
+        now = clock.time_ms(_ok(next(res), (0, 0)))
         node_rows = _ok(next(res), [])
         streams = {prio: {"length": 0, "pending": 0, "lag": 0} for prio in PRIORITIES}
         partitions = []

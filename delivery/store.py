@@ -10,13 +10,13 @@ deliveries, retries, dead letters) and one log line per retry decision.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from . import clock
 from .backoff import backoff_seconds
 from .calls import (
     Bury,
@@ -89,7 +89,7 @@ class Timing:
 
 def _first_push(push: Push) -> None:
     if push.attempt == 1:
-        ENQUEUE_TO_DELIVER_SECONDS.observe(max(time.time() * 1000 - push.created_ms, 0) / 1000)
+        ENQUEUE_TO_DELIVER_SECONDS.observe(max(clock.wall() * 1000 - push.created_ms, 0) / 1000)
 
 
 class Store:
@@ -203,8 +203,7 @@ class Store:
         ghosts and always forgotten. Returns how many were forgotten."""
         if not targets:
             return 0
-        sec, usec = await self.redis.time()
-        cutoff = int(sec) * 1000 + int(usec) // 1000 - self.timing.heartbeat_timeout_ms
+        cutoff = await clock.server_ms(self.redis) - self.timing.heartbeat_timeout_ms
         nodes = sorted({n for n, _ in targets})
         seen = await self.redis.zmscore(self.keyspace.nodes, nodes)
         alive = {n for n, ms in zip(nodes, seen, strict=True) if ms is not None and ms > cutoff}

@@ -135,12 +135,6 @@ async def wait_until(
         await asyncio.sleep(every)
 
 
-async def server_ms(r: aioredis.Redis) -> int:
-    """Redis server time in ms: the clock every script uses."""
-    sec, usec = await r.time()
-    return int(sec) * 1000 + int(usec) // 1000
-
-
 async def raw_timeline(r: aioredis.Redis, keyspace: Keyspace, mid: str) -> list[dict[str, Any]]:
     """A message's timeline events exactly as stored (t in server ms, e, a, detail)."""
     h = await r.hgetall(keyspace.msg(mid))
