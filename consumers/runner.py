@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from delivery.keys import GROUP, Keyspace
 from delivery.redis_clients import is_cluster
 from delivery.store import Store
+from delivery.text import text
 from delivery.transport import Transport
 
 from .resilience import forever
@@ -136,7 +137,7 @@ class Consumers:
                 except aioredis.ResponseError:
                     continue
                 for c in consumers:
-                    name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                    name = text(c["name"])
                     if c["pending"] == 0 and c["idle"] > IDLE_CONSUMER_MS:
                         await self.redis.xgroup_delconsumer(stream, GROUP, name)
         return 60.0

@@ -24,8 +24,9 @@ from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 from .members import parse_conn_member
-from .message import message_frame, text
+from .message import message_frame
 from .status import Status
+from .text import text
 
 A_co = TypeVar("A_co", covariant=True)
 

@@ -19,8 +19,9 @@ from pydantic import ValidationError as PydanticValidationError
 from . import clock
 from .exceptions import PayloadTooLarge, ValidationError
 from .keys import USER_INDEX_CAP, Keyspace, partition_of
-from .message import MessageIn, Priority, id_in, text
+from .message import MessageIn, Priority, id_in
 from .settings import Settings
+from .text import text
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from . import clock
 from .keys import PRESENCE_TTL_FACTOR, Keyspace
 from .members import check_id, node_member, parse_conn_member, parse_node_member
-from .message import text
 from .scripts import Scripts
+from .text import text
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,13 @@ from .enqueue import Accepted, Enqueue, EnqueueMany, Limits, build, first_error
 from .exceptions import NotFound, ReplyTimeout, ValidationError
 from .fields import MessageField
 from .keys import Keyspace
-from .message import MessageIn, text
+from .message import MessageIn
 from .redis_clients import async_client, sync_client
 from .reporter import SyncTaskReporter, TaskReporter, async_decorator, sync_decorator
 from .scripts import Scripts
 from .settings import Settings
 from .tasks import TaskUpdate, build_task, task_result, task_view
+from .text import text
 
 __all__ = ["Accepted", "Limits", "Producer", "SyncProducer"]
 
