@@ -7,8 +7,6 @@ ints, strings) so the HTTP API, the CLI and the metrics collector share it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +19,7 @@ from .fields import ConnField, DeadLetterField, MessageField, StatsField
 from .keys import GROUP, PRIORITIES, Keyspace, partition_from_id
 from .members import parse_conn_member, parse_node_member
 from .message import Message, iso_ms
+from .percentiles import percentile
 from .status import Status
 from .text import text
 
@@ -53,15 +52,6 @@ class Page:
 
     items: list[dict[str, Any]]
     next_cursor: str | None
-
-
-def percentile(samples: Sequence[int], q: float) -> int | None:
-    """Nearest-rank percentile (``q`` in 0..100) of integer samples."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def message_json(msg: Message, extra: dict[bytes, Any]) -> dict[str, Any]:
@@ -195,7 +185,7 @@ class Queries:
             "delivery_rate": round(counts["delivered"] / total, 4) if total else None,
             "ack_latency_ms": {
                 "mean": round(ack_ms / ack_n, 1) if ack_n else None,
-                "p95": percentile(samples, 95),
+                "p95": percentile(sorted(samples), 95),
                 "samples": len(samples),
             },
             "online": {"devices": len(devices), "connections": devices},
