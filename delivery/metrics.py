@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-ENQUEUED = Counter("courier_enqueued_total", "Messages accepted", ["priority"])
+ENQUEUED = Counter(
+    "courier_enqueued_total", "Messages enqueued (HTTP, producers, task reports)", ["priority"]
+)
 DISPATCHED = Counter(
     "courier_dispatched_total", "Stream entries dispatched, by outcome", ["priority", "outcome"]
 )

@@ -4,7 +4,8 @@ Validation happens before anything is written (:mod:`delivery.enqueue`): a refus
 message leaves no trace. Each accepted message is one atomic script call
 (``lua/enqueue.lua``); a batch is one pipelined round trip of one ``enqueue_many`` call
 per partition and chunk. Task reports go through :mod:`delivery.tasks` and
-:mod:`delivery.reporter`.
+:mod:`delivery.reporter`. Every message the producer creates (HTTP enqueues and task
+reports go through it too) counts once in ``courier_enqueued_total``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from .exceptions import NotFound, ReplyTimeout, ValidationError
 from .fields import MessageField
 from .keys import Keyspace
 from .message import MessageIn
+from .metrics import ENQUEUED
 from .redis_clients import async_client, sync_client
 from .reporter import SyncTaskReporter, TaskReporter, async_decorator, sync_decorator
 from .scripts import Scripts
 from .settings import Settings
-from .tasks import TaskUpdate, build_task, task_result, task_view
+from .tasks import Task, TaskAnswer, TaskUpdate, build_task, task_result, task_view
 from .text import text
 
 __all__ = ["Accepted", "Limits", "Producer", "SyncProducer"]
@@ -72,6 +74,25 @@ def _unpack(
     return [[answer[id(c)] for c in plan] for plan in plans]
 
 
+def _count(plans: Sequence[Sequence[Enqueue]], out: list[list[Accepted]]) -> None:
+    """``courier_enqueued_total``: the messages a batch created, by priority (a repeat
+    of an idempotency key creates none)."""
+    created: dict[str, int] = {}
+    for plan, accepted in zip(plans, out, strict=True):
+        for call, a in zip(plan, accepted, strict=True):
+            if a.created:
+                p = call.opts.priority
+                created[p] = created.get(p, 0) + 1
+    for p, n in created.items():
+        ENQUEUED.labels(p).inc(n)
+
+
+def _task_counted(call: Task, answer: TaskAnswer) -> TaskAnswer:
+    if answer.message is not None and answer.message.created:
+        ENQUEUED.labels(call.message.opts.priority).inc()
+    return answer
+
+
 def _message(user_id: str, payload: Any, options: dict[str, Any]) -> dict[str, Any]:
     return {"user_id": user_id, "payload": payload, **options}
 
@@ -111,6 +132,7 @@ class Producer:
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         chunks = _chunks(plans)
         out = _unpack(plans, chunks, await self._scripts.run_many(chunks, self.redis))
+        _count(plans, out)
         if log.isEnabledFor(logging.DEBUG):  # one line per message, to follow it around
             for a in (a for accepted in out for a in accepted):
                 log.debug(
@@ -134,7 +156,7 @@ class Producer:
             keyspace=self.keyspace,
             limits=self.limits,
         )
-        return task_result(task_id, await self._scripts.run(call))
+        return task_result(task_id, _task_counted(call, await self._scripts.run(call)))
 
     def task(self, task_id: str, user_id: str, **options: Any) -> TaskReporter:
         """``async with producer.task(id, user) as task:`` (see delivery/reporter.py)."""
@@ -231,7 +253,9 @@ class SyncProducer:
     def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         chunks = _chunks(plans)
-        return _unpack(plans, chunks, self._scripts.run_many_sync(chunks, self.redis))
+        out = _unpack(plans, chunks, self._scripts.run_many_sync(chunks, self.redis))
+        _count(plans, out)
+        return out
 
     def task_status(self, task_id: str, user_id: str, status: str, **fields: Any) -> dict[str, Any]:
         call = build_task(
@@ -240,7 +264,7 @@ class SyncProducer:
             keyspace=self.keyspace,
             limits=self.limits,
         )
-        return task_result(task_id, self._scripts.run_sync(call))
+        return task_result(task_id, _task_counted(call, self._scripts.run_sync(call)))
 
     def task(self, task_id: str, user_id: str, **options: Any) -> SyncTaskReporter:
         return SyncTaskReporter(self, task_id, user_id, **options)
