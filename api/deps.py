@@ -12,7 +12,8 @@ from .runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    rt: Runtime = request.app.state.runtime  # Starlette's state holds Any
+    return rt
 
 
 def principal(request: Request) -> Principal:

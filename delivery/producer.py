@@ -167,6 +167,7 @@ class Producer:
         return async_decorator(self, **options)
 
     async def get_task(self, task_id: str, user_id: str) -> dict[str, Any]:
+        # the client has no decode_responses: bytes (redis-py types either)
         h: dict[bytes, bytes] = await self.redis.hgetall(  # type: ignore[assignment]
             self.keyspace.user(user_id, "task", task=task_id)
         )

@@ -92,6 +92,7 @@ class Queries:
             key = self.keyspace.msg(message_id)
         except ValueError:
             raise NotFound(f"no message {message_id!r}") from None
+        # the client has no decode_responses: bytes (redis-py types either)
         h: dict[bytes, Any] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")

@@ -362,6 +362,7 @@ class Store:
             key = self.keyspace.msg(message_id)
         except ValueError:
             raise NotFound(f"no message {message_id!r}") from None
+        # the client has no decode_responses: bytes (redis-py types either)
         h: dict[bytes, bytes] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
