@@ -11,8 +11,8 @@ reports go through it too) counts once in ``courier_enqueued_total``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 import redis
@@ -38,6 +38,7 @@ __all__ = ["Accepted", "Limits", "Producer", "SyncProducer"]
 log = logging.getLogger(__name__)
 
 _NO_DEFAULT: Any = object()
+T = TypeVar("T")
 
 
 ENQUEUE_CHUNK = 100
@@ -162,7 +163,9 @@ class Producer:
         """``async with producer.task(id, user) as task:`` (see delivery/reporter.py)."""
         return TaskReporter(self, task_id, user_id, **options)
 
-    def reports_task(self, **options: Any) -> Any:
+    def reports_task(
+        self, **options: Any
+    ) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
         """Decorator: the function gets a TaskReporter first; call it with task_id=, user_id=."""
         return async_decorator(self, **options)
 
@@ -270,7 +273,7 @@ class SyncProducer:
     def task(self, task_id: str, user_id: str, **options: Any) -> SyncTaskReporter:
         return SyncTaskReporter(self, task_id, user_id, **options)
 
-    def reports_task(self, **options: Any) -> Any:
+    def reports_task(self, **options: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
         return sync_decorator(self, **options)
 
     def request(
