@@ -29,7 +29,8 @@ def principal(request: Request) -> Principal:
 
 
 def require(*roles: Role) -> Callable[[Request], Principal]:
-    """Only these roles (admin may always act as a service too)."""
+    """Only these roles (``service`` below names admin too: an admin may act as a
+    service)."""
     allowed = set(roles)
 
     def dep(request: Request) -> Principal:

@@ -173,7 +173,8 @@ class Worker:
         return await (via or self.store).dispatch(entries)
 
     async def _deliver(self, results: list[Dispatched]) -> None:
-        """Count the outcomes and push what was sent."""
+        """Count the outcomes and push what was sent; connections no node heard are
+        forgotten and their messages retried at once."""
         if not results:
             return
         pushes = []

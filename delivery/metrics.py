@@ -1,7 +1,9 @@
 """Prometheus metrics of the delivery pipeline (one registry per process).
 
-Counters count events this process caused; gauges that describe Redis (depths,
-pending, lag) are filled by the admin collector when ``/metrics`` is scraped.
+Counters and histograms count what this process did, where it does the bookkeeping
+(the producer, the store, the consumers, the edge); ``courier_connections`` is this
+process's open sockets. The gauges that describe Redis (depths, pending, lag) are not
+here: :mod:`api.metrics_collector` reads them when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations

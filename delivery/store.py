@@ -3,7 +3,7 @@
 The consumers (dispatch, retries, promotion, expiry) and the edge (acks, unparking,
 hand-back) call these methods. Each builds the typed call of its script
 (:mod:`delivery.calls`, :mod:`delivery.edge_calls`), runs it, and does the bookkeeping
-around it: the delivery metrics (dispatch-to-device and enqueue-to-ack latencies,
+around it: the delivery metrics (enqueue-to-first-push and enqueue-to-ack latencies,
 deliveries, retries, dead letters) and one log line per retry decision.
 """
 
@@ -370,7 +370,8 @@ class Store:
 
     async def replay(self, message_id: str, *, by: str = "operator") -> Status:
         """Give a dead message a fresh cycle of attempts; returns its new status
-        (queued). :class:`Conflict` unless it is dead."""
+        (queued). :class:`NotFound` when there is no such message, :class:`Conflict`
+        when it is not dead."""
         call = Replay(self._prefix(message_id), message_id, self.timing.retention_ms, by)
         answer = await self.scripts.run(call)
         if answer.code is ReplayCode.UNKNOWN:
