@@ -26,7 +26,7 @@ def queries(rt: Runtime) -> Queries:
         rt.redis,
         keyspace=rt.keyspace,
         heartbeat_timeout_ms=int(s.heartbeat_timeout_seconds * 1000),
-        consumer_alive_ms=int(max(s.claim_idle_seconds * 1000, s.read_block_ms * 10)),
+        consumer_alive_ms=int(max(s.ack_timeout_seconds * 1000, s.read_block_ms * 10)),
     )
 
 

@@ -50,7 +50,6 @@ class Consumers:
         consumer: str,
         read_count: int = 100,
         block_ms: int = 1000,
-        claim_idle_ms: int = 30_000,
         poison_deliveries: int = 5,
         scheduler_interval: float = 0.25,
         partitions: Sequence[int] | None = None,
@@ -66,13 +65,13 @@ class Consumers:
             consumer=consumer,
             read_count=read_count,
             block_ms=block_ms,
-            claim_idle_ms=claim_idle_ms,
             poison_deliveries=poison_deliveries,
         )
         self.scheduler = Scheduler(
             store=store, partitions=self.partitions, interval=scheduler_interval
         )
-        self.claim_every = max(claim_idle_ms / 2000, 0.05)
+        # what waits past the ack timeout is found at the scheduler's pace
+        self.claim_every = scheduler_interval
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -124,14 +123,13 @@ class Consumers:
         return step
 
     async def _reclaim(self) -> float:
-        for p in self.partitions:
-            await self.worker.reclaim(p)
+        await self.worker.reclaim(self.partitions)
         return self.claim_every
 
     async def _housekeeping(self) -> float:
         """Forget consumers of the group that are idle for an hour and hold nothing."""
         for p in self.partitions:
-            for stream in self.keyspace.streams(p):
+            for stream in self.keyspace.group_streams(p):
                 try:
                     consumers = await self.redis.xinfo_consumers(stream, GROUP)
                 except aioredis.ResponseError:

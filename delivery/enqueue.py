@@ -103,7 +103,8 @@ class Enqueue:
 class EnqueueMany:
     """``enqueue_many.lua``: several messages of one partition. ARGV: k, then the k
     distinct option sets (13 each), then 4 per message: id, user, payload, the number
-    of its option set. The reply: id, status, created of each message, flattened."""
+    of its option set. The reply: per message its status, or ``=<id>|<status>`` for a
+    repeat (see the script)."""
 
     SCRIPT: ClassVar[str] = "enqueue_many"
     prefix: str
@@ -113,10 +114,15 @@ class EnqueueMany:
         return many_args(self.calls)
 
     def parse(self, reply: Any) -> list[Accepted]:
-        return [
-            Accepted(text(reply[k]), c.user_id, text(reply[k + 1]), int(reply[k + 2]) == 1)
-            for k, c in zip(range(0, len(reply), 3), self.calls, strict=True)
-        ]
+        out = []
+        for c, r in zip(self.calls, reply, strict=True):
+            s = text(r)
+            if s[0] == "=":  # a repeat: '=<id>|<status>'
+                mid, _, status = s[1:].partition("|")
+                out.append(Accepted(mid, c.user_id, status, False))
+            else:
+                out.append(Accepted(c.id, c.user_id, s, True))
+        return out
 
 
 def many_args(calls: Sequence[Enqueue]) -> list[Any]:

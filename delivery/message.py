@@ -138,8 +138,8 @@ class Message:
         return orjson.loads(self.payload_json)
 
     @classmethod
-    def from_hash(cls, h: dict[bytes, bytes]) -> Message:
-        """The message from its hash (fields: :class:`delivery.fields.MessageField`)."""
+    def from_hash(cls, message_id: str, h: dict[bytes, bytes]) -> Message:
+        """The message from its id and hash (fields: :class:`delivery.fields.MessageField`)."""
         F = MessageField
         g = {k.decode(): v for k, v in h.items()}
         events: list[tuple[int, Event]] = []
@@ -151,7 +151,7 @@ class Message:
                 events.append((int(k[len(F.EVENT) :]), Event(at, name, attempt, detail)))
         events.sort(key=lambda x: x[0])
         return cls(
-            id=g[F.ID].decode(),
+            id=message_id,
             user_id=g[F.USER].decode(),
             priority=Priority(g[F.PRIORITY].decode()),
             payload_json=g[F.PAYLOAD],

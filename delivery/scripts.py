@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.exceptions import NoScriptError
 
 from .fields import lua_field_constants
-from .keys import lua_key_functions
+from .keys import GROUP, lua_key_functions
 from .members import lua_member_constants
 from .status import TRANSITIONS
 
@@ -35,12 +35,12 @@ NAMES = (
     "dispatch_many",
     "ack",
     "ack_many",
-    "due",
+    "reclaim",
     "retry",
     "promote",
     "expire",
     "unpark",
-    "bury",
+    "trim",
     "replay",
     "purge",
     "connect",
@@ -80,6 +80,7 @@ def prelude() -> str:
     return "\n".join(
         [
             "local P = KEYS[1]",
+            f"local GROUP = {GROUP!r}",
             lua_key_functions(),
             lua_field_constants(),
             lua_member_constants(),
@@ -109,7 +110,7 @@ def assemble(body: str) -> str:
 
 
 # Prelude tables that gather writes made once when the script ends (see _lib.lua).
-_DEFERRED = {"USERS", "INFLIGHT_ADD", "INFLIGHT_DEL"}
+_DEFERRED = {"USERS", "TOTALS", "ACKS"}
 
 
 def _with_flush(body: str) -> str:

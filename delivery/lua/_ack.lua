@@ -1,30 +1,28 @@
+-- The ack event's detail naming the connection and node (once per frame).
+local function acked_by(conn, node)
+  return jstr('conn', conn) .. jstr('node', node)
+end
+
 -- ack_one(...): one acknowledged id (the loop body of ack.lua), shared with
--- ack_many.lua. Returns the code documented in ack.lua.
-local function ack_one(user, conn, node, retention, samples, id)
+-- ack_many.lua; `by` is acked_by(). A sent message's in-flight record (its pending
+-- stream entry) is acknowledged when the script ends, with the others of the call.
+-- Returns the code documented in ack.lua.
+local function ack_one(user, by, retention, id)
   local mkey = key_msg(id)
   local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_ATTEMPTS, F_CREATED_AT, F_PRIORITY,
-    F_EVENTS)
+    F_EVENTS, F_ENTRY)
   local status, owner, attempt, created, prio, n = m[1], m[2], m[3], m[4], m[5], m[6]
   if not status then return 'unknown' end
   if owner ~= user then return 'forbidden' end
   if status == 'delivered' then return 'duplicate' end
   if FINAL[status] or status == 'dead' then return 'final' end
-  local latency = NOW - tonumber(created)
   if status == 'sent' then
-    -- a sent message is only in inflight: removed with the others of this call
-    set_status(mkey, user, 'sent', 'delivered', n, attempt, 'acked',
-      {conn = conn, node = node}, F_DELIVERED_AT, NOW)
-    INFLIGHT_DEL[#INFLIGHT_DEL + 1] = id
+    set_status(mkey, user, 'sent', 'delivered', n, attempt, 'acked', by, F_DELIVERED_AT, NOW_S)
+    ack_inflight(prio, m[7])
     retain(mkey, retention)
   else
-    finish(mkey, id, user, status, 'delivered', n, attempt, {conn = conn, node = node},
-      retention, 'acked', F_DELIVERED_AT, NOW)
+    finish(mkey, id, user, status, 'delivered', n, attempt, by, retention, 'acked', nil,
+      F_DELIVERED_AT, NOW_S)
   end
-  count(user, STAT_ACK_N, 1)
-  count(user, STAT_ACK_MS, latency)
-  local u = user_acc(user)
-  u.lat = u.lat or {}
-  u.lat[#u.lat + 1] = latency
-  u.samples = samples
-  return 'ok|' .. prio .. '|' .. latency
+  return 'ok|' .. prio .. '|' .. created
 end

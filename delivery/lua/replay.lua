@@ -14,9 +14,9 @@ if status ~= 'dead' then return status end
 if entry then redis.call('XDEL', key_dlq(), entry) end
 local expires = NOW + tonumber(ttl)
 redis.call('HDEL', mkey, F_DEAD_LETTER)
-redis.call('PEXPIREAT', mkey, expires + retention)
-set_status(mkey, user, 'dead', 'queued', n, attempt, 'replayed', {by = by}, F_ATTEMPTS, 0,
-  F_EXPIRES_AT, expires)
+redis.call('PEXPIREAT', mkey, int(expires + retention))
+set_status(mkey, user, 'dead', 'queued', n, attempt, 'replayed', {by = by}, F_ATTEMPTS, '0',
+  F_EXPIRES_AT, int(expires))
 user_acc(user).keep_until = expires + retention
-redis.call('XADD', key_stream(prio), '*', ENTRY_MESSAGE, id, ENTRY_USER, user)
+requeue(mkey, id, user, prio)
 return 'replayed'
