@@ -37,13 +37,19 @@ class MessageField(_Fields):
     PAYLOAD = "pl", "the payload, JSON"
     CREATED_AT = "ca", "enqueue time, server ms"
     EXPIRES_AT = "ea", "end of the ttl, server ms (a replay sets a fresh one)"
-    TTL = "tl", "the ttl, ms (what a replay starts again)"
+    TTL = "tl", "the ttl, ms, once replayed (before: `ea` - `ca`); what a replay starts again"
     MAX_ATTEMPTS = "ma", "attempts allowed before the message is dead"
     ATTEMPTS = "a", "attempts made: pushes to a device (absent until the first)"
     REPLY_REQUESTED = "rr", "`1` when the message asks for a reply (absent: it does not)"
     STATUS = "s", "the status (`delivery/status.py`)"
-    EVENTS = "n", "how many timeline events there are"
-    EVENT = "e", "prefix: `eK` is event K of the timeline, JSON `{t (ms), e, a, ...}`"
+    EVENTS = "n", "how many timeline events there are (absent: 1)"
+    EVENT = (
+        "e",
+        (
+            "prefix: `eK` is event K of the timeline, JSON `{t (ms), e, a, ...}`; absent `e1`: "
+            "queued at `ca`, attempt 0"
+        ),
+    )
     COLLAPSE_KEY = "ck", "the collapse key (only when given)"
     TOPIC = "tp", "the topic (only when given)"
     IDEMPOTENCY_KEY = "ik", "the idempotency key (only when given)"

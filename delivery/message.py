@@ -149,6 +149,8 @@ class Message:
                 detail = {x: y for x, y in e.items() if x not in ("t", "e", "a")}
                 at, name, attempt = ms(e["t"]), e["e"], int(e.get("a", 0))
                 events.append((int(k[len(F.EVENT) :]), Event(at, name, attempt, detail)))
+        if not events or events[0][0] != 1:  # a message queued at once: queued at created
+            events.append((1, Event(ms(int(g[F.CREATED_AT])), "queued", 0)))
         events.sort(key=lambda x: x[0])
         return cls(
             id=message_id,

@@ -60,7 +60,11 @@ def message_json(msg: Message, extra: dict[bytes, Any]) -> dict[str, Any]:
     out = msg.to_json()
     tl, da, dl = (extra.get(k.encode()) for k in (F.TTL, F.DELIVERED_AT, F.DEAD_LETTER))
     out["recipient"] = msg.user_id
-    out["ttl_seconds"] = None if tl is None else _int(tl) // 1000
+    if tl is None:  # never replayed: the ttl it was given is expires - created
+        ttl_ms = _int(extra.get(F.EXPIRES_AT.encode())) - _int(extra.get(F.CREATED_AT.encode()))
+    else:
+        ttl_ms = _int(tl)
+    out["ttl_seconds"] = ttl_ms // 1000
     out["delivered_at"] = _opt_iso(da)
     out["dead_letter_entry"] = None if dl is None else text(dl)
     for event in out["timeline"]:

@@ -154,8 +154,12 @@ async def wait_until(
 async def raw_timeline(r: aioredis.Redis, keyspace: Keyspace, mid: str) -> list[dict[str, Any]]:
     """A message's timeline events exactly as stored (t in server ms, e, a, detail)."""
     h = await r.hgetall(keyspace.msg(mid))
-    n = int(h.get(b"n", 0))
-    return [orjson.loads(h[f"e{i}".encode()]) for i in range(1, n + 1)]
+    n = int(h.get(b"n", 1))  # a message queued at once: its first event is implied
+    first = {"t": int(h[b"ca"]), "e": "queued", "a": 0}
+    return [
+        orjson.loads(h[f"e{i}".encode()]) if f"e{i}".encode() in h else first
+        for i in range(1, n + 1)
+    ]
 
 
 def neighbour(keyspace: Keyspace, user: str, stem: str = "other") -> str:

@@ -20,9 +20,8 @@ local function enqueue_opts(A, b)
   return o
 end
 
--- The first timeline event of a queued message: the same text for every message of
--- one script call (NOW is fixed); FIRST_EVENT is its field.
-local QUEUED_EVENT = '{"t":' .. NOW_S .. ',"e":"queued","a":0}'
+-- The first timeline event of a scheduled message is written (with its due time); a
+-- queued one's is implied by its creation time (see event_text in _lib.lua).
 local FIRST_EVENT = F_EVENT .. '1'
 
 local function enqueue_one(id, user, payload, o)
@@ -43,24 +42,23 @@ local function enqueue_one(id, user, payload, o)
 
   local due = NOW
   if o.delay >= 0 then due = NOW + o.delay elseif o.at >= 0 then due = o.at end
-  -- One HSET writes the whole new hash, its status and its first timeline event (only
-  -- numbers and fixed words: written without cjson). Attempts (0) and reply_requested
-  -- (0) are left out until they are not.
-  local status, first
-  if due > NOW then
-    status = 'scheduled'
-    first = '{"t":' .. NOW_S .. ',"e":"scheduled","a":0,"due":' .. int(due) .. '}'
-  else
-    status, first = 'queued', QUEUED_EVENT
-  end
-  if o.plain then
+  -- One HSET writes the whole new hash and its status. Left out until they are not:
+  -- attempts (0), reply_requested (0), the ttl (expires - created) and, for a message
+  -- queued at once, its first timeline event (queued at created).
+  local status = 'queued'
+  if due > NOW then status = 'scheduled' end
+  if o.plain and status == 'queued' then
     redis.call('HSET', mkey, F_USER, user, F_PRIORITY, o.prio, F_PAYLOAD, payload,
-      F_CREATED_AT, NOW_S, F_EXPIRES_AT, o.expires_s, F_TTL, o.ttl_s, F_MAX_ATTEMPTS, o.ma,
-      F_STATUS, status, F_EVENTS, '1', FIRST_EVENT, first)
+      F_CREATED_AT, NOW_S, F_EXPIRES_AT, o.expires_s, F_MAX_ATTEMPTS, o.ma, F_STATUS, status)
   else
     local fields = {F_USER, user, F_PRIORITY, o.prio, F_PAYLOAD, payload,
-      F_CREATED_AT, NOW_S, F_EXPIRES_AT, o.expires_s, F_TTL, o.ttl_s, F_MAX_ATTEMPTS, o.ma,
-      F_STATUS, status, F_EVENTS, '1', FIRST_EVENT, first}
+      F_CREATED_AT, NOW_S, F_EXPIRES_AT, o.expires_s, F_MAX_ATTEMPTS, o.ma, F_STATUS, status}
+    if status == 'scheduled' then
+      fields[#fields + 1] = F_EVENTS
+      fields[#fields + 1] = '1'
+      fields[#fields + 1] = FIRST_EVENT
+      fields[#fields + 1] = '{"t":' .. NOW_S .. ',"e":"scheduled","a":0,"due":' .. int(due) .. '}'
+    end
     if ck ~= '' then fields[#fields + 1] = F_COLLAPSE_KEY; fields[#fields + 1] = ck end
     if tp ~= '' then fields[#fields + 1] = F_TOPIC; fields[#fields + 1] = tp end
     if ik ~= '' then fields[#fields + 1] = F_IDEMPOTENCY_KEY; fields[#fields + 1] = ik end

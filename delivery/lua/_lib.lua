@@ -138,6 +138,13 @@ local function call_chunked(cmd, key, items, step)
   end
 end
 
+-- XACK of many entries of one stream, in chunks.
+local function xack(stream, ids)
+  for i = 1, #ids, 1000 do
+    redis.call('XACK', stream, GROUP, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+
 local function flush_user(user, u)
   if u.ids then
     -- enqueue: the index (capped, oldest dropped) and its lifetime: at least the index
@@ -165,29 +172,35 @@ end
 local function flush()
   for user, u in pairs(USERS) do flush_user(user, u) end
   for status, by in pairs(TOTALS) do redis.call('HINCRBY', key_totals(), status, by) end
-  for stream, ids in pairs(ACKS) do call_chunked('XACK', stream, {GROUP, unpack(ids)}, 1000) end
+  for stream, ids in pairs(ACKS) do xack(stream, ids) end
 end
 
--- The fields that append one event to a message's timeline: e1, e2, ... (F_EVENT .. k)
--- and their count (F_EVENTS), which the caller read with the rest of the hash. Callers
--- write them in the same HSET as the change they record. An event is JSON
--- {"t": ms, "e": name, "a": attempt, ...detail}, built by concatenation: `detail` is
--- nil, a string of ready JSON members (',"until":123', what the hot paths pass: ids
--- and numbers only, node and connection ids hold no character JSON would escape, see
--- delivery/members.py) or, on the rare paths, a table that cjson encodes. `attempt`
--- is the text Redis holds (nil: 0).
-local function event_fields(n, name, attempt, detail)
-  local e = '{"t":' .. NOW_S .. ',"e":"' .. name .. '","a":' .. (attempt or '0')
-  if detail == nil then
-    e = e .. '}'
-  elseif type(detail) == 'string' then
-    e = e .. detail .. '}'
-  elseif next(detail) == nil then
-    e = e .. '}'
-  else
-    e = e .. ',' .. string.sub(cjson.encode(detail), 2)
+-- A message's timeline: e1, e2, ... (F_EVENT .. k) and their count (F_EVENTS), which
+-- the caller read with the rest of the hash; each change writes its event in the same
+-- HSET. A message queued at once has neither until its second event: its first one,
+-- queued at F_CREATED_AT, is implied (no count: 1). An event is JSON {"t": ms, "e": name, "a": attempt, ...detail}, built by
+-- concatenation: `detail` is nil, a string of ready JSON members (',"until":123', what
+-- the hot paths pass: ids and numbers only, node and connection ids hold no character
+-- JSON would escape, see delivery/members.py) or, on the rare paths, a table that cjson
+-- encodes. `attempt` and `n` are the text Redis holds (nil or false: 0).
+local EVENT_FIELD = {}  -- k -> 'e' .. k, built once per k and call
+local function event_field(k)
+  local f = EVENT_FIELD[k]
+  if not f then
+    f = F_EVENT .. k
+    EVENT_FIELD[k] = f
   end
-  return inc(n), e
+  return f
+end
+
+local function detail_text(detail)
+  if detail == nil or next(detail) == nil then return '' end
+  return ',' .. string.sub(cjson.encode(detail), 2, -2)
+end
+
+local function event_text(name, attempt, detail)
+  if type(detail) ~= 'string' then detail = detail_text(detail) end
+  return '{"t":' .. NOW_S .. ',"e":"' .. name .. '","a":' .. (attempt or '0') .. detail .. '}'
 end
 
 -- ',"<name>":"<text>"' for event details built by concatenation (text without
@@ -198,22 +211,31 @@ end
 
 -- Append one event (and extra field/value pairs) to a message's timeline: one HSET.
 local function append(mkey, n, name, attempt, detail, ...)
-  local k, e = event_fields(n, name, attempt, detail)
-  redis.call('HSET', mkey, F_EVENTS, k, F_EVENT .. k, e, ...)
+  local k = inc(n or '1')
+  redis.call('HSET', mkey, F_EVENTS, k, event_field(k), event_text(name, attempt, detail), ...)
 end
 
 -- Change status, enforcing the transition table and adding it to the partition's
 -- totals, with its timeline event (named after the new status unless `evname` says
 -- otherwise) and extra field/value pairs: one HSET. `n` is the message's event count
 -- (F_EVENTS). Every status change of every script goes through here (the place where
--- a lifecycle event stream would be written in the same step).
+-- a lifecycle event stream would be written in the same step). The hot paths run it
+-- for every message: its lookups are cached per call (inlined: a Lua call costs more
+-- than the work here).
 local function set_status(mkey, user, old, new, n, attempt, evname, detail, ...)
-  if not allowed(old, new) then
+  local ok = CHECKED[old]
+  ok = ok and ok[new]
+  if ok == nil then ok = allowed(old, new) end
+  if not ok then
     return error('illegal transition ' .. tostring(old) .. ' -> ' .. new)
   end
-  if old ~= new then total(new) end
-  local k, e = event_fields(n, evname or new, attempt, detail)
-  redis.call('HSET', mkey, F_STATUS, new, F_EVENTS, k, F_EVENT .. k, e, ...)
+  if old ~= new then TOTALS[new] = (TOTALS[new] or 0) + 1 end
+  n = n or '1'
+  local k = NEXT[n] or inc(n)
+  if type(detail) ~= 'string' then detail = detail_text(detail) end
+  redis.call('HSET', mkey, F_STATUS, new, F_EVENTS, k, EVENT_FIELD[k] or event_field(k),
+    '{"t":' .. NOW_S .. ',"e":"' .. (evname or new) .. '","a":' .. (attempt or '0') .. detail
+    .. '}', ...)
 end
 
 -- Remove a message from the waiting structures its status `old` puts it in: a sent
@@ -358,7 +380,7 @@ end
 -- to the next of these or to the scheduler's pass).
 local function settle(tops)
   for stream, ids in pairs(ACKS) do
-    call_chunked('XACK', stream, {GROUP, unpack(ids)}, 1000)
+    xack(stream, ids)
     if not tops[stream] then tops[stream] = ids[#ids] end
   end
   ACKS = {}

@@ -18,7 +18,7 @@ if requested ~= '1' then return 'not_requested' end
 if replied then return 'duplicate' end
 append(mkey, n, 'replied', attempt, {conn = conn}, F_REPLY, data)
 if not FINAL[status] and status ~= 'dead' then
-  finish(mkey, id, user, status, 'delivered', (tonumber(n) or 0) + 1, attempt,
+  finish(mkey, id, user, status, 'delivered', inc(n or '1'), attempt,
     {conn = conn, via = 'reply'}, retention, 'acked', {m[7], m[8]}, F_DELIVERED_AT, NOW_S)
 end
 redis.call('PUBLISH', channel, data)
