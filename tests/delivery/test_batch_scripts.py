@@ -6,6 +6,7 @@ answers, in the order given, and leaves the same keys behind.
 
 from __future__ import annotations
 
+from delivery.edge_calls import AckRequest
 from delivery.keys import GROUP
 from tests.support import NODE, Harness, raw_timeline
 
@@ -130,3 +131,23 @@ async def test_a_batch_that_fails_midway_keeps_what_it_did_consistent(h: Harness
         entries[bad.id].entry_id,
     }
     assert await h.r.hget(ks.key(p, "totals"), "sent") == b"1"
+
+
+async def test_one_call_acknowledges_more_than_a_chunk_of_records(h: Harness) -> None:
+    """The acknowledgements of one call go out in chunks of 1,000 ids, each with the
+    group name: 1,100 acks of one stream in one call leave nothing pending."""
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    await h.connect("alice", conn="c1")
+    accepted = await h.producer.submit_many(
+        [{"user_id": "alice", "payload": i} for i in range(1_100)]
+    )
+    mids = [a.id for (a,) in accepted]
+    await h.pump()
+    stream = ks.stream(p, "normal")
+    assert (await h.r.xpending(stream, GROUP))["pending"] == 1_100
+
+    codes = await h.store.ack_many([AckRequest("alice", "c1", NODE, mids)])
+
+    assert set(codes[0].values()) == {"ok"}
+    assert (await h.r.xpending(stream, GROUP))["pending"] == 0
