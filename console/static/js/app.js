@@ -134,16 +134,23 @@ function App() {
   const [notice, setNotice] = useState(/** @type {string | null} */ (null));
   const [linkError, setLinkError] = useState(/** @type {any} */ (null));
   useEffect(() => {
-    const m = location.hash.match(/^#code=([\w-]+)/);
-    if (!m) return;
-    history.replaceState(null, "", `${location.pathname}${location.search}#/`);
-    call("POST", "session/link", { body: { code: m[1] }, token: null }).then(
-      (answer) => {
-        keep(answer.token, answer);
-        setMe(answer);
-      },
-      (e) => setLinkError(refusal(e)),
-    );
+    // a one-time link of `courier admin`: on load, or pasted into this tab's address bar
+    const redeem = () => {
+      const m = location.hash.match(/^#code=([\w-]+)/);
+      if (!m) return;
+      history.replaceState(null, "", `${location.pathname}${location.search}#/`);
+      setLinkError(null);
+      call("POST", "session/link", { body: { code: m[1] }, token: null }).then(
+        (answer) => {
+          keep(answer.token, answer);
+          setMe(answer);
+        },
+        (e) => setLinkError(refusal(e)),
+      );
+    };
+    redeem();
+    addEventListener("hashchange", redeem);
+    return () => removeEventListener("hashchange", redeem);
   }, []);
   useEffect(
     () =>
@@ -163,4 +170,6 @@ function App() {
   return html`<${Shell} me=${me} onSignOut=${() => (forget(), setMe(null), setNotice("Signed out."))} />`;
 }
 
-render(html`<${App} />`, /** @type {HTMLElement} */ (document.getElementById("app")));
+const root = /** @type {HTMLElement} */ (document.getElementById("app"));
+root.textContent = ""; // the "Loading" line
+render(html`<${App} />`, root);
