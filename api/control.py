@@ -35,7 +35,9 @@ class Disconnect:
     by: str
 
     def encode(self) -> bytes:
-        return orjson.dumps({"order": "disconnect", "u": self.user_id, "c": self.conn_ids, "by": self.by})
+        return orjson.dumps(
+            {"order": "disconnect", "u": self.user_id, "c": self.conn_ids, "by": self.by}
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> Disconnect | None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import orjson
 
-
 AUDIT_KEYS = ("actor", "action", "target")  # api/audit.py: who did what to what
 
 

@@ -46,11 +46,14 @@ def base_url(host: str, port: int) -> str:
 def admin(
     ctx: typer.Context,
     user: str = typer.Option(
-        None, "--user", help="Who signs in: the token's sub, named in the logs (default: your login name)."
+        None,
+        "--user",
+        help="Who signs in: the token's sub, named in the logs (default: your login name).",
     ),
     ttl: int = typer.Option(8 * 3600, help="Seconds the console stays signed in."),
     url: str = typer.Option(
-        None, help="The edge's address as your browser reaches it (default: http://HOST:PORT of the settings)."
+        None,
+        help="The edge's address as your browser reaches it (default: the settings' HOST:PORT).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

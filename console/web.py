@@ -7,10 +7,11 @@ page load and call nothing but this origin.
 
 Sign-in routes (kept out of the OpenAPI document: they are the page's, not the API):
 
-| route | body | answer |
-| --- | --- | --- |
-| ``POST /admin/session`` | none; ``Authorization: Bearer <admin token>`` | ``{"user_id", "role", "expires_at"}``; 401/403 otherwise |
-| ``POST /admin/session/link`` | ``{"code"}`` from ``courier admin``'s link | ``{"token", "user_id", "role", "expires_at"}``; 404 when the code is unknown, used or expired |
+- ``POST /admin/session`` with ``Authorization: Bearer <admin token>``: answers
+  ``{"user_id", "role", "expires_at"}`` (401 or 403 for another token);
+- ``POST /admin/session/link`` with ``{"code"}`` from ``courier admin``'s link:
+  answers ``{"token", "user_id", "role", "expires_at"}``, 404 when the code is
+  unknown, used already or expired.
 
 Both are logged as sign-ins (:mod:`api.audit`).
 """

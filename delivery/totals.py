@@ -74,7 +74,9 @@ class Totals:
         now = await clock.server_ms(self.redis)
         value = orjson.dumps({"at": now, **snapshot()})
         await self.redis.hset(self.key, self.process, value)
-        stale = [p for p, row in (await self.read_raw()).items() if now - row["at"] > TOTALS_STALE_MS]
+        stale = [
+            p for p, row in (await self.read_raw()).items() if now - row["at"] > TOTALS_STALE_MS
+        ]
         if stale:
             await self.redis.hdel(self.key, *stale)
         return PUBLISH_EVERY_S
@@ -87,7 +89,7 @@ class Totals:
             log.warning("could not remove the totals of %s", self.process, exc_info=True)
 
     async def read_raw(self) -> dict[str, dict[str, int]]:
-        raw: dict[Any, Any] = await self.redis.hgetall(self.key)  # type: ignore[misc]
+        raw: dict[Any, Any] = await self.redis.hgetall(self.key)
         return {text(k): orjson.loads(v) for k, v in raw.items()}
 
     async def read(self) -> dict[str, Any]:
