@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(max_connections=settings.max_connections)
         rt = Runtime.build(settings, with_consumers=consumers, local=hub.local_sink)
-        node = Node(rt, hub)
+        node = Node(rt, hub, verifier)
         app.state.runtime = rt
         app.state.hub = hub
         app.state.node = node
