@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-import time
-from collections.abc import Callable
+
+from delivery import clock
 
 from .connection import Connection
 from .hub import Hub
@@ -27,9 +27,8 @@ SLACK = 1024  # entries allowed beyond twice the connections before a rebuild
 
 
 class Expiries:
-    def __init__(self, hub: Hub, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.clock = clock  # wall-clock seconds: a token's `exp` is unix time
         self._heap: list[tuple[float, str]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for = math.inf
@@ -56,8 +55,9 @@ class Expiries:
         self._armed_for = math.inf
 
     def expire(self) -> int:
-        """Close every connection whose token expired by now; how many were closed."""
-        now = self.clock()
+        """Close every connection whose token expired by now (this machine's clock: a
+        token's ``exp`` is unix time); how many were closed."""
+        now = clock.wall()
         heap, conns = self._heap, self.hub.conns
         closed = 0
         while heap and heap[0][0] <= now:
@@ -79,7 +79,7 @@ class Expiries:
         if self._timer is not None:
             self._timer.cancel()
         self._armed_for = at
-        delay = max(0.0, at - self.clock())
+        delay = max(0.0, at - clock.wall())
         self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
 
     def _rebuild(self) -> None:

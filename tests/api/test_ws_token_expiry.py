@@ -8,10 +8,12 @@ import asyncio
 import time
 
 import jwt
+import pytest
 from websockets.exceptions import ConnectionClosed
 
 from api.expiry import SLACK, Expiries
 from api.hub import Hub
+from delivery import clock
 from tests.api.conftest import SECRET, Client, EdgeFactory
 from tests.api.test_connection_state import connection
 
@@ -118,11 +120,14 @@ async def test_each_connection_closes_at_its_own_exp(edge: EdgeFactory) -> None:
     assert now + 2 - 0.05 <= e_at <= now + 3.0 and now + 3 - 0.05 <= l_at <= now + 4.0
 
 
-async def test_the_heap_stays_near_the_number_of_connections() -> None:
+async def test_the_heap_stays_near_the_number_of_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Refreshes and closed connections leave entries behind; the heap is rebuilt
     from the live connections before it grows past twice their number (and a slack)."""
     hub = Hub(max_connections=10)
-    expiries = Expiries(hub, clock=lambda: 1000.0)
+    monkeypatch.setattr(clock, "wall", lambda: 1000.0)
+    expiries = Expiries(hub)
     conn = connection()
     hub.add(conn)
     for i in range(3 * SLACK):
@@ -130,6 +135,6 @@ async def test_the_heap_stays_near_the_number_of_connections() -> None:
         expiries.watch(conn)
         assert len(expiries) <= 2 * len(hub.conns) + SLACK + 1
     assert expiries.expire() == 0 and conn.is_open
-    expiries.clock = lambda: 2000.0 + 3 * SLACK
+    monkeypatch.setattr(clock, "wall", lambda: 2000.0 + 3 * SLACK)
     assert expiries.expire() == 1 and not conn.is_open and len(expiries) == 0
     expiries.stop()
