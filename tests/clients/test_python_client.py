@@ -226,11 +226,17 @@ async def test_a_reply_reaches_producer_request(serve: Any, producer: Producer) 
         if msg.reply_requested:
             await msg.reply({"answer": "yes", "to": msg.payload["q"]})
 
-    async with CourierClient(server.ws_url, get_token=lambda: server.token("ida"), **FAST) as c:
-        App(c, on_message=answer)
-        await c.ready(5)
+    client = CourierClient(
+        server.ws_url, get_token=lambda: server.token("ida"), ack="manual", **FAST
+    )
+    async with client:
+        app = App(client, on_message=answer)
+        await client.ready(5)
         got = await producer.request("ida", {"q": "proceed?"}, timeout=10)
-    assert got == {"answer": "yes", "to": "proceed?"}
+        assert got == {"answer": "yes", "to": "proceed?"}
+        (asked,) = app.got
+        m = await server.wait_status(asked.id, "delivered")  # the reply acked it too
+        assert any(e["event"] == "replied" for e in m["timeline"]), m["timeline"]
 
 
 async def test_a_frozen_server_is_noticed_by_the_heartbeat(serve: Any, producer: Producer) -> None:

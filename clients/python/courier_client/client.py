@@ -211,8 +211,11 @@ class CourierClient:
         self._acks.schedule()
 
     async def reply(self, message_id: str, data: Any) -> None:
-        """Answer a message with ``reply_requested``; sent now, or after a reconnect."""
+        """Answer a message with ``reply_requested``; sent now, or after a reconnect.
+        The reply counts as the message's ack (as in the JS client)."""
         await self._send_or_keep({"type": "reply", "id": message_id, "data": data})
+        if self._seen.get(message_id) is False:
+            self.ack(message_id)
 
     async def cancel(self, task_id: str) -> None:
         """Ask the producer of one of this user's tasks to cancel it."""
