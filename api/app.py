@@ -17,6 +17,7 @@ from delivery.settings import Settings
 
 from . import (
     errors,
+    examples,
     metrics_collector,
     routes_admin,
     routes_admin_ops,
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(max_connections=settings.max_connections)
         rt = Runtime.build(settings, with_consumers=consumers, local=hub.local_sink)
-        node = Node(rt, hub)
+        node = Node(rt, hub, verifier)
         app.state.runtime = rt
         app.state.hub = hub
         app.state.node = node
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     app.include_router(routes_tasks.router)
     app.include_router(ws.router)
     install_plugins(app)
+    examples.install(app, settings)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

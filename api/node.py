@@ -1,8 +1,9 @@
 """This edge node's background work around its :class:`~api.hub.Hub` (centrifuge's
 ``node.go``): the pub/sub listener that feeds the hub (this node's channel, live
 topic frames, broadcasts), the presence refresh with heartbeat timeouts and the
-dead-node sweep, the drains it starts again, the ack batcher, and start, stop and
-the graceful close of every connection.
+dead-node sweep, the drains it starts again, the ack batcher, the close of
+connections whose token expired (:mod:`api.expiry`), and start, stop and the graceful
+close of every connection.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from delivery.transport import decode_envelope
 
 from . import control
 from .acks import AckBatcher
+from .auth import Verifier
 from .connection import Connection
 from .drain import drain
+from .expiry import Expiries
 from .hub import Hub
 from .protocol import CloseCode
 from .runtime import Runtime
@@ -34,9 +37,11 @@ log = logging.getLogger(__name__)
 
 
 class Node:
-    def __init__(self, runtime: Runtime, hub: Hub) -> None:
+    def __init__(self, runtime: Runtime, hub: Hub, verifier: Verifier | None = None) -> None:
         self.rt = runtime
         self.hub = hub
+        self.verifier = verifier or Verifier(runtime.settings)  # also for `refresh` frames
+        self.expiries = Expiries(hub)  # connections closed when their token expires
         s = runtime.settings
         self.heartbeat_timeout = s.heartbeat_timeout_seconds
         self.refresh_every = min(s.heartbeat_interval_seconds, s.heartbeat_timeout_seconds / 3)
@@ -179,6 +184,7 @@ class Node:
         """Graceful shutdown: close every socket with 1001 (their endpoints hand the
         unacked messages back), then stop the loops and leave the node registry."""
         await self.close_all(CloseCode.GOING_AWAY)
+        self.expiries.stop()
         self.stop_event.set()
         for t in self.tasks:
             t.cancel()
