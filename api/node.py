@@ -64,6 +64,7 @@ class Node:
             asyncio.create_task(forever("presence", self.refresh, self.stop_event)),
         ]
         if self.totals is not None:
+            await self.totals.publish()  # counted from the start
             self.tasks.append(
                 asyncio.create_task(forever("totals", self.totals.publish, self.stop_event))
             )

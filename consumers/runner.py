@@ -82,6 +82,7 @@ class Consumers:
 
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
+        await self.totals.publish()  # this process is counted from the start
         self.stop_event.clear()
         cluster = is_cluster(self.redis)
         groups = read_groups(self.keyspace, self.partitions, cluster=cluster)
