@@ -83,10 +83,15 @@ async def courier_target(stack: Stack, o: Opts, **settings: Any) -> Target:
 
 async def finish_loadgens(stack: Stack, lg: Loadgens) -> dict[str, Any]:
     """Read CPU and memory (the measured phase ends now), then collect the loadgens."""
-    cpu, rss = stack.usage.cpu_seconds(), stack.usage.rss()
+    cpu, rss, ctx = stack.usage.cpu_seconds(), stack.usage.rss(), stack.usage.context()
     got = await lg.finish()
-    got.update(cpu_seconds=cpu, rss_mb=rss)
+    got.update(cpu_seconds=cpu, rss_mb=rss, machine=ctx)
     return got
+
+
+def cpu_per_message(cpu_seconds: dict[str, float], messages: int) -> dict[str, float]:
+    """CPU microseconds per message, per process role."""
+    return {role: round(s * 1e6 / max(messages, 1), 1) for role, s in cpu_seconds.items()}
 
 
 def finish_result(
@@ -122,6 +127,8 @@ def finish_result(
             "reconnects": got.get("reconnects", 0),
             "errors": got.get("errors", {}),
             "cdf_ms": cdf_points(lat),
+            "cpu_us_per_msg": cpu_per_message(got["cpu_seconds"], done),
+            "machine": got.get("machine", {}),
             **extra,
         },
     )

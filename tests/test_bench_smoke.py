@@ -12,6 +12,7 @@ Without the bench/ package (the Docker image) or without the `bench` extra,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +43,12 @@ def _run_in_an_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.chdir(tmp_path)
 
 
-def bench(*args: str) -> dict:
+def bench(*args: str, timeout: float = 100) -> dict:
     proc = subprocess.run(
         [COURIER, "bench", *args, "--json", "--quiet"],
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
@@ -85,6 +86,42 @@ def test_peer_runs_beside_e2e_with_the_ratio() -> None:
     assert body["ratio_e2e_to_peer"] == pytest.approx(
         body["e2e_throughput_msgs_per_s"] / body["throughput_msgs_per_s"], rel=0.01
     )
+
+
+@pytest.mark.skipif(
+    not (shutil.which("node") and shutil.which("npm")), reason="node and npm are not on PATH"
+)
+@pytest.mark.timeout(420)  # the first run installs the Node packages
+def test_node_peer_gets_the_same_clients_and_messages() -> None:
+    # Socket.IO 4.8 on Node (redis-adapter), a redis-emitter producer in its own process;
+    # `npm ci` runs first when bench/node/node_modules is missing or stale.
+    body = bench("peer", "--peer", "node", "--users", "20", "--messages", "200", timeout=400)
+    assert body["scenario"] == "peer" and body["side"] == "node" and body["users"] == 20
+    assert body["lost"] == 0 and body["duplicates"] == 0 and body["connect_success_rate"] == 1.0
+    assert body["acked_at_server"] == 200 and body["emitted"] == 200
+    assert {"server", "producer", "redis", "loadgen"} <= body["cpu_seconds"].keys()
+    assert body["e2e_lost"] == 0
+    assert body["ratio_e2e_to_peer"] == pytest.approx(
+        body["e2e_throughput_msgs_per_s"] / body["throughput_msgs_per_s"], rel=0.01
+    )
+
+
+def test_all_peers_in_interleaved_rounds_give_ranges() -> None:
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("node and npm are not on PATH")
+    body = bench("peer", "--peer", "all", "--rounds", "2", "--users", "20", "--messages", "200")
+    summary = body["summary"]
+    assert set(summary) == {"socketio", "node", "e2e"}
+    for side in summary.values():
+        t = side["throughput_msgs_per_s"]
+        assert len(t["values"]) == 2 and 0 < t["min"] <= t["median"] <= t["max"]
+        assert side["lost"]["max"] == 0
+    runs = body["runs"]
+    assert len(runs) == 6 and {r["round"] for r in runs} == {1, 2}
+    # the order rotates: no side runs first in both rounds
+    firsts = {r["round"]: r["side"] for r in runs if r["position"] == 1}
+    assert firsts[1] != firsts[2]
+    assert all(r["machine"]["other_cpu_s"] >= 0 for r in runs)
 
 
 def test_raw_ceiling_delivers_the_same_frames() -> None:
