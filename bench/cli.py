@@ -16,7 +16,8 @@ import typer
 from api.cli_common import BENCH_HINT
 
 bench_app = typer.Typer(
-    help="Benchmarks: enqueue, e2e, peer, raw, connections, drain, overload.", no_args_is_help=True
+    help="Benchmarks: enqueue, e2e, peer, raw, floor, connections, drain, overload.",
+    no_args_is_help=True,
 )
 
 USERS = typer.Option(1000, help="Connected WebSocket clients, one user each.")
@@ -237,6 +238,41 @@ def enqueue(
         json_out=json_out,
         notes=[f"producer / bare XADD pipeline: [bold]{ratio}[/] (goal >= 0.5)"],
     )
+
+
+@bench_app.command()
+def floor(
+    users: int = typer.Option(500, help="Connected WebSocket clients of the e2e run."),
+    messages: int = typer.Option(50_000, help="Messages of the e2e run."),
+    rounds: int = typer.Option(3, min=1, help="Rounds (e2e, then the isolated measures)."),
+    isolated: int = typer.Option(
+        24_000, help="Messages per round for today's scripts and for the floor, isolated."
+    ),
+    cycle: int = typer.Option(3_000, help="Isolated: accept, dispatch, ack this many at a time."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """Redis per delivered message: today's scripts, step by step, against the floor of
+    the commands a guaranteed delivery cannot avoid (redis-benchmark, INFO commandstats)."""
+    from rich.console import Console
+
+    from .floor import FloorOpts, run_floor
+    from .floor_report import show as show_floor
+
+    fo = FloorOpts(
+        users=users,
+        messages=messages,
+        rounds=rounds,
+        isolated=max(isolated, cycle),
+        cycle=cycle,
+        quiet=quiet,
+    )
+    res = _run(run_floor(fo))
+    wide = Console(highlight=False, width=180)  # the tables are wider than a terminal
+    wide.print(f"[bold]courier bench floor[/]: {rounds} round(s), ranges min - max")
+    show_floor(res.extra["summary"], wide)
+    if json_out:
+        print(orjson.dumps(res.to_json()).decode(), flush=True)
 
 
 @bench_app.command()
