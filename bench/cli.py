@@ -249,6 +249,9 @@ def floor(
         24_000, help="Messages per round for today's scripts and for the floor, isolated."
     ),
     cycle: int = typer.Option(3_000, help="Isolated: accept, dispatch, ack this many at a time."),
+    benchmark_requests: int = typer.Option(
+        50_000, help="redis-benchmark requests per command and pipeline depth."
+    ),
     json_out: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
@@ -265,6 +268,7 @@ def floor(
         rounds=rounds,
         isolated=max(isolated, cycle),
         cycle=cycle,
+        benchmark_requests=benchmark_requests,
         quiet=quiet,
     )
     res = _run(run_floor(fo))

@@ -66,6 +66,7 @@ class FloorOpts:
     isolated: int = 24_000  # messages per round for the replay and for the floor
     cycle: int = 3_000  # accepted, then dispatched, then acked, at a time
     trace_seconds: float = 0.3
+    benchmark_requests: int = floor_rb.REQUESTS
     quiet: bool = False
 
 
@@ -128,7 +129,7 @@ async def isolated_round(fo: FloorOpts, shape: Shape, tick: Ticker) -> dict[str,
         await r.config_set("appendonly", "yes")
         await replay.check((cycles + no_aof) * fo.cycle + min(fo.cycle, 1000))
         tick("redis-benchmark")
-        rb = await floor_rb.run(r, stack.redis.port, redis_proc)
+        rb = await floor_rb.run(r, stack.redis.port, redis_proc, fo.benchmark_requests)
         await r.aclose()
         return {
             "shape": shape.__dict__,

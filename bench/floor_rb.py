@@ -20,7 +20,7 @@ from .common import payload
 from .measure import commandstats
 from .procs import Proc
 
-REQUESTS = 100_000
+REQUESTS = 50_000
 KEYS = 100_000
 USERS = 500
 
@@ -76,14 +76,14 @@ async def _prefill(r: aioredis.Redis) -> None:
     await pipe.execute()
 
 
-async def _one(port: int, pipeline: int, keys: int, cmd: list[str]) -> float:
+async def _one(port: int, pipeline: int, keys: int, cmd: list[str], requests: int) -> float:
     binary = shutil.which("redis-benchmark") or "redis-benchmark"
     proc = await asyncio.create_subprocess_exec(
         binary,
         "-p",
         str(port),
         "-n",
-        str(REQUESTS),
+        str(requests),
         "-c",
         "20",
         "-P",
@@ -102,8 +102,11 @@ async def _one(port: int, pipeline: int, keys: int, cmd: list[str]) -> float:
     return float(m.group(1))
 
 
-async def run(r: aioredis.Redis, port: int, redis_proc: Proc) -> list[dict[str, Any]]:
-    """Every command of :data:`COMMANDS`, -P 1 then -P 16; one row each."""
+async def run(
+    r: aioredis.Redis, port: int, redis_proc: Proc, requests: int = REQUESTS
+) -> list[dict[str, Any]]:
+    """Every command of :data:`COMMANDS`, -P 1 then -P 16, ``requests`` each; one row
+    per command (none when redis-benchmark is not installed)."""
     if shutil.which("redis-benchmark") is None:
         return []
     await _prefill(r)
@@ -112,13 +115,13 @@ async def run(r: aioredis.Redis, port: int, redis_proc: Proc) -> list[dict[str, 
         row: dict[str, Any] = {"step": what, "command": " ".join(cmd[:1] + cmd[1:2])}
         for p in (1, 16):
             before, cpu0 = await commandstats(r), redis_proc.cpu()
-            rps = await _one(port, p, keys, cmd)
+            rps = await _one(port, p, keys, cmd, requests)
             cpu1, after = redis_proc.cpu(), await commandstats(r)
             calls = after.get(name, (0, 0))[0] - before.get(name, (0, 0))[0]
             usec = after.get(name, (0, 0))[1] - before.get(name, (0, 0))[1]
             row[f"P{p}"] = {
                 "rps": round(rps),
-                "redis_cpu_us_per_call": round((cpu1 - cpu0) * 1e6 / REQUESTS, 2),
+                "redis_cpu_us_per_call": round((cpu1 - cpu0) * 1e6 / requests, 2),
                 "us_per_call": round(usec / max(calls, 1), 3),
             }
         rows.append(row)

@@ -130,6 +130,34 @@ def test_raw_ceiling_delivers_the_same_frames() -> None:
     assert body["throughput_msgs_per_s"] > 0
 
 
+def test_floor_sets_todays_scripts_against_the_floor() -> None:
+    body = bench(
+        "floor",
+        *("--users", "20", "--messages", "400", "--rounds", "1"),
+        *("--isolated", "600", "--cycle", "300", "--benchmark-requests", "2000"),
+    )
+    assert body["scenario"] == "floor" and body["lost"] == 0 and body["rounds"] == 1
+    s = body["summary"]
+    steps = s["floor_steps"]
+    assert {"append", "record", "read", "sent", "inflight_add", "delivered", "retain"} <= set(steps)
+    for name in ("append", "record", "sent", "delivered"):  # one each per message
+        assert steps[name]["calls_per_msg"]["min"] == 1.0
+        assert steps[name]["us_per_call"]["min"] > 0
+    today = s["today"]
+    for script in ("enqueue_many", "dispatch_many", "ack_many"):
+        assert today[script]["script_us_per_msg"]["min"] > 0
+        assert today[script]["commands"], script  # the commands it ran, charged to it
+        lua = today[script]["lua_us_per_msg"]["min"]
+        inner = today[script]["commands_in_scripts_us_per_msg"]["min"]
+        assert lua + inner == pytest.approx(today[script]["script_us_per_msg"]["min"], abs=0.01)
+    # today does more than the floor of the same messages
+    assert s["floor_commands_us_per_msg"]["max"] < s["today_scripts_us_per_msg"]["min"]
+    assert s["no_aof"]["floor_redis_cpu_us_per_msg"]["min"] > 0
+    assert s["e2e"]["redis_cpu_us_per_msg"]["min"] > 0
+    run = body["runs"][0]
+    assert {r["step"] for r in run["isolated"]["redis_benchmark"]} >= {"append", "status write"}
+
+
 def test_connections_are_held_and_measured() -> None:
     body = bench("connections", "--connections", "200", "--hold", "1")
     assert body["connect_success_rate"] == 1.0
