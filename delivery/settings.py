@@ -6,8 +6,10 @@ plain keyword arguments) instead of reading the environment itself.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .members import check_id
 
 
 class Settings(BaseSettings):
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: str = "text"
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str | None) -> str | None:
+        # presence members are "node|conn": a node id never holds the separator
+        return None if v is None else check_id(v, "node_id")
 
     def origins(self) -> list[str] | None:
         """The allowed origins, or None for any."""

@@ -111,7 +111,7 @@ async def test_metrics_count_what_happened(edge: EdgeFactory) -> None:
     assert value(after, "courier_dead_letters") == 1
     assert value(after, "courier_parked_messages") == 1
     assert value(after, "courier_online_users") == 1
-    assert value(after, "courier_node_connections", node=node.hub.rt.node_id) == 1
+    assert value(after, "courier_node_connections", node=node.rt.node_id) == 1
     assert value(after, "courier_connections") >= 1
     assert value(after, "courier_consumers_alive") >= 1
     assert value(after, "courier_consumers_running") == 1
@@ -122,7 +122,7 @@ async def test_metrics_count_what_happened(edge: EdgeFactory) -> None:
 
 async def test_metrics_say_when_redis_is_unreachable(edge: EdgeFactory) -> None:
     node = await edge()
-    rt = node.hub.rt
+    rt = node.rt
     healthy = rt.redis
     broken = type(healthy).from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     rt.redis = rt.producer.redis = broken
