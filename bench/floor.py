@@ -311,6 +311,9 @@ async def run_floor(fo: FloorOpts) -> Result:
         tick(f"round {k + 1}/{fo.rounds}: e2e with a SLOWLOG trace (its shape)", force=True)
         _, traced = await e2e_round(fo, traced=True)
         shape = shape_of(traced)
+        missing = [n for n in SCRIPTS if n not in traced.shapes.get("scripts", {})]
+        if missing:
+            tick(f"the trace saw no {', '.join(missing)}: default batch sizes", force=True)
         tick(f"round {k + 1}/{fo.rounds}: isolated, shape {shape}", force=True)
         iso = await isolated_round(fo, shape, tick)
         rounds.append({"tables": round_tables(e2e, measured, traced, iso), "isolated": iso})
