@@ -23,10 +23,12 @@ from typing import Any
 
 import orjson
 
+from api.redis_server import free_port
+
 from .common import Ticker, err, user_ids
 from .driver import Child
 from .flows import Opts, finish_loadgens, finish_result, start_clients
-from .procs import Stack, free_port, http_get, wait_http
+from .procs import Stack, http_get, wait_http
 from .report import Result
 
 NODE_DIR = Path(__file__).with_name("node")
