@@ -23,7 +23,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
-from delivery.message import MAX_ID_LEN, iso_ms
+from delivery.message import iso_ms
 from delivery.metrics import DISCONNECTS
 from delivery.presence import Conn
 
@@ -114,8 +114,6 @@ def _admit(
         return CloseCode.UNAUTHORIZED, e.detail
     if user_id is not None and user_id != who.user_id:
         return CloseCode.FORBIDDEN, "the path user is not the token's subject"
-    if len(who.user_id) > MAX_ID_LEN:
-        return CloseCode.FORBIDDEN, "user id too long"
     if node.hub.full:
         return CloseCode.TRY_AGAIN_LATER, CloseCode.TRY_AGAIN_LATER.reason
     return who
@@ -124,7 +122,7 @@ def _admit(
 def _connection(ws: WebSocket, node: Node, who: Principal) -> Connection:
     settings = node.rt.settings
     client = ws.client
-    return Connection(
+    conn = Connection(
         Wire.of(ws),
         conn_id=secrets.token_hex(8),
         user_id=who.user_id,
@@ -132,9 +130,13 @@ def _connection(ws: WebSocket, node: Node, who: Principal) -> Connection:
         node_id=node.rt.node_id,
         queue_size=settings.send_queue_size,
         bucket=TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst),
+        max_chars=settings.send_queue_bytes,
+        max_unacked=settings.max_unacked,
         device=(ws.query_params.get("device") or ws.headers.get("user-agent") or "")[:200],
         address=f"{client.host}:{client.port}" if client else "",
     )
+    conn.wire.bind(conn.control_frame, max_buffered=settings.send_queue_bytes)
+    return conn
 
 
 async def _serve(node: Node, conn: Connection) -> None:
@@ -186,6 +188,7 @@ async def _writer(conn: Connection) -> None:
         while True:
             if conn.outbox:
                 await wire.send(conn.take_outbox())
+                conn.written()
             elif conn.is_open:
                 await conn.frames_ready()
             else:
