@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ from api.redis_server import free_port
 from delivery.keys import Keyspace
 
 COURIER = str(Path(sys.executable).with_name("courier"))
-SECRET = "courier-test-secret-0123456789abcdef"  # tests/api/conftest.py signs with it too
+SECRET = "courier-test-secret-0123456789abcdef"  # every test token is signed with it
 
 
 def serve_env(
@@ -98,3 +99,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 await asyncio.to_thread(self.proc.wait, 5)
+
+
+ServeProc = Callable[..., Awaitable[Proc]]
+"""The ``proc`` fixture (tests/api/conftest.py): ``await proc(name, *args, **env)``."""

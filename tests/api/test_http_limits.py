@@ -11,46 +11,19 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from api.auth import issue
-from delivery.keys import Keyspace
 from delivery.settings import Settings
 from tests.api.conftest import Client, EdgeFactory
-from tests.processes import SECRET, Proc, serve_env
+from tests.api.rawsock import handshake, raw, read_all
+from tests.processes import SECRET, ServeProc
 
 MB = 1024 * 1024
-
-
-def raw(port: int, timeout: float = 5.0) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def read_all(s: socket.socket, within: float = 5.0) -> bytes:
-    """Everything the server sends until it closes (or `within` passes: then what came,
-    followed by b'<open>')."""
-    s.settimeout(0.1)
-    out = b""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            chunk = s.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            return out
-        if not chunk:
-            return out
-        out += chunk
-    return out + b"<open>"
 
 
 def status_and_error(answer: bytes) -> tuple[int, dict[str, str]]:
@@ -158,22 +131,6 @@ async def test_an_upgrade_with_a_header_line_over_8_kb_is_answered_431(edge: Edg
 # -- a real process under attack ------------------------------------------------------
 
 
-@pytest.fixture
-async def proc(
-    redis_url: str, keyspace: Keyspace, r: aioredis.Redis, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[Proc]]]:
-    procs: list[Proc] = []
-
-    async def start(name: str, **env: str) -> Proc:
-        p = Proc(name, serve_env(name, redis_url, keyspace, tmp_path, **env), tmp_path)
-        procs.append(p)
-        await p.ready()
-        return p
-
-    yield start
-    await asyncio.gather(*(p.stop() for p in procs))
-
-
 async def _pinger(c: Client, rtts: list[float], stop: asyncio.Event) -> None:
     while not stop.is_set():
         t0 = time.monotonic()
@@ -212,7 +169,7 @@ def _send_huge_header(port: int, size: int, peak: list[int], rss: Callable[[], i
 
 @pytest.mark.slow
 async def test_a_96_mb_header_costs_no_memory_and_stalls_nobody(
-    proc: Callable[..., Awaitable[Proc]],
+    proc: ServeProc,
 ) -> None:
     p = await proc(
         "edge", COURIER_HEARTBEAT_INTERVAL_SECONDS="30", COURIER_HEARTBEAT_TIMEOUT_SECONDS="60"
@@ -243,20 +200,6 @@ async def test_a_96_mb_header_costs_no_memory_and_stalls_nobody(
 
 
 # -- WebSocket control frames ---------------------------------------------------------
-
-
-def _handshake(port: int, token: str) -> socket.socket:
-    s = raw(port)
-    s.sendall(
-        b"GET /v1/ws?token=" + token.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
 
 
 def _ping_frame(payload: bytes) -> bytes:
@@ -291,7 +234,7 @@ async def test_protocol_pings_count_against_the_rate_limit(edge: EdgeFactory) ->
 
 @pytest.mark.slow
 async def test_a_ping_flood_from_a_client_that_never_reads_is_dropped(
-    proc: Callable[..., Awaitable[Proc]],
+    proc: ServeProc,
 ) -> None:
     # a rate limit this generous lets the pings through: the socket's buffer stops them
     p = await proc(
@@ -300,7 +243,7 @@ async def test_a_ping_flood_from_a_client_that_never_reads_is_dropped(
         COURIER_RATE_LIMIT_BURST="1000000",
         COURIER_SEND_QUEUE_BYTES=str(256 * 1024),
     )
-    s = _handshake(p.port, issue(Settings(jwt_secret=SECRET), "flood"))
+    s = handshake(p.port, issue(Settings(jwt_secret=SECRET), "flood"))
     before = p.rss()
     peak: list[int] = []
     done = threading.Event()
