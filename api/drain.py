@@ -13,6 +13,7 @@ import logging
 from typing import cast
 
 from consumers.resilience import retrying
+from delivery.fields import MessageField
 from delivery.store import Push
 
 from .connection import Connection
@@ -120,7 +121,7 @@ async def _forget_settled(rt: Runtime, conn: Connection) -> None:
         return
     pipe = rt.redis.pipeline(transaction=False)
     for mid in ids:
-        pipe.hget(rt.keyspace.msg(mid), "s")
+        pipe.hget(rt.keyspace.msg(mid), MessageField.STATUS)
     for mid, status in zip(ids, await pipe.execute(), strict=True):
         if status != b"sent":
             conn.unacked.pop(mid, None)

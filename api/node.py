@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from consumers.resilience import forever
+from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import FRAMES_OUT
 from delivery.presence import Conn
 from delivery.transport import decode_envelope
@@ -96,7 +97,7 @@ class Node:
         async with self.rt.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(report, "nodes", 1)
             pipe.hincrby(report, "connections", n)
-            pipe.expire(report, 300)
+            pipe.expire(report, BROADCAST_REPORT_TTL_S)
             await pipe.execute()
 
     # -- presence -------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import SettingsError
+from .members import check_id
 
 
 class JwtAlgorithm(StrEnum):
@@ -125,6 +126,12 @@ class Settings(BaseSettings):
         for problem in _incoherent(self):
             raise ValueError(problem)
         return self
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str | None) -> str | None:
+        # presence members are "node|conn": a node id never holds the separator
+        return None if v is None else check_id(v, "node_id")
 
     def origins(self) -> list[str] | None:
         """The allowed origins, or None for any."""
