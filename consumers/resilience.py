@@ -15,17 +15,35 @@ from delivery.metrics import REDIS_ERRORS
 log = logging.getLogger(__name__)
 
 
+# redis-py names these errors by class (and strips their code from the text); the
+# texts are what a script's error carries on Redis 6.2, or a pipeline's.
+_GOING_AWAY = (
+    rex.ReadOnlyError,  # a failover made our primary a replica
+    rex.ClusterDownError,
+    rex.TryAgainError,
+    rex.NoScriptError,  # Redis restarted and lost its script cache mid-pipeline
+)
+_GOING_AWAY_TEXT = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOSCRIPT")
+
+
+def redis_full(exc: BaseException) -> bool:
+    """Redis refused a write because it is out of memory (``maxmemory`` with the
+    ``noeviction`` policy Courier needs): transient, it passes when memory frees."""
+    if isinstance(exc, rex.OutOfMemoryError):
+        return True
+    return isinstance(exc, rex.ResponseError) and "OOM command not allowed" in str(exc)
+
+
 def transient(exc: BaseException) -> bool:
-    """Errors that a Redis restart or failover causes and that go away by themselves."""
-    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | rex.BusyLoadingError | OSError):
+    """Errors that go away by themselves: Redis restarting, failing over, full, or out
+    of reach. Nothing they interrupted counts against a message (no attempt, no
+    poison delivery: see ``Worker``)."""
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *_GOING_AWAY)):
+        return True  # BusyLoadingError (LOADING) is a ConnectionError
+    if redis_full(exc):
         return True
     if isinstance(exc, rex.ResponseError):
-        text = str(exc)
-        # NOSCRIPT: Redis restarted and lost its script cache in the middle of a
-        # pipeline; running the step again reloads the scripts.
-        return text.startswith(
-            ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOSCRIPT")
-        )
+        return str(exc).startswith(_GOING_AWAY_TEXT)
     return False
 
 

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
-import orjson
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import PayloadTooLarge, ValidationError
 from .keys import USER_INDEX_CAP, Keyspace, partition_of
-from .message import MessageIn, Priority, id_in, text
+from .message import MessageIn, Priority, id_in, json_bytes, text
 from .settings import Settings
 
 
@@ -144,7 +143,7 @@ def build(
             msg = MessageIn.model_validate(msg)
         except PydanticValidationError as e:
             raise ValidationError(first_error(e)) from None
-    payload = orjson.dumps(msg.payload)
+    payload = json_bytes(msg.payload, "payload")
     if len(payload) > limits.max_payload_bytes:
         raise PayloadTooLarge(
             f"payload is {len(payload)} bytes; the limit is {limits.max_payload_bytes}"

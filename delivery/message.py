@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .exceptions import ValidationError
 from .fields import MessageField
 from .keys import partition_of
 from .status import Status
@@ -51,6 +52,19 @@ def id_in(partition: int) -> str:
 # and paragraph separators, braces (hash tags) and lone surrogates (not UTF-8: Redis
 # and JSON could not carry them).
 _NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f{}\u2028\u2029\ud800-\udfff]")
+
+
+def json_bytes(value: Any, what: str) -> bytes:
+    """``value`` as compact JSON; ValidationError (422) saying why when it cannot be
+    written: nested deeper than 254 levels, an integer outside 64 bits, a string that
+    is not UTF-8 (a lone surrogate), a type JSON does not have."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as e:
+        why = str(e)
+        if "Recursion" in why:
+            why = "nested deeper than 254 levels"
+        raise ValidationError(f"{what} cannot be stored as JSON: {why}") from None
 
 
 def check_name(value: str, what: str) -> str:
