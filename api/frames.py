@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from consumers.resilience import transient
 from delivery.exceptions import NotFound, ValidationError
 from delivery.message import MAX_ID_LEN, json_bytes
 from delivery.presence import Conn
@@ -107,8 +108,12 @@ async def _ping(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
         ts = int(time.time() * 1000)
     elif not isinstance(ts, int | float | str | bool):
         raise FrameError(ErrorCode.INVALID_FRAME, "'ts' must be a number or a string")
-    if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
-        node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
+    try:
+        if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
+            node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
+    except Exception as e:  # Redis full or away: the client is alive all the same
+        if not transient(e):
+            raise
     conn.offer(protocol.pong(ts))
 
 

@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     ALREADY_REPLIED = "already_replied"
     UNKNOWN_TASK = "unknown_task"
     TOO_MANY_TOPICS = "too_many_topics"
+    UNAVAILABLE = "unavailable"  # Redis refused (full, failing over): send it again later
 
 
 class CloseCode(IntEnum):

@@ -23,6 +23,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from consumers.resilience import retrying, transient
 from delivery.message import iso_ms
 from delivery.metrics import DISCONNECTS
 from delivery.presence import Conn
@@ -34,11 +35,13 @@ from .drain import drain
 from .frames import FrameError, ack, dispatch
 from .inbound import Ack, Action, Close, Closed, Refuse, Serve, plan
 from .node import Node
-from .protocol import CloseCode, close_label
+from .protocol import CloseCode, ErrorCode, close_label
 from .wire import Wire
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+
+REDIS_BUSY = "Redis is unavailable or full; try again later"
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -141,11 +144,20 @@ def _connection(ws: WebSocket, node: Node, who: Principal) -> Connection:
 
 async def _serve(node: Node, conn: Connection) -> None:
     rt = node.rt
-    now = await rt.presence.connect(
-        Conn(conn.user_id, conn.conn_id, conn.node_id),
-        device=conn.device,
-        address=conn.address,
-    )
+    try:
+        now = await rt.presence.connect(
+            Conn(conn.user_id, conn.conn_id, conn.node_id),
+            device=conn.device,
+            address=conn.address,
+        )
+    except Exception as e:
+        if not transient(e):
+            raise
+        # Redis is full or away: refuse cleanly, the client retries with backoff
+        log.warning("refused %s: Redis unavailable (%s)", conn.conn_id, e, extra=conn.log_ids())
+        conn.request_close(CloseCode.TRY_AGAIN_LATER, REDIS_BUSY)
+        await _writer(conn)
+        return
     log.info(
         "connected %s user=%s device=%r",
         conn.conn_id,
@@ -223,19 +235,38 @@ async def _carry_out(node: Node, conn: Connection, action: Action) -> None:
     closed it)."""
     match action:
         case Ack(ids):
-            await ack(node, conn, ids)
+            try:
+                await ack(node, conn, ids)
+            except Exception as e:
+                if not transient(e):
+                    raise
+                node.spawn(_ack_later(node, conn, ids))  # the client acked: it counts
         case Serve(frame):
             if conn.is_open:
                 try:
                     await dispatch(node, conn, frame)
                 except FrameError as e:
                     conn.offer(e.frame())
+                except Exception as e:
+                    if not transient(e):
+                        raise
+                    conn.offer(protocol.error(ErrorCode.UNAVAILABLE, REDIS_BUSY))
         case Refuse(frame):
             conn.offer(frame)
         case Close(code):
             conn.request_close(code)
         case Closed(code):
             conn.closed(code)
+
+
+async def _ack_later(node: Node, conn: Connection, ids: list[str]) -> None:
+    """Acks Redis could not take (full, failing over): retried until it takes them,
+    even after the connection closed, so that a message a device acked while Redis was
+    full ends delivered."""
+    try:
+        await retrying("ack", lambda: ack(node, conn, ids))
+    except Exception:
+        log.warning("acks of %s lost: %s", conn.conn_id, ids[:5], exc_info=True)
 
 
 async def _refuse(ws: WebSocket, code: CloseCode, reason: str) -> None:

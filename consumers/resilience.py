@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from redis import exceptions as rex
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from delivery.metrics import REDIS_ERRORS
+from delivery.metrics import REDIS_ERRORS, REDIS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ async def retrying(name: str, step: Callable[[], Awaitable[object]]) -> object:
     def _log(state: RetryCallState) -> None:
         REDIS_ERRORS.labels(name).inc()
         exc = state.outcome.exception() if state.outcome else None
+        if exc is not None and redis_full(exc):
+            REDIS_REFUSED.labels(name).inc()
         log.warning("%s: redis unavailable (%s); retry %d", name, exc, state.attempt_number)
 
     async for attempt in AsyncRetrying(

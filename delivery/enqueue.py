@@ -88,6 +88,7 @@ class Enqueue:
     user_id: str
     payload: bytes
     opts: EnqueueOptions
+    reservation: str | None = None  # KEYS[2]: see delivery.producer.reserve
 
     def args(self) -> list[Any]:
         return [self.id, self.user_id, self.payload, *self.opts]
@@ -106,6 +107,7 @@ class EnqueueMany:
     SCRIPT: ClassVar[str] = "enqueue_many"
     prefix: str
     calls: Sequence[Enqueue]
+    reservation: str | None = None  # KEYS[2]: see delivery.producer.reserve
 
     def args(self) -> list[Any]:
         return many_args(self.calls)

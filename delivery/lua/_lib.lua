@@ -16,6 +16,16 @@ local FINAL = {delivered = true, expired = true, cancelled = true}
 local function allowed(old, new)
   return string.find(ALLOWED, ' ' .. tostring(old) .. '>' .. new .. ' ', 1, true) ~= nil
 end
+-- Scripts that must not run while Redis refuses writes (out of memory: maxmemory with
+-- noeviction) call this before their first write. SETRANGE of an empty string writes
+-- nothing, but Redis refuses it, like any write that could grow memory, when the
+-- script started out of memory and has written nothing yet: the script ends with
+-- nothing done. retry, bury and dispatch use it, so that while Redis is full no
+-- attempt is counted and nothing is buried or sent.
+local function refuse_when_full()
+  redis.call('SETRANGE', key_gate(), 0, '')
+end
+
 -- Redis 7 knows PEXPIREAT ... LT (Redis 6.2 scripts have no REDIS_VERSION_NUM).
 local HAS_LT = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
