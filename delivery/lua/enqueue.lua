@@ -11,7 +11,7 @@
 -- Returns {id, status, created (1) or 0 when the idempotency key already had a message}.
 -- (delivery/enqueue.py: Enqueue, EnqueueOptions)
 local RESERVATION = KEYS[2]
-if RESERVATION then redis.call('DEL', RESERVATION) end
 local id, user, payload = ARGV[1], ARGV[2], ARGV[3]
 local OPTIONS_AFTER = 3
+if RESERVATION then redis.call('DEL', RESERVATION) end
 return {enqueue_one(id, user, payload, enqueue_opts(ARGV, OPTIONS_AFTER))}

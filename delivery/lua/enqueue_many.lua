@@ -12,9 +12,9 @@
 -- Returns {id, status, created} of each message, in order, flattened.
 -- (delivery/enqueue.py: EnqueueMany)
 local RESERVATION = KEYS[2]
-if RESERVATION then redis.call('DEL', RESERVATION) end
 local k = tonumber(ARGV[1])
 local PER_SET, PER_MESSAGE = 13, 4
+if RESERVATION then redis.call('DEL', RESERVATION) end
 local opts = {}
 for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * PER_SET) end
 local out = {}
