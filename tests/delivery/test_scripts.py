@@ -323,10 +323,17 @@ async def test_ack(h: Harness) -> None:
         keys=[ks.part(p)], args=[other, "c", NODE, RETENTION, 2, mid, dead, missing]
     )
     assert raw == [b"forbidden", b"forbidden", b"unknown"]
+    # A dead message acked late (its edge stalled): delivered, out of the dead letters.
+    assert await h.r.xlen(ks.key(p, "dlq")) == 1
     raw = await h.store.scripts.ack(
         keys=[ks.part(p)], args=["alice", "c", NODE, RETENTION, 2, dead]
     )
-    assert raw == [b"final"] and await h.status(dead) == "dead"
+    assert raw[0].decode().startswith("ok|") and await h.status(dead) == "delivered"
+    assert await h.r.xlen(ks.key(p, "dlq")) == 0
+    m = await h.r.hgetall(ks.msg(dead))
+    assert b"dl" not in m and 0 < await h.r.pttl(ks.msg(dead)) <= RETENTION
+    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
+    assert stats[b"dead"] == b"0" and stats[b"delivered"] == b"2"
 
 
 async def test_due(h: Harness) -> None:
