@@ -178,9 +178,11 @@ async def test_dispatch(h: Harness) -> None:
     assert (outcome, push) == ("parked", None)
     pb = ks.partition_of("bob")
     bcreated = int(await h.r.hget(ks.msg(off.id), "ca"))
-    # score: priority (low = 2), then creation ms since 2024, then the entry's sequence
-    seq = int(entry.entry_id.split("-")[1])
-    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + seq
+    # score: priority (low = 2), then creation ms since 2024, then the entry's place in
+    # that millisecond (its ms after the creation, 0 .. 3, then its sequence)
+    ems, seq = (int(x) for x in entry.entry_id.split("-"))
+    tail = max(0, min(ems - bcreated, 3)) * 1024 + min(seq, 1023)
+    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + tail
     assert await h.r.zscore(ks.user("bob", "parked"), off.id) == score
     parkx = await h.r.zscore(ks.key(pb, "parkx"), off.id)
     assert parkx == (await raw_timeline(h.r, ks, off.id))[-1]["until"]
