@@ -24,6 +24,7 @@ from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from consumers.resilience import retrying, transient
+from delivery.exceptions import TooManyConnections
 from delivery.message import iso_ms
 from delivery.metrics import DISCONNECTS
 from delivery.presence import Conn
@@ -147,9 +148,16 @@ async def _serve(node: Node, conn: Connection) -> None:
     try:
         now = await rt.presence.connect(
             Conn(conn.user_id, conn.conn_id, conn.node_id),
+            max_per_user=rt.settings.max_connections_per_user,
             device=conn.device,
             address=conn.address,
         )
+    except TooManyConnections:
+        limit = rt.settings.max_connections_per_user
+        log.info("refused %s: user has %d connections", conn.conn_id, limit, extra=conn.log_ids())
+        conn.request_close(CloseCode.RATE_LIMITED, f"too many connections of this user ({limit})")
+        await _writer(conn)
+        return
     except Exception as e:
         if not transient(e):
             raise

@@ -9,6 +9,7 @@
      ├── Conflict             the message is not in a state that allows this (HTTP 409)
      ├── IllegalTransition    a status change the table forbids (a bug if raised)
      ├── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
+     ├── TooManyConnections   a user has MAX_CONNECTIONS_PER_USER live connections (4429)
      ├── SettingsError        a setting (or a combination) that cannot work; one line
      └── ReplyTimeout         no answer to a confirmation request in time
 """
@@ -57,6 +58,13 @@ class IllegalTransition(CourierError):
 class StoreUnavailable(CourierError):
     code = "redis_unavailable"
     http_status = 503
+
+
+class TooManyConnections(CourierError):
+    """A user already has MAX_CONNECTIONS_PER_USER live connections."""
+
+    code = "too_many_connections"
+    http_status = 429
 
 
 class SettingsError(CourierError, ValueError):

@@ -81,3 +81,20 @@ async def test_a_device_that_never_acks_is_closed_past_max_unacked(edge: EdgeFac
         await back.ack(frame["id"])
     for mid in ids:
         await node.wait_status(mid, "delivered")
+
+
+async def test_a_user_past_max_connections_per_user_is_refused_with_4429(
+    edge: EdgeFactory,
+) -> None:
+    a = await edge(max_connections_per_user=2)
+    b = await edge(max_connections_per_user=2)  # the cap holds across edges
+    first, _ = await a.online("many")
+    await b.online("many")
+    third = await a.connect("many")
+    assert await third.closed() == 4429
+    assert third.ws.close_reason == "too many connections of this user (2)"
+    await b.online("someone-else")  # other users are not affected
+    await first.close()
+    await asyncio.sleep(0.1)
+    _, hello = await b.online("many")  # room again once one closed
+    assert hello["user_id"] == "many"
