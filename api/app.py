@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from delivery.settings import Settings
 
-from . import errors, metrics_collector, routes_admin, routes_messages, routes_tasks, ws
+from . import errors, examples, metrics_collector, routes_admin, routes_messages, routes_tasks, ws
 from .auth import Verifier
 from .body_limit import BodyLimit
 from .hub import Hub
@@ -32,8 +32,8 @@ def body_limit(settings: Settings) -> int:
 
 
 class CourierApp(FastAPI):
-    """FastAPI whose WebSocket edge skips the middleware stack (HTTP only: body limit,
-    error pages, telemetry): see :func:`api.ws.serve`."""
+    """FastAPI whose WebSocket edge skips the middleware stack (it is for HTTP: the
+    body limit and the error handlers): see :func:`api.ws.serve`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(max_connections=settings.max_connections)
         rt = Runtime.build(settings, with_consumers=consumers, local=hub.local_sink)
-        node = Node(rt, hub)
+        node = Node(rt, hub, verifier)
         app.state.runtime = rt
         app.state.hub = hub
         app.state.node = node
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     app.include_router(routes_admin.router)
     app.include_router(routes_tasks.router)
     app.include_router(ws.router)
+    examples.install(app, settings)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -6,12 +6,12 @@ id: 1 to 200 characters, no control characters, braces or lone surrogates), ``ex
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 
 import jwt
 
+from delivery import clock
 from delivery.exceptions import SettingsError
 from delivery.message import check_name
 from delivery.settings import JwtAlgorithm, Settings
@@ -27,6 +27,7 @@ class Role(StrEnum):
 class Principal:
     user_id: str
     role: Role
+    exp: float = 0.0  # the token's expiry, unix seconds (a WebSocket closes then: 4401)
 
 
 class AuthError(Exception):
@@ -72,12 +73,12 @@ class Verifier:
             role = Role(claims.get("role", "user"))
         except ValueError:
             raise AuthError(f"unknown role {claims.get('role')!r}") from None
-        return Principal(sub, role)
+        return Principal(sub, role, float(claims["exp"]))
 
 
 def issue(settings: Settings, user_id: str, *, role: str = "user", ttl: int = 3600) -> str:
     """A token signed with the configured secret (HS256), for trying things out."""
-    now = int(time.time())
+    now = int(clock.wall())
     claims = {"sub": user_id, "role": Role(role).value, "iat": now, "exp": now + ttl}
     if not settings.jwt_secret:
         raise ValueError("set COURIER_JWT_SECRET (or start `courier serve` once to make one)")

@@ -67,6 +67,7 @@ def serve(
         f"Try:  courier token alice            # a user token for the WebSocket\n"
         f"      courier token backend --role service   # may POST {base}/v1/messages"
     )
+    _examples_banner(settings)
     # uvicorn re-raises SIGTERM after its graceful shutdown; make that a normal exit so
     # the embedded Redis below is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -81,6 +82,17 @@ def serve(
         if embedded is not None:
             embedded.stop()
             url_file.unlink(missing_ok=True)
+
+
+def _examples_banner(settings: Settings) -> None:
+    """The inbox page's URL, with a user token for `alice` (valid for a day), when the
+    checkout's examples are served (api/examples.py)."""
+    from .auth import issue
+    from .examples import banner
+
+    line = banner(settings, issue(settings, "alice", ttl=86400))
+    if line is not None:
+        typer.echo(line + "   # the example page, as user alice")
 
 
 @app.command()

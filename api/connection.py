@@ -25,9 +25,10 @@ drain for acks) instead of a Queue and Events per connection."""
 from __future__ import annotations
 
 import asyncio
-import time
+import math
 from enum import Enum
 
+from delivery import clock
 from delivery.exceptions import IllegalTransition
 from delivery.metrics import DELIVER_TO_ACK_SECONDS
 
@@ -67,10 +68,10 @@ class TokenBucket:
         self.rate = rate
         self.burst = burst
         self.tokens = float(burst)
-        self.stamp = time.monotonic()
+        self.stamp = clock.monotonic()
 
     def take(self) -> bool:
-        now = time.monotonic()
+        now = clock.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens < 1:
@@ -103,6 +104,7 @@ class Connection:
         "outbox_chars",
         "queue_size",
         "role",
+        "token_exp",
         "topics",
         "unacked",
         "user_id",
@@ -123,6 +125,7 @@ class Connection:
         max_unacked: int = 10_000,
         device: str = "",
         address: str = "",
+        token_exp: float = math.inf,
     ) -> None:
         self.wire = wire
         self.conn_id = conn_id
@@ -142,8 +145,9 @@ class Connection:
         self.draining = False  # one drain at a time (see api.drain.drain)
         self.drain_more = False  # asked for another drain while one ran
         self.bucket = bucket
-        self.last_seen = time.monotonic()
+        self.last_seen = clock.monotonic()
         self.topics: set[str] = set()
+        self.token_exp = token_exp  # unix seconds; closed with 4401 then (api.expiry)
         self._state = State.OPEN
         self.close_code: int | None = None  # ours, the client's, or 1006 when it was lost
         self.close_reason = ""
@@ -202,7 +206,7 @@ class Connection:
         self.outbox.append(frame)
         self.outbox_chars += len(frame)
         if message_id is not None:
-            self.unacked[message_id] = time.monotonic()
+            self.unacked[message_id] = clock.monotonic()
         self._wake()
         return True
 
@@ -294,11 +298,11 @@ class Connection:
         for mid in ids:
             pushed = self.unacked.pop(mid, None)
             if pushed is not None:
-                DELIVER_TO_ACK_SECONDS.observe(time.monotonic() - pushed)
+                DELIVER_TO_ACK_SECONDS.observe(clock.monotonic() - pushed)
         self._made_room()
 
     def seen(self) -> None:
-        self.last_seen = time.monotonic()
+        self.last_seen = clock.monotonic()
 
     def log_ids(self) -> dict[str, str]:
         """Fields JSON logs carry to follow one connection across processes."""

@@ -12,7 +12,8 @@ from .runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    rt: Runtime = request.app.state.runtime  # Starlette's state holds Any
+    return rt
 
 
 def principal(request: Request) -> Principal:
@@ -28,7 +29,8 @@ def principal(request: Request) -> Principal:
 
 
 def require(*roles: Role) -> Callable[[Request], Principal]:
-    """Only these roles (admin may always act as a service too)."""
+    """Only these roles (``service`` below names admin too: an admin may act as a
+    service)."""
     allowed = set(roles)
 
     def dep(request: Request) -> Principal:

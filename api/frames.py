@@ -1,5 +1,5 @@
 """Client frames: ``ack``, ``ping``, ``subscribe``, ``unsubscribe``, ``reply``,
-``cancel`` (:class:`~api.protocol.ClientFrame`), parsed and served. Bad frames raise
+``cancel``, ``refresh`` (:class:`~api.protocol.ClientFrame`), parsed and served. Bad frames raise
 :class:`FrameError`, which becomes an ``error`` frame; the connection stays open.
 
 :func:`parse` and :func:`ack_ids` do no I/O (the reader's plan uses them,
@@ -9,16 +9,17 @@ connection lives on."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from consumers.resilience import transient
+from delivery import clock
 from delivery.exceptions import NotFound, ValidationError
 from delivery.message import MAX_ID_LEN, json_bytes
 from delivery.presence import Conn
 
 from . import protocol, strict_json
+from .auth import AuthError
 from .protocol import MAX_ACK_IDS, MAX_TOPICS, ClientFrame, ErrorCode
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def _unknown_message(mid: str) -> FrameError:
 async def _ping(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     ts = frame.get("ts")
     if ts is None:
-        ts = int(time.time() * 1000)
+        ts = clock.wall_ms()
     elif not isinstance(ts, int | float | str | bool):
         raise FrameError(ErrorCode.INVALID_FRAME, "'ts' must be a number or a string")
     try:
@@ -181,6 +182,33 @@ async def _cancel(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
         raise FrameError(ErrorCode.UNKNOWN_TASK, f"no task {task_id} of this user", task_id=task_id)
 
 
+async def _refresh(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
+    """A fresh token for the connection's user: its ``exp`` replaces the old one. A
+    token that does not verify, or is another user's, changes nothing: the connection
+    keeps its identity and is closed (4401) when its current token expires."""
+    token = frame.get("token")
+    if not isinstance(token, str) or not token:
+        raise FrameError(ErrorCode.INVALID_FRAME, "'token' must be a non-empty string")
+    keeps = protocol.unix_seconds(conn.token_exp)
+    try:
+        who = node.verifier.verify(token)
+    except AuthError as e:
+        raise FrameError(
+            ErrorCode.REFRESH_REFUSED,
+            f"{e.detail}: the connection keeps its token until it expires",
+            exp=keeps,
+        ) from None
+    if who.user_id != conn.user_id:
+        raise FrameError(
+            ErrorCode.REFRESH_WRONG_SUBJECT,
+            "the token is another user's: the connection stays this user's",
+            exp=keeps,
+        )
+    conn.token_exp = who.exp
+    node.expiries.watch(conn)
+    conn.offer(protocol.refreshed(who.exp))
+
+
 HANDLERS: dict[str, Callable[[Node, Connection, dict[str, Any]], Awaitable[None]]] = {
     ClientFrame.ACK: _ack,
     ClientFrame.PING: _ping,
@@ -188,4 +216,5 @@ HANDLERS: dict[str, Callable[[Node, Connection, dict[str, Any]], Awaitable[None]
     ClientFrame.UNSUBSCRIBE: _unsubscribe,
     ClientFrame.REPLY: _reply,
     ClientFrame.CANCEL: _cancel,
+    ClientFrame.REFRESH: _refresh,
 }

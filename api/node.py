@@ -1,8 +1,9 @@
 """This edge node's background work around its :class:`~api.hub.Hub` (centrifuge's
 ``node.go``): the pub/sub listener that feeds the hub (this node's channel, live
 topic frames, broadcasts), the presence refresh with heartbeat timeouts and the
-dead-node sweep, the drains it starts again, the ack batcher, and start, stop and
-the graceful close of every connection.
+dead-node sweep, the drains it starts again, the ack batcher, the close of
+connections whose token expired (:mod:`api.expiry`), and start, stop and the graceful
+close of every connection.
 """
 
 from __future__ import annotations
@@ -10,21 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 
 from consumers.resilience import forever, transient
+from delivery import clock
 from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import FRAMES_OUT
 from delivery.presence import Conn
 from delivery.transport import decode_envelope
 
 from .acks import AckBatcher
+from .auth import Verifier
 from .connection import Connection
 from .drain import drain
+from .expiry import Expiries
 from .hub import Hub
 from .protocol import CloseCode
 from .runtime import Runtime
@@ -33,9 +36,11 @@ log = logging.getLogger(__name__)
 
 
 class Node:
-    def __init__(self, runtime: Runtime, hub: Hub) -> None:
+    def __init__(self, runtime: Runtime, hub: Hub, verifier: Verifier | None = None) -> None:
         self.rt = runtime
         self.hub = hub
+        self.verifier = verifier or Verifier(runtime.settings)  # also for `refresh` frames
+        self.expiries = Expiries(hub)  # connections closed when their token expires
         s = runtime.settings
         self.heartbeat_timeout = s.heartbeat_timeout_seconds
         self.refresh_every = min(s.heartbeat_interval_seconds, s.heartbeat_timeout_seconds / 3)
@@ -126,7 +131,7 @@ class Node:
         return self.refresh_every
 
     def _close_silent(self) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         for conn in list(self.hub.conns.values()):
             if now - conn.last_seen > self.heartbeat_timeout:
                 conn.request_close(CloseCode.HEARTBEAT_MISSED)
@@ -176,6 +181,7 @@ class Node:
         """Graceful shutdown: close every socket with 1001 (their endpoints hand the
         unacked messages back), then stop the loops and leave the node registry."""
         await self.close_all(CloseCode.GOING_AWAY)
+        self.expiries.stop()
         self.stop_event.set()
         for t in self.tasks:
             t.cancel()

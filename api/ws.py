@@ -84,6 +84,7 @@ async def websocket_endpoint(ws: WebSocket, user_id: str | None = None) -> None:
         return await _refuse(ws, *who)
     conn = _connection(ws, node, who)
     node.hub.add(conn)
+    node.expiries.watch(conn)
     try:
         await _serve(node, conn)
     except asyncio.CancelledError:
@@ -138,6 +139,7 @@ def _connection(ws: WebSocket, node: Node, who: Principal) -> Connection:
         max_unacked=settings.max_unacked,
         device=(ws.query_params.get("device") or ws.headers.get("user-agent") or "")[:200],
         address=f"{client.host}:{client.port}" if client else "",
+        token_exp=who.exp,
     )
     conn.wire.bind(conn.control_frame, max_buffered=settings.send_queue_bytes)
     return conn

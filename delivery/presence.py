@@ -17,11 +17,12 @@ from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 
+from . import clock
 from .exceptions import TooManyConnections
 from .keys import PRESENCE_TTL_FACTOR, Keyspace
 from .members import check_id, node_member, parse_conn_member, parse_node_member
-from .message import text
 from .scripts import Scripts
+from .text import text
 
 log = logging.getLogger(__name__)
 
@@ -207,5 +208,4 @@ class Presence:
         return out
 
     async def _now_ms(self) -> int:
-        sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
+        return await clock.server_ms(self.redis)

@@ -21,7 +21,8 @@ from .enqueue import Accepted, Enqueue, Limits, build
 from .exceptions import Conflict, ValidationError
 from .fields import TaskField
 from .keys import TASK_TTL_MS, Keyspace
-from .message import MAX_ID_LEN, Priority, check_name, iso_ms, json_bytes, text
+from .message import MAX_ID_LEN, Priority, check_name, iso_ms, json_bytes
+from .text import text
 
 
 class TaskStatus(StrEnum):
