@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -15,6 +18,7 @@ from api.auth import AuthError, Verifier
 from api.logs import TextFormatter
 from delivery.settings import Settings
 from tests.api.conftest import SECRET, EdgeFactory
+from tests.processes import COURIER
 
 
 def _token(sub: str, *, alg: str = "HS256", key: str = SECRET) -> str:
@@ -58,3 +62,22 @@ def test_text_logs_write_newlines_in_values_escaped() -> None:
     fmt = TextFormatter("%(message)s")
     record = logging.LogRecord("x", logging.INFO, "f", 1, "user=%s", ("a\nFORGED",), None)
     assert fmt.format(record) == "user=a\\nFORGED"
+
+
+@pytest.mark.parametrize(
+    ("command", "env"),
+    [
+        ("serve", {"COURIER_JWT_ALGORITHM": "none"}),
+        ("serve", {"COURIER_JWT_ALGORITHM": "HS384", "COURIER_JWT_PUBLIC_KEY": "-----BEGIN"}),
+        ("worker", {"COURIER_HEARTBEAT_TIMEOUT_SECONDS": "1"}),
+    ],
+)
+def test_settings_that_make_no_sense_stop_the_command_in_one_line(
+    command: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
+    full.update({"COURIER_DATA_DIR": str(tmp_path), "COURIER_JWT_SECRET": SECRET, **env})
+    done = subprocess.run([COURIER, command], env=full, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("courier: COURIER_"), done.stderr
