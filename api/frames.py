@@ -50,8 +50,8 @@ def parse(text: str) -> dict[str, Any]:
     """A client frame as a JSON object with a string 'type'; FrameError otherwise."""
     try:
         frame = strict_json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FrameError(ErrorCode.INVALID_JSON, f"frame is not valid JSON: {e.msg}") from None
+    except json.JSONDecodeError:
+        raise FrameError(ErrorCode.INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise FrameError(ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type'")
     return frame

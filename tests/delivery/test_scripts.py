@@ -536,7 +536,8 @@ async def test_connect(h: Harness) -> None:
     ks = h.keyspace
     before = await server_ms(h.r)
     now = await h.store.scripts.connect(
-        keys=[ks.part_of_user("alice")], args=["alice", "c1", "n1", 5000, "device", "ios"]
+        keys=[ks.part_of_user("alice")],
+        args=["alice", "c1", "n1", 5000, 0, 2500, "device", "ios"],
     )
     assert before <= now <= await server_ms(h.r)
     conns = ks.user("alice", "conns")
@@ -550,6 +551,16 @@ async def test_connect(h: Harness) -> None:
         b"last_seen": str(now).encode(),
     }
     assert 4000 < await h.r.pttl(conns) <= 5000 and 4000 < await h.r.pttl(conn) <= 5000
+    # at most 1 live connection: another one is refused with nothing written, the same
+    # one again (a reconnect that kept its id) is not
+    full = await h.store.scripts.connect(
+        keys=[ks.part_of_user("alice")], args=["alice", "c2", "n1", 5000, 1, 2500]
+    )
+    assert full == b"full" and not await h.r.exists(ks.user("alice", "conn", conn="c2"))
+    again = await h.store.scripts.connect(
+        keys=[ks.part_of_user("alice")], args=["alice", "c1", "n1", 5000, 1, 2500]
+    )
+    assert isinstance(again, int)
 
 
 async def test_touch(h: Harness) -> None:
