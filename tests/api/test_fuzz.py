@@ -43,7 +43,9 @@ SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 
 
 @pytest.mark.parametrize("role", ["service", "admin"])
-async def test_schemathesis_finds_no_server_error(proc: ServeProc, role: str) -> None:
+async def test_schemathesis_finds_no_server_error(
+    proc: ServeProc, role: str, tmp_path: Path
+) -> None:
     p = await proc("fuzz", COURIER_LOG_LEVEL="WARNING")
     token = issue(Settings(jwt_secret=SECRET), f"fuzz-{role}", role=role)
     cmd = [
@@ -65,8 +67,13 @@ async def test_schemathesis_finds_no_server_error(proc: ServeProc, role: str) ->
         "--workers",
         "1",  # 2 made schemathesis report "inconsistent results" of its own
     ]
-    done = await asyncio.to_thread(
-        subprocess.run, cmd, capture_output=True, text=True, timeout=SECONDS * 3 + 120
+    done = await asyncio.to_thread(  # in tmp_path: schemathesis keeps a cache where it runs
+        subprocess.run,
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS * 3 + 120,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "Exception in ASGI application" not in p.log_text(), p.log_text()[-4000:]
