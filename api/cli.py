@@ -41,8 +41,8 @@ def serve(
     from .redis_server import RedisServer
     from .server import Server, config
 
+    settings = _settings(make_secret=True, host=host, port=port)  # one line when invalid
     had_secret = bool(Settings().jwt_secret)
-    settings = _settings(make_secret=True, host=host, port=port)
     if not Settings().redis_url:
         settings = settings.model_copy(update={"redis_url": None})
     logs.configure(settings.log_level, settings.log_format)

@@ -29,10 +29,17 @@ BENCH_HINT = (
 
 
 def settings(*, make_secret: bool = False, **overrides: Any) -> Settings:
-    """The servers' settings (``COURIER_*``, the data folder's secret), with overrides."""
+    """The servers' settings (``COURIER_*``, the data folder's secret), with overrides.
+    Settings that make no sense end the command with one line on stderr (exit 2)."""
+    from delivery.exceptions import SettingsError
+
     from .runtime import load_settings
 
-    return load_settings(make_secret=make_secret, **overrides)
+    try:
+        return load_settings(make_secret=make_secret, **overrides)
+    except SettingsError as e:
+        typer.echo(f"courier: {e.detail}", err=True)
+        raise typer.Exit(2) from None
 
 
 def run_query(fn: Callable[[Runtime], Awaitable[T]]) -> T:

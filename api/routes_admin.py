@@ -17,8 +17,9 @@ from .auth import Principal
 from .deps import admin, runtime
 from .responses import OrjsonResponse
 from .runtime import Runtime
+from .strict_json import StrictRoute
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], route_class=StrictRoute)
 
 
 def queries(rt: Runtime) -> Queries:

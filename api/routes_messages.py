@@ -15,8 +15,9 @@ from .auth import Principal
 from .deps import runtime, service
 from .responses import OrjsonResponse
 from .runtime import Runtime
+from .strict_json import StrictRoute
 
-router = APIRouter(prefix="/v1", tags=["messages"])
+router = APIRouter(prefix="/v1", tags=["messages"], route_class=StrictRoute)
 
 
 class BatchIn(BaseModel):

@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from delivery.message import MAX_ID_LEN
+from delivery.message import check_name, json_bytes
 from delivery.tasks import TaskUpdate
 
 from . import protocol
@@ -19,8 +19,9 @@ from .deps import principal, runtime, service
 from .errors import ApiError
 from .responses import OrjsonResponse
 from .runtime import Runtime
+from .strict_json import StrictRoute
 
-router = APIRouter(prefix="/v1", tags=["tasks"])
+router = APIRouter(prefix="/v1", tags=["tasks"], route_class=StrictRoute)
 
 
 @router.post("/tasks/{task_id}/status", status_code=202, response_class=OrjsonResponse)
@@ -77,11 +78,14 @@ async def broadcast(
     """Push a live frame to every online user (or the listed ones) and report how many
     connections got it. Best effort: offline users never see it; for guaranteed
     delivery to a list of users, POST /v1/messages with `recipients`."""
-    payload = orjson.dumps(body.payload)
+    payload = json_bytes(body.payload, "payload")
     if len(payload) > rt.settings.max_payload_bytes:
         raise ApiError(413, f"payload over {rt.settings.max_payload_bytes} bytes")
-    if body.users and any(not u or len(u) > MAX_ID_LEN for u in body.users):
-        raise ApiError(422, "users must be 1 to 200 character ids")
+    for u in body.users or ():
+        try:
+            check_name(u, "users[]")
+        except ValueError as e:
+            raise ApiError(422, str(e)) from None
     bid = secrets.token_hex(8)
     frame = protocol.broadcast(broadcast_id=bid, payload_json=payload, system=body.system)
     env = orjson.dumps({"id": bid, "u": body.users, "f": orjson.Fragment(frame)})

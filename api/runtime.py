@@ -108,7 +108,13 @@ class Runtime:
         node = node_id or settings.node_id or make_node_id()
         timing = Timing.from_settings(settings)
         store = Store(client, keyspace=ks, timing=timing)
-        transport = RedisTransport(client, keyspace=ks, node_id=node, local=local)
+        transport = RedisTransport(
+            client,
+            keyspace=ks,
+            node_id=node,
+            local=local,
+            heartbeat_timeout_ms=int(settings.heartbeat_timeout_seconds * 1000),
+        )
         consumers = None
         if with_consumers:
             consumers = Consumers(

@@ -20,6 +20,7 @@ import uvicorn
 
 from delivery.settings import Settings
 
+from .http_limits import HttpLimits, protocol_class
 from .protocol import CloseCode
 from .wire import EdgeProtocol
 
@@ -33,6 +34,9 @@ def config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     kwargs: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
+        # uvicorn's httptools protocol with bounds on request heads (api/http_limits.py)
+        "http": protocol_class(HttpLimits.from_settings(settings)),
+        "timeout_keep_alive": settings.keepalive_timeout_seconds,
         "ws": EdgeProtocol,  # uvicorn's websockets-sansio, plus batched writes
         "ws_max_size": settings.max_frame_bytes,
         "ws_per_message_deflate": settings.ws_compression,

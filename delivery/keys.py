@@ -34,6 +34,8 @@ DLQ_MAX_LEN = 100_000
 """Approximate length cap of each partition's dead-letter stream (``XADD MAXLEN ~``)."""
 PRESENCE_TTL_FACTOR = 2
 """Presence keys (``conns``, ``conn``) live this many heartbeat timeouts."""
+RESERVE_TTL_MS = 30_000
+"""A multi-call enqueue's reservations live this long if its scripts never run."""
 BROADCAST_REPORT_TTL_S = 300
 """A broadcast's report (nodes and connections that took it) lives this long."""
 SIGN_IN_TTL_S = 300
@@ -88,6 +90,12 @@ PARTITION_LAYOUT: dict[str, Key] = {
         f"TASK_TTL_MS ({TASK_TTL_MS // DAY_MS} days)",
     ),
     "user_tasks": Key("u:{user}:tasks", "zset task id->updated ms (active tasks)", "like task"),
+    "reserve": Key(
+        "reserve:{token}",
+        "string: room for one call of a multi-call enqueue",
+        f"RESERVE_TTL_MS ({RESERVE_TTL_MS // 1000} s); deleted by its call's script",
+    ),
+    "gate": Key("gate", "never written (see refuse_when_full in _lib.lua)", "none"),
 }
 
 # The keys outside partitions (single-key commands only), built by :class:`Keyspace`.

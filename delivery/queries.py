@@ -7,6 +7,7 @@ ints, strings) so the HTTP API, the CLI and the metrics collector share it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,7 +232,7 @@ class Queries:
         """Dead letters of every partition, newest first, with the reason, the last
         error and the message's state (``message_expired`` when its hash is gone)."""
         limit = max(1, min(limit, MAX_PAGE))
-        pos = _decode_dlq_cursor(cursor) if cursor else None
+        pos = _decode_dlq_cursor(cursor, self.keyspace.partitions) if cursor else None
         pipe = self.redis.pipeline(transaction=False)
         for p in range(self.keyspace.partitions):
             top = "+"
@@ -430,10 +431,21 @@ def _encode_cursor(score: int, member: str) -> str:
     return f"{score}.{member}"
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only ('²'.isdigit() is True)
+_BAD_CURSOR = "cursor is not one this API returned"
+
+
+def _number(text: str, top: int = 2**63 - 1) -> int:
+    if not _DIGITS.fullmatch(text) or int(text) > top:
+        raise ValidationError(_BAD_CURSOR)
+    return int(text)
+
+
 def _decode_cursor(cursor: str) -> tuple[int, str]:
     score, sep, member = cursor.partition(".")
-    if not sep or not score.isdigit() or not member:
-        raise ValidationError("cursor is not one this API returned")
+    if not sep or not member:
+        raise ValidationError(_BAD_CURSOR)
+    _number(score)
     try:
         partition_from_id(member)
     except ValueError:
@@ -445,9 +457,10 @@ def _encode_dlq_cursor(entry_id: str, partition: int) -> str:
     return f"{entry_id}.{partition}"
 
 
-def _decode_dlq_cursor(cursor: str) -> tuple[str, int]:
+def _decode_dlq_cursor(cursor: str, partitions: int) -> tuple[str, int]:
     entry_id, sep, part = cursor.partition(".")
     ms, dash, seq = entry_id.partition("-")
-    if not (sep and dash and ms.isdigit() and seq.isdigit() and part.isdigit()):
-        raise ValidationError("cursor is not one this API returned")
-    return entry_id, int(part)
+    if not (sep and dash):
+        raise ValidationError(_BAD_CURSOR)
+    _number(ms), _number(seq)
+    return entry_id, _number(part, partitions - 1)
