@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from api.runtime import load_settings
 from delivery.keys import Keyspace
 from delivery.producer import Limits, Producer
-from delivery.settings import Settings
 
 from .common import ACK_DELAY_MS, Ticker, paced, payload, user_ids, user_of
 from .driver import Child, Loadgens
@@ -60,9 +60,9 @@ class Target:
 
 async def courier_target(stack: Stack, o: Opts, **settings: Any) -> Target:
     if o.url:
-        s = Settings()
+        s = load_settings()  # COURIER_REDIS_URL, else the running courier serve's Redis
         stack.secret = s.jwt_secret or stack.secret
-        stack.redis_url = s.redis_url or "redis://127.0.0.1:6379/0"
+        stack.redis_url = s.require_redis_url()
         host, _, port = o.url.split("://", 1)[-1].rstrip("/").partition(":")
         return Target(
             [f"ws://{host}:{port}"],

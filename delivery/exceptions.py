@@ -9,6 +9,7 @@
      ├── Conflict             the message is not in a state that allows this (HTTP 409)
      ├── IllegalTransition    a status change the table forbids (a bug if raised)
      ├── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
+     ├── NotConfigured        a setting the call needs is missing (no Redis URL)
      └── ReplyTimeout         no answer to a confirmation request in time
 """
 
@@ -56,6 +57,11 @@ class IllegalTransition(CourierError):
 class StoreUnavailable(CourierError):
     code = "redis_unavailable"
     http_status = 503
+
+
+class NotConfigured(CourierError):
+    code = "not_configured"
+    http_status = 500
 
 
 class ReplyTimeout(CourierError):
