@@ -7,12 +7,13 @@ import secrets
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from delivery.message import MAX_ID_LEN
 from delivery.tasks import TaskUpdate
 
+from . import docs
 from .auth import Principal, Role
 from .deps import principal, runtime, service
 from .errors import ApiError
@@ -22,10 +23,15 @@ from .runtime import Runtime
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
 
-@router.post("/tasks/{task_id}/status", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/tasks/{task_id}/status",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.BODY, *docs.AUTH, 503),
+)
 async def publish_task_status(
     task_id: str,
-    update: TaskUpdate,
+    update: TaskUpdate = Body(openapi_examples={"progress": {"value": docs.TASK_EXAMPLE}}),
     _: Principal = Depends(service),
     rt: Runtime = Depends(runtime),
 ) -> Any:
@@ -35,7 +41,9 @@ async def publish_task_status(
     return OrjsonResponse(out, status_code=202)
 
 
-@router.get("/tasks/{task_id}", response_class=OrjsonResponse)
+@router.get(
+    "/tasks/{task_id}", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 404, 503)
+)
 async def get_task(
     task_id: str,
     user_id: str | None = Query(None, description="Admins name the owner."),
@@ -51,7 +59,7 @@ async def get_task(
     return OrjsonResponse(await rt.producer.get_task(task_id, owner))
 
 
-@router.get("/tasks", response_class=OrjsonResponse)
+@router.get("/tasks", response_class=OrjsonResponse, responses=docs.errors(401, 503))
 async def my_tasks(who: Principal = Depends(principal), rt: Runtime = Depends(runtime)) -> Any:
     """The caller's tasks that have not ended."""
     return OrjsonResponse({"tasks": await rt.producer.active_tasks(who.user_id)})
@@ -69,7 +77,9 @@ class BroadcastIn(BaseModel):
     )
 
 
-@router.post("/broadcast", response_class=OrjsonResponse)
+@router.post(
+    "/broadcast", response_class=OrjsonResponse, responses=docs.errors(*docs.BODY, *docs.AUTH, 503)
+)
 async def broadcast(
     body: BroadcastIn, _: Principal = Depends(service), rt: Runtime = Depends(runtime)
 ) -> Any:

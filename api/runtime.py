@@ -122,6 +122,7 @@ class Runtime:
                 claim_idle_ms=int(settings.claim_idle_seconds * 1000),
                 poison_deliveries=settings.poison_deliveries,
                 scheduler_interval=settings.scheduler_interval_seconds,
+                heartbeat_seconds=settings.consumer_heartbeat_seconds,
             )
         return cls(
             settings=settings,

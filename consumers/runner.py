@@ -18,6 +18,7 @@ from delivery.redis_clients import is_cluster
 from delivery.store import Store
 from delivery.transport import Transport
 
+from .heartbeat import Heartbeat
 from .resilience import forever
 from .scheduler import Scheduler
 from .worker import Worker
@@ -52,6 +53,7 @@ class Consumers:
         claim_idle_ms: int = 30_000,
         poison_deliveries: int = 5,
         scheduler_interval: float = 0.25,
+        heartbeat_seconds: float = 5.0,
         partitions: Sequence[int] | None = None,
     ) -> None:
         self.redis = client
@@ -71,6 +73,9 @@ class Consumers:
         self.scheduler = Scheduler(
             store=store, partitions=self.partitions, interval=scheduler_interval
         )
+        self.heartbeat = Heartbeat(
+            client, keyspace=keyspace, consumer=consumer, interval=heartbeat_seconds
+        )
         self.claim_every = max(claim_idle_ms / 2000, 0.05)
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -78,6 +83,7 @@ class Consumers:
 
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
+        await self.heartbeat.beat()  # counted alive from the start
         self.stop_event.clear()
         cluster = is_cluster(self.redis)
         groups = read_groups(self.keyspace, self.partitions, cluster=cluster)
@@ -87,6 +93,7 @@ class Consumers:
         self.tasks.append(self._spawn("scheduler", self.scheduler.step))
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
+        self.tasks.append(self._spawn("heartbeat", self.heartbeat.beat))
         self.started = True
         log.info(
             "consumers started: %s on %d partitions, %d readers",
@@ -101,6 +108,7 @@ class Consumers:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        await self.heartbeat.leave()
         await self.worker.close()
         self.started = False
         log.info("consumers stopped: %s", self.worker.consumer)
