@@ -26,8 +26,8 @@ JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 YES_OPT = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 
 BENCH_HINT = (
-    "courier bench needs the `bench` extra{why}. From a source checkout install it with: "
-    "COURIER_EXTRAS=bench ./scripts/bootstrap (or .venv/bin/pip install -e '.[bench]')."
+    "courier bench needs the `bench` extra{why}. From a source checkout, ./scripts/bootstrap "
+    "installs it (requirements/dev.txt), or: .venv/bin/pip install -e '.[bench]'."
 )
 
 

@@ -152,4 +152,4 @@ def test_without_the_extra_bench_refuses_before_starting_anything() -> None:
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1
     assert "missing: psutil, matplotlib" in proc.stderr
-    assert "COURIER_EXTRAS=bench ./scripts/bootstrap" in proc.stderr
+    assert "./scripts/bootstrap installs it" in proc.stderr
