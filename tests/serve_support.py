@@ -131,7 +131,9 @@ class Serve:
     def redis_pid(self) -> int:
         return int((self.data_dir / "redis" / "redis.pid").read_text())
 
-    def cli(self, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return courier(*args, env={**self.env, **env}, cwd=cwd or self.data_dir.parent)
 
     def token(self, user: str, role: str = "user") -> str:
