@@ -89,7 +89,7 @@ def user(
             ("user_id", data["user_id"]),
             ("total", data["total"]),
             ("delivery rate", data["delivery_rate"]),
-            ("ack ms mean / p95", f"{lat['mean']} / {lat['p95']}"),
+            ("ack ms mean / p95", f"{tables.cell(lat['mean'])} / {tables.cell(lat['p95'])}"),
             ("devices online", data["online"]["devices"]),
             *((s, n) for s, n in data["counts"].items() if n),
         ]
