@@ -39,7 +39,7 @@ def principal(
         raise ApiError(401, e.detail) from None
 
 
-def require(*roles: Role) -> Callable[[Request], Principal]:
+def require(*roles: Role) -> Callable[[Principal], Principal]:
     """Only these roles (admin may always act as a service too)."""
     allowed = set(roles)
 

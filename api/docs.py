@@ -21,6 +21,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
+from fastapi.openapi.models import Example
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse
@@ -179,7 +180,7 @@ def openapi(app: FastAPI) -> dict[str, Any]:
 MESSAGE_ID = "3-8f2c1d9e4b7a6c5d3e2f"
 ACCEPTED = {"id": MESSAGE_ID, "user_id": "alice", "status": "queued", "duplicate": False}
 
-MESSAGE_EXAMPLES: dict[str, dict[str, Any]] = {
+MESSAGE_EXAMPLES: dict[str, Example] = {
     "one user": {
         "summary": "A high-priority message for one user",
         "value": {
