@@ -19,6 +19,7 @@ from . import docs, errors, metrics_collector, routes_admin, routes_messages, ro
 from .auth import Verifier
 from .body_limit import BodyLimit
 from .hub import Hub
+from .node import Node
 from .responses import OrjsonResponse
 from .runtime import Runtime
 
@@ -48,19 +49,20 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hub: Hub | None = None
-        rt = Runtime.build(settings, with_consumers=consumers, local=lambda *a: hub.local_sink(*a))  # type: ignore[union-attr]
-        hub = Hub(rt)
+        hub = Hub(max_connections=settings.max_connections)
+        rt = Runtime.build(settings, with_consumers=consumers, local=hub.local_sink)
+        node = Node(rt, hub)
         app.state.runtime = rt
         app.state.hub = hub
-        await hub.start()
+        app.state.node = node
+        await node.start()
         if rt.consumers is not None:
             await rt.consumers.start()
         log.info("courier node %s ready", rt.node_id)
         try:
             yield
         finally:
-            await hub.stop()
+            await node.stop()
             await rt.close()
             log.info("courier node %s stopped", rt.node_id)
 

@@ -1,5 +1,15 @@
-"""One client connection on this node: its outbox, its unacked messages, its
-rate limit and heartbeat clock. No Redis here; the hub and the endpoint do I/O.
+"""One client connection on this node: its state, outbox, unacked messages, rate
+limit and heartbeat clock. No Redis here; the endpoint, the drain and the node do I/O.
+
+Its state changes only through :meth:`Connection.request_close` and
+:meth:`Connection.closed`, along the table :data:`TRANSITIONS`::
+
+    OPEN ──request_close──► CLOSING ──closed──► CLOSED
+      └──────────────────closed──────────────────┘
+
+A closing connection queues no more frames (:meth:`Connection.offer` refuses them)
+and serves no more client frames; its writer sends what is queued and the close
+frame (a client that does not take them within CLOSE_GRACE seconds is dropped).
 
 A node holds thousands of these for hours, so they are small: slots, a plain list as
 the outbox, and futures made only while somebody waits (the writer for frames, the
@@ -11,18 +21,33 @@ import asyncio
 import time
 from enum import Enum
 
+from delivery.exceptions import IllegalTransition
 from delivery.metrics import DELIVER_TO_ACK_SECONDS
 
 from .auth import Role
+from .protocol import CloseCode, reason_of
 from .wire import Wire
 
 CLOSE_GRACE = 2.0  # how long a closing connection may flush its outbox and say goodbye
 
 
 class State(Enum):
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
+    OPEN = "open"  # frames flow both ways
+    CLOSING = "closing"  # a close was asked for: the writer flushes and sends it
+    CLOSED = "closed"  # the close frame went out, or the socket is gone
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.OPEN: frozenset({State.CLOSING, State.CLOSED}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+def check_transition(old: State, new: State) -> None:
+    """Raise :class:`IllegalTransition` unless ``old -> new`` is in the table."""
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"connection state {old.value} -> {new.value} is not allowed")
 
 
 class TokenBucket:
@@ -50,6 +75,7 @@ class Connection:
     __slots__ = (
         "_ready",
         "_room",
+        "_state",
         "_watchdog",
         "address",
         "bucket",
@@ -65,7 +91,6 @@ class Connection:
         "outbox",
         "queue_size",
         "role",
-        "state",
         "topics",
         "unacked",
         "user_id",
@@ -95,24 +120,36 @@ class Connection:
         self.outbox: list[str] = []  # frames the writer has not taken yet
         self.queue_size = queue_size
         self.unacked: dict[str, float] = {}  # message id -> when it was pushed (monotonic)
-        self.needs_drain = False  # a drain failed: the hub's refresh starts another
-        self.draining = False  # one drain at a time (see api.ws.drain)
+        self.needs_drain = False  # a drain failed: the node's refresh starts another
+        self.draining = False  # one drain at a time (see api.drain.drain)
         self.drain_more = False  # asked for another drain while one ran
         self.bucket = bucket
         self.last_seen = time.monotonic()
         self.topics: set[str] = set()
-        self.state = State.OPEN
-        self.close_code: int | None = None
+        self._state = State.OPEN
+        self.close_code: int | None = None  # ours, the client's, or 1006 when it was lost
         self.close_reason = ""
         self._ready: asyncio.Future[None] | None = None  # the writer waits for frames
         self._room: asyncio.Future[None] | None = None  # the drain waits for acks or writes
         self._watchdog: asyncio.TimerHandle | None = None
 
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is State.OPEN
+
+    def _move(self, new: State) -> None:
+        check_transition(self._state, new)
+        self._state = new
+
     def offer(self, frame: str, message_id: str | None = None, *, first: bool = False) -> bool:
         """Queue a frame for the writer; False when closed or the reader is too slow.
         ``first`` puts it before everything queued (the greeting: a message pushed while
         the connection registered must not go out before ``connected``)."""
-        if self.state is not State.OPEN:
+        if self._state is not State.OPEN:
             return False
         if first:
             self.outbox.insert(0, frame)
@@ -120,7 +157,7 @@ class Connection:
             return True
         if len(self.outbox) >= self.queue_size:
             self.outbox.clear()  # it would never catch up; its unacked messages go back
-            self.request_close(1008, "send buffer full: client reads too slowly")
+            self.request_close(CloseCode.SLOW_READER)
             return False
         self.outbox.append(frame)
         if message_id is not None:
@@ -128,26 +165,40 @@ class Connection:
         self._wake()
         return True
 
-    def request_close(self, code: int, reason: str) -> None:
-        """Ask the writer to close the socket after what is queued. A client that does
-        not take it within CLOSE_GRACE seconds is dropped."""
-        if self.state is not State.OPEN:
+    def request_close(self, code: int, reason: str | None = None) -> None:
+        """OPEN -> CLOSING: ask the writer to close the socket with `code` after what is
+        queued (`reason`: the code's own unless given). The first close asked for wins;
+        later ones change nothing. A client that does not take the close frame within
+        CLOSE_GRACE seconds is dropped."""
+        if self._state is not State.OPEN:
             return
-        self.state = State.CLOSING
+        self._move(State.CLOSING)
+        if reason is None:
+            reason = reason_of(code)
         self.close_code, self.close_reason = code, reason
         self._wake()
         self._watchdog = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.wire.abort)
 
+    def closed(self, code: int | None = None) -> None:
+        """-> CLOSED: the close frame went out, the client closed, or the socket is
+        gone. `code` (the client's, or 1006) is kept only when no close code was set
+        before: the first close wins here too. Closing a closed connection changes
+        nothing."""
+        if self._state is not State.CLOSED:
+            self._move(State.CLOSED)
+        if self.close_code is None and code is not None:
+            self.close_code = code
+
     def finished(self) -> None:
-        """The endpoint is done with this connection."""
-        self.state = State.CLOSED
+        """The endpoint is done with this connection: CLOSED, watchdog off."""
+        self.closed()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
 
     async def frames_ready(self) -> None:
         """Until there is something to write (or to close)."""
-        if self.outbox or self.state is not State.OPEN:
+        if self.outbox or self._state is not State.OPEN:
             return
         self._ready = asyncio.get_running_loop().create_future()
         try:
@@ -167,7 +218,7 @@ class Connection:
 
     async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Until acks or the writer make room for more frames; False after `timeout` s.
-        Several drains of one connection (see Hub.drain_again) share the wake-up."""
+        Several drains of one connection (see Node.drain_again) share the wake-up."""
         if self._room is None:
             self._room = asyncio.get_running_loop().create_future()
         try:
@@ -191,3 +242,7 @@ class Connection:
 
     def seen(self) -> None:
         self.last_seen = time.monotonic()
+
+    def log_ids(self) -> dict[str, str]:
+        """Fields JSON logs carry to follow one connection across processes."""
+        return {"user_id": self.user_id, "conn_id": self.conn_id, "node_id": self.node_id}

@@ -1,6 +1,10 @@
 """Client frames: ``ack``, ``ping``, ``subscribe``, ``unsubscribe``, ``reply``,
-``cancel``. Bad frames raise :class:`FrameError`, which becomes an ``error`` frame;
-the connection stays open."""
+``cancel`` (:class:`~api.protocol.ClientFrame`), parsed and served. Bad frames raise
+:class:`FrameError`, which becomes an ``error`` frame; the connection stays open.
+
+:func:`parse` and :func:`ack_ids` do no I/O (the reader's plan uses them,
+see :mod:`api.inbound`); the handlers get the :class:`~api.node.Node` the
+connection lives on."""
 
 from __future__ import annotations
 
@@ -10,29 +14,34 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from delivery.exceptions import NotFound
 from delivery.message import MAX_ID_LEN
 from delivery.presence import Conn
 
+from . import protocol
+from .protocol import MAX_ACK_IDS, MAX_TOPICS, ClientFrame, ErrorCode
+
 if TYPE_CHECKING:
     from .connection import Connection
-    from .hub import Hub
-
-MAX_ACK_IDS = 1000
-MAX_TOPICS = 100
+    from .node import Node
 
 
 class FrameError(Exception):
-    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+    def __init__(self, code: ErrorCode, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.extra = extra
 
+    def frame(self) -> str:
+        """The ``error`` frame that answers it."""
+        return protocol.error(self.code, self.detail, **self.extra)
+
 
 def _str(frame: dict[str, Any], field: str) -> str:
     v = frame.get(field)
     if not isinstance(v, str) or not v or len(v) > MAX_ID_LEN:
-        raise FrameError("invalid_frame", f"'{field}' must be a non-empty string")
+        raise FrameError(ErrorCode.INVALID_FRAME, f"'{field}' must be a non-empty string")
     return v
 
 
@@ -41,22 +50,18 @@ def parse(text: str) -> dict[str, Any]:
     try:
         frame = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise FrameError("invalid_json", "frame is not valid JSON") from None
+        raise FrameError(ErrorCode.INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise FrameError("invalid_frame", "a frame is a JSON object with a 'type'")
+        raise FrameError(ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type'")
     return frame
 
 
-async def handle_frame(hub: Hub, conn: Connection, text: str) -> None:
-    await dispatch(hub, conn, parse(text))
-
-
-async def dispatch(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+async def dispatch(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     """Serve a parsed frame (see :func:`parse`)."""
     handler = HANDLERS.get(frame["type"])
     if handler is None:
-        raise FrameError("unknown_type", f"unknown frame type {frame['type']!r}")
-    await handler(hub, conn, frame)
+        raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame['type']!r}")
+    await handler(node, conn, frame)
 
 
 def ack_ids(frame: dict[str, Any]) -> list[str]:
@@ -64,94 +69,110 @@ def ack_ids(frame: dict[str, Any]) -> list[str]:
     if "ids" in frame:
         ids = frame["ids"]
         if not isinstance(ids, list) or not ids or len(ids) > MAX_ACK_IDS:
-            raise FrameError("invalid_frame", f"'ids' must be a list of 1 to {MAX_ACK_IDS} ids")
+            raise FrameError(
+                ErrorCode.INVALID_FRAME, f"'ids' must be a list of 1 to {MAX_ACK_IDS} ids"
+            )
         if not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LEN for i in ids):
-            raise FrameError("invalid_frame", "'ids' must hold message id strings")
+            raise FrameError(ErrorCode.INVALID_FRAME, "'ids' must hold message id strings")
         return ids
     return [_str(frame, "id")]
 
 
-async def _ack(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
-    await ack(hub, conn, ack_ids(frame))
+async def _ack(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
+    await ack(node, conn, ack_ids(frame))
 
 
-async def ack(hub: Hub, conn: Connection, ids: list[str]) -> None:
+async def ack(node: Node, conn: Connection, ids: list[str]) -> None:
     """Acknowledge `ids` for the connection (of one frame, or of several consecutive
     ack frames taken together: the same answers and error frames, in the same order)."""
-    codes = await hub.acks.ack(
+    codes = await node.acks.ack(
         user_id=conn.user_id, conn_id=conn.conn_id, node_id=conn.node_id, message_ids=ids
     )
     bad = [mid for mid, code in codes.items() if code in ("unknown", "forbidden")]
     settled = [mid for mid in ids if mid not in bad] if bad else ids
     conn.acked_ids(settled)
-    for other in hub.by_user.get(conn.user_id, ()):  # its other devices here got them too
-        if other is not conn:
-            for mid in settled:
-                other.unacked.pop(mid, None)
+    for other in node.hub.others_of(conn):  # its other devices here got them too
+        for mid in settled:
+            other.unacked.pop(mid, None)
     for mid in bad:
-        conn.offer(_error("unknown_message", f"no message {mid} for this user", id=mid))
+        conn.offer(_unknown_message(mid).frame())
 
 
-async def _ping(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+def _unknown_message(mid: str) -> FrameError:
+    return FrameError(ErrorCode.UNKNOWN_MESSAGE, f"no message {mid} for this user", id=mid)
+
+
+async def _ping(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     ts = frame.get("ts")
     if ts is None:
         ts = int(time.time() * 1000)
-    if await hub.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
-        hub.drain_again(conn)  # its presence had been lost: what was parked meanwhile
-    conn.offer(orjson.dumps({"type": "pong", "ts": ts}).decode())
+    if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
+        node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
+    conn.offer(protocol.pong(ts))
 
 
-async def _subscribe(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+async def _subscribe(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     topic = _str(frame, "topic")
     if topic not in conn.topics and len(conn.topics) >= MAX_TOPICS:
-        raise FrameError("too_many_topics", f"at most {MAX_TOPICS} topics per connection")
-    current = await hub.on_subscribe(conn, topic)  # may refuse with a FrameError
+        raise FrameError(ErrorCode.TOO_MANY_TOPICS, f"at most {MAX_TOPICS} topics per connection")
+    current = await _current(node, conn, topic)  # may refuse with a FrameError
     conn.topics.add(topic)
-    conn.offer(orjson.dumps({"type": "subscribed", "topic": topic}).decode())
+    conn.offer(protocol.subscribed(topic))
     if current is not None:
         conn.offer(current)
 
 
-async def _unsubscribe(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+async def _current(node: Node, conn: Connection, topic: str) -> str | None:
+    """Task topics are their owner's: refuse others; the task's current state as a
+    first ``topic`` frame, so a late subscriber catches up. None for other topics."""
+    if not topic.startswith("task:"):
+        return None
+    task_id = topic[5:]
+    try:
+        task = await node.rt.producer.get_task(task_id, conn.user_id)
+    except NotFound:
+        raise FrameError(
+            ErrorCode.UNKNOWN_TASK, f"no task {task_id} of this user", topic=topic
+        ) from None
+    return protocol.topic(topic, task)
+
+
+async def _unsubscribe(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     topic = _str(frame, "topic")
     conn.topics.discard(topic)
-    conn.offer(orjson.dumps({"type": "unsubscribed", "topic": topic}).decode())
+    conn.offer(protocol.unsubscribed(topic))
 
 
-async def _reply(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+async def _reply(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     mid = _str(frame, "id")
     if "data" not in frame:
-        raise FrameError("invalid_frame", "'data' is required")
-    code = await hub.rt.store.reply(
+        raise FrameError(ErrorCode.INVALID_FRAME, "'data' is required")
+    code = await node.rt.store.reply(
         user_id=conn.user_id,
         conn_id=conn.conn_id,
         message_id=mid,
         data=orjson.dumps(frame["data"]),
     )
     if code in ("unknown", "forbidden"):
-        raise FrameError("unknown_message", f"no message {mid} for this user", id=mid)
+        raise _unknown_message(mid)
     if code == "not_requested":
-        raise FrameError("reply_not_requested", f"message {mid} asked for no reply", id=mid)
+        raise FrameError(ErrorCode.REPLY_NOT_REQUESTED, f"message {mid} asked for no reply", id=mid)
     if code == "duplicate":
-        raise FrameError("already_replied", f"message {mid} was answered already", id=mid)
+        raise FrameError(ErrorCode.ALREADY_REPLIED, f"message {mid} was answered already", id=mid)
 
 
-async def _cancel(hub: Hub, conn: Connection, frame: dict[str, Any]) -> None:
+async def _cancel(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     task_id = _str(frame, "task_id")
-    code = await hub.rt.store.request_cancel(user_id=conn.user_id, task_id=task_id)
+    code = await node.rt.store.request_cancel(user_id=conn.user_id, task_id=task_id)
     if code != "ok":
-        raise FrameError("unknown_task", f"no task {task_id} of this user", task_id=task_id)
+        raise FrameError(ErrorCode.UNKNOWN_TASK, f"no task {task_id} of this user", task_id=task_id)
 
 
-def _error(code: str, detail: str, **extra: Any) -> str:
-    return orjson.dumps({"type": "error", "code": code, "detail": detail, **extra}).decode()
-
-
-HANDLERS: dict[str, Callable[[Hub, Connection, dict[str, Any]], Awaitable[None]]] = {
-    "ack": _ack,
-    "ping": _ping,
-    "subscribe": _subscribe,
-    "unsubscribe": _unsubscribe,
-    "reply": _reply,
-    "cancel": _cancel,
+HANDLERS: dict[str, Callable[[Node, Connection, dict[str, Any]], Awaitable[None]]] = {
+    ClientFrame.ACK: _ack,
+    ClientFrame.PING: _ping,
+    ClientFrame.SUBSCRIBE: _subscribe,
+    ClientFrame.UNSUBSCRIBE: _unsubscribe,
+    ClientFrame.REPLY: _reply,
+    ClientFrame.CANCEL: _cancel,
 }

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from delivery.enqueue import build
 from delivery.exceptions import ValidationError
 from delivery.message import MessageIn
 from delivery.metrics import ENQUEUED
-from delivery.producer import build
 
 from . import docs
 from .auth import Principal

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from delivery.message import MAX_ID_LEN
 from delivery.tasks import TaskUpdate
 
-from . import docs
+from . import docs, protocol
 from .auth import Principal, Role
 from .deps import principal, runtime, service
 from .errors import ApiError
@@ -92,13 +92,8 @@ async def broadcast(
     if body.users and any(not u or len(u) > MAX_ID_LEN for u in body.users):
         raise ApiError(422, "users must be 1 to 200 character ids")
     bid = secrets.token_hex(8)
-    frame = {
-        "type": "broadcast",
-        "id": bid,
-        "payload": orjson.Fragment(payload),
-        "system": body.system,
-    }
-    env = orjson.dumps({"id": bid, "u": body.users, "f": frame})
+    frame = protocol.broadcast(broadcast_id=bid, payload_json=payload, system=body.system)
+    env = orjson.dumps({"id": bid, "u": body.users, "f": orjson.Fragment(frame)})
     nodes = int(await rt.redis.publish(rt.keyspace.broadcast_channel, env))
     report = rt.keyspace.broadcast_report(bid)
     got: dict[Any, Any] = {}

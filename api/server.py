@@ -3,7 +3,7 @@
 On shutdown uvicorn closes every open WebSocket with 1012 before the app's lifespan
 shutdown runs, so the app never gets the chance to say goodbye. Courier promises
 1001 and an immediate hand-back of unacknowledged messages: :class:`Server` stops
-listening, asks the hub to close its sockets (1001, hand-back included) and only then
+listening, asks the node to close its sockets (1001, hand-back included) and only then
 lets uvicorn shut down the rest.
 """
 
@@ -21,6 +21,7 @@ import uvicorn
 
 from delivery.settings import Settings
 
+from .protocol import CloseCode
 from .wire import EdgeProtocol
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,10 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:  # no new connections while the sockets close
             server.close()
-        hub = getattr(getattr(self.config.app, "state", None), "hub", None)
-        if hub is not None:
+        node = getattr(getattr(self.config.app, "state", None), "node", None)
+        if node is not None:
             try:
-                await hub.close_all(1001, "server shutting down", within=CLOSE_TIMEOUT)
+                await node.close_all(CloseCode.GOING_AWAY, within=CLOSE_TIMEOUT)
             except Exception:
                 log.warning("graceful close of WebSockets failed", exc_info=True)
         await super().shutdown(sockets)

@@ -15,8 +15,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "presence, drain, heartbeats",
         (
-            "drain (api/ws.py",
-            "Hub._refresh",
+            "drain (api/drain.py",
+            "refresh (api/node.py",
             "_ping (api/frames.py",
         ),
     ),
@@ -24,7 +24,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "ack: read frame, parse, ack_many",
         (
             "AckBatcher",
-            "handle_frame (api/frames.py",
+            "dispatch (api/frames.py",
+            "ack (api/frames.py",
+            "plan (api/inbound.py",
             "_read (api/ws.py",
             "WebSocketsSansIOProtocol.data_received",
             "Inbox.",

@@ -19,14 +19,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from delivery.fields import EntryField
 from delivery.keys import GROUP, PRIORITIES, Keyspace
 from delivery.metrics import BURIED, DISPATCHED, RECLAIMED
-from delivery.store import Entry, Push, Store
+from delivery.store import Dispatched, Entry, Store
 from delivery.transport import Transport
 
 from .readahead import OwnConnection, ReadAheadClient, parse_read, read_command
 
 log = logging.getLogger(__name__)
+
+_MESSAGE, _USER = EntryField.MESSAGE.encode(), EntryField.USER.encode()  # entry fields
 
 
 def _s(v: Any) -> str:
@@ -166,13 +169,13 @@ class Worker:
 
     async def _dispatch(
         self, entries: Sequence[Entry], *, via: Store | None = None
-    ) -> list[tuple[Entry, str, Push | None]]:
+    ) -> list[Dispatched]:
         if not entries:
             return []
         entries = sorted(entries, key=lambda e: PRIORITIES.index(e.priority))
         return await (via or self.store).dispatch(entries)
 
-    async def _deliver(self, results: list[tuple[Entry, str, Push | None]]) -> None:
+    async def _deliver(self, results: list[Dispatched]) -> None:
         """Count the outcomes and push what was sent."""
         if not results:
             return
@@ -182,8 +185,8 @@ class Worker:
             outcomes[(e.priority, outcome)] += 1
             if push is not None:
                 pushes.append(push)
-        for (prio, outcome), n in outcomes.items():
-            DISPATCHED.labels(prio, outcome).inc(n)
+        for (prio, label), n in outcomes.items():
+            DISPATCHED.labels(prio, label).inc(n)
         if log.isEnabledFor(logging.DEBUG):  # one line per message, to follow it around
             for e, outcome, push in results:
                 log.debug(
@@ -258,4 +261,4 @@ class Worker:
 
     def _entry(self, stream: Any, entry_id: Any, fields: dict[bytes, bytes]) -> Entry:
         partition, prio = self._stream_priority[_s(stream)]
-        return Entry(partition, prio, _s(entry_id), _s(fields[b"m"]), _s(fields[b"u"]))
+        return Entry(partition, prio, _s(entry_id), _s(fields[_MESSAGE]), _s(fields[_USER]))

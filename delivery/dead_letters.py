@@ -13,8 +13,10 @@ import logging
 import redis.asyncio as aioredis
 
 from .exceptions import Conflict, NotFound
+from .fields import MessageField
 from .keys import Keyspace, partition_from_id
 from .queries import Queries
+from .status import Status
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ class DeadLetters:
         self.store = store
         self.queries = Queries(client, keyspace=keyspace)
 
-    async def replay(self, message_id: str, *, by: str = "operator") -> str:
+    async def replay(self, message_id: str, *, by: str = "operator") -> Status:
         """A fresh cycle of attempts; :class:`Conflict` unless the message is dead."""
         return await self.store.replay(message_id, by=by)
 
@@ -45,8 +47,8 @@ class DeadLetters:
         except NotFound:
             pass  # the hash expired: only orphan entries can be left
         except Conflict:
-            status = await self.redis.hget(self.keyspace.msg(message_id), "s")
-            if status is not None and status != b"dead":
+            status = await self.redis.hget(self.keyspace.msg(message_id), MessageField.STATUS)
+            if status is not None and status != Status.DEAD.encode():
                 raise
         if not removed:  # orphans: entries whose message hash is gone (a slow scan)
             entries = [

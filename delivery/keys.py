@@ -6,36 +6,96 @@ therefore touches exactly one slot, which keeps the layout legal on Redis Cluste
 (the same technique BullMQ uses: scripts receive the partition prefix and build the
 per-message and per-user names from it).
 
-The per-partition layout below is the single source of truth: the Lua prelude's
-``key_*`` functions are generated from :data:`PARTITION_LAYOUT`, so Python and Lua
-cannot disagree on a name.
+The layout below is the single source of truth: the Lua prelude's ``key_*`` functions
+are generated from :data:`PARTITION_LAYOUT`, so Python and Lua cannot disagree on a
+name. The fixed lifetimes and caps sit beside it; the fields of the hashes and stream
+entries are in :mod:`delivery.fields`, the members of the presence sets in
+:mod:`delivery.members`.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
-# name -> (suffix template after the partition prefix, type, lifetime).
-# ``{user*}`` is the user id after its length in bytes (``5:alice``): where another id
-# follows, user "a:b" with key "c" and user "a" with key "b:c" must not share a key.
-PARTITION_LAYOUT: dict[str, tuple[str, str, str]] = {
-    "stream": ("q:{priority}", "stream", "entries removed once dispatched (XACK + XTRIM)"),
-    "delayed": ("delayed", "zset id->due ms", "members removed when promoted"),
-    "inflight": ("inflight", "zset id->ack deadline ms", "members removed on ack/retry"),
-    "parkx": ("parkx", "zset id->park expiry ms", "members removed on unpark/expiry"),
-    "dlq": ("dlq", "stream", "MAXLEN ~ dlq_max_len"),
-    "msg": ("m:{id}", "hash", "expires_at + retention; retention after final"),
-    "idem": ("idem:{user*}:{key}", "string -> id", "message ttl + retention"),
-    "collapse": ("ck:{user*}:{key}", "string -> id", "message ttl"),
-    "parked": ("u:{user}:parked", "zset id->rank", "park ttl, refreshed on park"),
-    "user_msgs": ("u:{user}:msgs", "zset id->created ms", "max ttl + retention (+1/16)"),
-    "user_stats": ("u:{user}:stats", "hash", "like user_msgs"),
-    "user_latency": ("u:{user}:lat", "list of ack latencies ms", "like user_stats"),
-    "conns": ("u:{user}:conns", "zset node|conn->last seen ms", "heartbeat timeout x2"),
-    "conn": ("c:{conn}", "hash", "heartbeat timeout x2"),
-    "task": ("task:{user*}:{task}", "hash: owner, status, progress ...", "task ttl (7 days)"),
-    "user_tasks": ("u:{user}:tasks", "zset task id->updated ms (active tasks)", "task ttl"),
+DAY_MS = 86_400_000
+
+# -- fixed lifetimes and caps ------------------------------------------------------------
+# The lifetimes that do not come from settings. Python passes them to the scripts (see
+# delivery/calls.py), so both sides use these values and no other.
+TASK_TTL_MS = 7 * DAY_MS
+"""A task hash and its owner's active-task index live this long after the last report."""
+USER_INDEX_CAP = 10_000
+"""Members kept in a user's message index (``user_msgs``); the oldest are dropped."""
+LATENCY_SAMPLES = 1_000
+"""Enqueue-to-ack samples kept in a user's latency list (``user_latency``)."""
+DLQ_MAX_LEN = 100_000
+"""Approximate length cap of each partition's dead-letter stream (``XADD MAXLEN ~``)."""
+PRESENCE_TTL_FACTOR = 2
+"""Presence keys (``conns``, ``conn``) live this many heartbeat timeouts."""
+BROADCAST_REPORT_TTL_S = 300
+"""A broadcast's report (nodes and connections that took it) lives this long."""
+
+
+class Key(NamedTuple):
+    """One key of the layout: where it is, what it holds, how long it lives."""
+
+    template: str
+    type: str
+    lifetime: str
+
+
+# Every per-partition key: the suffix template after the partition prefix, the type and
+# the lifetime. ``{user*}`` is the user id after its length in bytes (``5:alice``): where
+# another id follows, user "a:b" with key "c" and user "a" with key "b:c" must not share
+# a key. Members: ``conns`` holds ``node|conn`` (see delivery/members.py).
+PARTITION_LAYOUT: dict[str, Key] = {
+    "stream": Key("q:{priority}", "stream", "entries removed once dispatched (XACK + XTRIM)"),
+    "delayed": Key("delayed", "zset id->due ms", "members removed when promoted"),
+    "inflight": Key("inflight", "zset id->ack deadline ms", "members removed on ack/retry"),
+    "parkx": Key("parkx", "zset id->park expiry ms", "members removed on unpark/expiry"),
+    "dlq": Key("dlq", "stream", f"MAXLEN ~ DLQ_MAX_LEN ({DLQ_MAX_LEN})"),
+    "msg": Key("m:{id}", "hash", "expires_at + retention; retention after final"),
+    "idem": Key("idem:{user*}:{key}", "string -> id", "message ttl + retention"),
+    "collapse": Key("ck:{user*}:{key}", "string -> id", "message ttl"),
+    "parked": Key("u:{user}:parked", "zset id->rank", "park ttl, refreshed on park"),
+    "user_msgs": Key(
+        "u:{user}:msgs",
+        "zset id->created ms",
+        f"max ttl + retention (+1/16); USER_INDEX_CAP ({USER_INDEX_CAP}) members",
+    ),
+    "user_stats": Key("u:{user}:stats", "hash", "like user_msgs"),
+    "user_latency": Key(
+        "u:{user}:lat",
+        "list of ack latencies ms",
+        f"like user_stats; LATENCY_SAMPLES ({LATENCY_SAMPLES}) items",
+    ),
+    "conns": Key(
+        "u:{user}:conns",
+        "zset node|conn->last seen ms",
+        f"heartbeat timeout x PRESENCE_TTL_FACTOR ({PRESENCE_TTL_FACTOR})",
+    ),
+    "conn": Key("c:{conn}", "hash", "like conns"),
+    "task": Key(
+        "task:{user*}:{task}",
+        "hash: owner, status, progress ...",
+        f"TASK_TTL_MS ({TASK_TTL_MS // DAY_MS} days)",
+    ),
+    "user_tasks": Key("u:{user}:tasks", "zset task id->updated ms (active tasks)", "like task"),
+}
+
+# The keys outside partitions (single-key commands only), built by :class:`Keyspace`.
+GLOBAL_LAYOUT: dict[str, Key] = {
+    "nodes": Key("nodes", "zset node id->last heartbeat ms", "members swept when dead"),
+    "node_conns": Key(
+        "node:{node}:conns", "set user|conn held by one node", "deleted by the dead-node sweep"
+    ),
+    "broadcast_report": Key(
+        "bcast:{id}",
+        "hash nodes, connections",
+        f"BROADCAST_REPORT_TTL_S ({BROADCAST_REPORT_TTL_S} s)",
+    ),
 }
 
 PRIORITIES = ("high", "normal", "low")
@@ -55,10 +115,14 @@ class Keyspace:
     partitions: int = 8
 
     # -- global keys (single-key commands only) -------------------------------------
+    def global_key(self, name: str, **fields: str) -> str:
+        """A key of :data:`GLOBAL_LAYOUT`."""
+        return f"{self.prefix}:" + GLOBAL_LAYOUT[name].template.format(**fields)
+
     @property
     def nodes(self) -> str:
         """zset node id -> last heartbeat ms."""
-        return f"{self.prefix}:nodes"
+        return self.global_key("nodes")
 
     @property
     def consumer_beats(self) -> str:
@@ -67,8 +131,8 @@ class Keyspace:
         return f"{self.prefix}:consumers"
 
     def node_conns(self, node: str) -> str:
-        """set of 'partition|user|conn' held by one node, for the dead-node sweep."""
-        return f"{self.prefix}:node:{node}:conns"
+        """set of ``user|conn`` held by one node, for the dead-node sweep."""
+        return self.global_key("node_conns", node=node)
 
     def node_channel(self, node: str) -> str:
         """pub/sub channel that carries frames to one edge node."""
@@ -90,8 +154,8 @@ class Keyspace:
         return f"{self.prefix}:topics"
 
     def broadcast_report(self, broadcast_id: str) -> str:
-        """hash nodes/conns: how many nodes and connections took a broadcast."""
-        return f"{self.prefix}:bcast:{broadcast_id}"
+        """hash nodes/connections: how many nodes and connections took a broadcast."""
+        return self.global_key("broadcast_report", id=broadcast_id)
 
     # -- partitions ------------------------------------------------------------------
     def partition_of(self, user_id: str) -> int:
@@ -108,7 +172,7 @@ class Keyspace:
         return self.part(partition_from_id(message_id))
 
     def key(self, partition: int, name: str, **fields: str) -> str:
-        template = PARTITION_LAYOUT[name][0]
+        template = PARTITION_LAYOUT[name].template
         if "{user*}" in template:
             user = fields["user"]
             template = template.replace("{user*}", f"{len(user.encode())}:{{user}}")

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .fields import MessageField
 from .keys import partition_of
 from .status import Status
 
@@ -142,30 +143,33 @@ class Message:
 
     @classmethod
     def from_hash(cls, h: dict[bytes, bytes]) -> Message:
+        """The message from its hash (fields: :class:`delivery.fields.MessageField`)."""
+        F = MessageField
         g = {k.decode(): v for k, v in h.items()}
         events: list[tuple[int, Event]] = []
         for k, v in g.items():
-            if k.startswith("e") and k[1:].isdigit():
+            if k.startswith(F.EVENT) and k[len(F.EVENT) :].isdigit():
                 e = orjson.loads(v)
                 detail = {x: y for x, y in e.items() if x not in ("t", "e", "a")}
-                events.append((int(k[1:]), Event(ms(e["t"]), e["e"], int(e.get("a", 0)), detail)))
+                at, name, attempt = ms(e["t"]), e["e"], int(e.get("a", 0))
+                events.append((int(k[len(F.EVENT) :]), Event(at, name, attempt, detail)))
         events.sort(key=lambda x: x[0])
         return cls(
-            id=g["id"].decode(),
-            user_id=g["u"].decode(),
-            priority=Priority(g["p"].decode()),
-            payload_json=g["pl"],
-            status=Status(g["s"].decode()),
-            created_at=ms(int(g["ca"])),
-            expires_at=ms(int(g["ea"])),
-            attempts=int(g.get("a", b"0")),
-            max_attempts=int(g["ma"]),
-            collapse_key=_opt(g.get("ck")),
-            topic=_opt(g.get("tp")),
-            reply_requested=g.get("rr") == b"1",
-            idempotency_key=_opt(g.get("ik")),
-            reply_json=g.get("rp") or None,
-            last_error=_opt(g.get("le")),
+            id=g[F.ID].decode(),
+            user_id=g[F.USER].decode(),
+            priority=Priority(g[F.PRIORITY].decode()),
+            payload_json=g[F.PAYLOAD],
+            status=Status(g[F.STATUS].decode()),
+            created_at=ms(int(g[F.CREATED_AT])),
+            expires_at=ms(int(g[F.EXPIRES_AT])),
+            attempts=int(g.get(F.ATTEMPTS, b"0")),
+            max_attempts=int(g[F.MAX_ATTEMPTS]),
+            collapse_key=_opt(g.get(F.COLLAPSE_KEY)),
+            topic=_opt(g.get(F.TOPIC)),
+            reply_requested=g.get(F.REPLY_REQUESTED) == b"1",
+            idempotency_key=_opt(g.get(F.IDEMPOTENCY_KEY)),
+            reply_json=g.get(F.REPLY) or None,
+            last_error=_opt(g.get(F.LAST_ERROR)),
             timeline=[e for _, e in events],
         )
 

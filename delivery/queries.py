@@ -16,18 +16,26 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from .exceptions import NotFound, ValidationError
+from .fields import ConnField, DeadLetterField, MessageField, StatsField
 from .keys import GROUP, PRIORITIES, Keyspace, partition_from_id
+from .members import parse_conn_member, parse_node_member
 from .message import Message, iso_ms
+from .message import text as _s
 from .status import Status
 
 MAX_PAGE = 500
 _SCAN_CHUNK = 200
-_SUMMARY = ("id", "s", "p", "ca", "ea", "a", "ma", "da", "le", "tp", "ck")
+F = MessageField
+_SUMMARY = (
+    *(F.ID, F.STATUS, F.PRIORITY, F.CREATED_AT, F.EXPIRES_AT, F.ATTEMPTS, F.MAX_ATTEMPTS),
+    *(F.DELIVERED_AT, F.LAST_ERROR, F.TOPIC, F.COLLAPSE_KEY),
+)
+_DEAD = (
+    *(F.STATUS, F.PRIORITY, F.CREATED_AT, F.ATTEMPTS, F.MAX_ATTEMPTS, F.LAST_ERROR),
+    F.DEAD_LETTER,
+)
 _MS_FIELDS = ("due", "until")  # timeline details that are epoch milliseconds
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+_DLQ_ID = DeadLetterField.ID.encode()
 
 
 def _int(v: Any, default: int = 0) -> int:
@@ -59,7 +67,7 @@ def message_json(msg: Message, extra: dict[bytes, Any]) -> dict[str, Any]:
     """A message as operators see it: the stored message plus ttl, delivery time and
     the dead-letter entry, with epoch-ms timeline details as ISO times."""
     out = msg.to_json()
-    tl, da, dl = (extra.get(k) for k in (b"tl", b"da", b"dl"))
+    tl, da, dl = (extra.get(k.encode()) for k in (F.TTL, F.DELIVERED_AT, F.DEAD_LETTER))
     out["recipient"] = msg.user_id
     out["ttl_seconds"] = None if tl is None else _int(tl) // 1000
     out["delivered_at"] = _opt_iso(da)
@@ -170,7 +178,7 @@ class Queries:
         stats = {_s(k): _int(v) for k, v in raw.items()}
         counts = {s.value: max(stats.get(s.value, 0), 0) for s in Status}
         total = sum(stats.get(s.value, 0) for s in Status)  # every message has one status
-        ack_n, ack_ms = stats.get("ack_n", 0), stats.get("ack_ms", 0)
+        ack_n, ack_ms = stats.get(StatsField.ACK_N, 0), stats.get(StatsField.ACK_MS, 0)
         samples = [_int(x) for x in lat]
         now = int(sec) * 1000 + int(usec) // 1000
         live = [
@@ -196,20 +204,20 @@ class Queries:
         """Details of the user's live connections (``connect.lua`` keeps them)."""
         if not live:
             return []
+        targets = [(parse_conn_member(member), seen) for member, seen in live]
         pipe = self.redis.pipeline(transaction=False)
-        for member, _ in live:
-            pipe.hgetall(self.keyspace.user(user_id, "conn", conn=member.partition("|")[2]))
+        for (_, conn), _ in targets:
+            pipe.hgetall(self.keyspace.user(user_id, "conn", conn=conn))
         out = []
-        for (member, seen), h in zip(live, await pipe.execute(), strict=True):
-            node, _, conn = member.partition("|")
+        for ((node, conn), seen), h in zip(targets, await pipe.execute(), strict=True):
             d = {_s(k): _s(v) for k, v in h.items()}
             out.append(
                 {
                     "conn_id": conn,
                     "node_id": node,
-                    "device": d.get("device") or None,
-                    "address": d.get("address") or None,
-                    "connected_at": _opt_iso(d.get("connected_at")),
+                    "device": d.get(ConnField.DEVICE) or None,
+                    "address": d.get(ConnField.ADDRESS) or None,
+                    "connected_at": _opt_iso(d.get(ConnField.CONNECTED_AT)),
                     "last_seen": iso_ms(seen),
                 }
             )
@@ -238,7 +246,7 @@ class Queries:
         page = merged[:limit]
         pipe = self.redis.pipeline(transaction=False)
         for _, _, _, f in page:
-            pipe.hmget(self.keyspace.msg(f["id"]), "s", "p", "ca", "a", "ma", "le", "dl")
+            pipe.hmget(self.keyspace.msg(f[DeadLetterField.ID]), *_DEAD)
         items = [
             _dead_letter(p, eid, f, values)
             for (_, p, eid, f), values in zip(page, await pipe.execute(), strict=True)
@@ -256,7 +264,7 @@ class Queries:
         while True:
             chunk: Any = await self.redis.xrange(key, start, "+", count=1000)
             for entry_id, fields in chunk:
-                out.append((_s(entry_id), _s(fields.get(b"id", b""))))
+                out.append((_s(entry_id), _s(fields.get(_DLQ_ID, b""))))
             if len(chunk) < 1000:
                 return out
             start = f"({_s(chunk[-1][0])}"
@@ -362,7 +370,7 @@ class Queries:
             pipe.smembers(self.keyspace.node_conns(_s(node)))
         out = []
         for (node, seen), members in zip(rows, await pipe.execute(), strict=True):
-            users = {_s(m).partition("|")[0] for m in members}
+            users = {parse_node_member(m)[0] for m in members}
             out.append(
                 {
                     "node_id": _s(node),
@@ -392,21 +400,25 @@ def _group(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def _summary(values: list[Any]) -> dict[str, Any] | None:
     v = dict(zip(_SUMMARY, values, strict=True))
-    if v["id"] is None or v["s"] is None:
+    if v[F.ID] is None or v[F.STATUS] is None:
         return None  # retention ended between the index read and now
     return {
-        "id": _s(v["id"]),
-        "status": _s(v["s"]),
-        "priority": _s(v["p"]),
-        "created_at": iso_ms(_int(v["ca"])),
-        "expires_at": iso_ms(_int(v["ea"])),
-        "attempts": _int(v["a"]),
-        "max_attempts": _int(v["ma"]),
-        "delivered_at": _opt_iso(v["da"]),
-        "last_error": None if v["le"] is None else _s(v["le"]),
-        "topic": None if v["tp"] is None else _s(v["tp"]),
-        "collapse_key": None if v["ck"] is None else _s(v["ck"]),
+        "id": _s(v[F.ID]),
+        "status": _s(v[F.STATUS]),
+        "priority": _s(v[F.PRIORITY]),
+        "created_at": iso_ms(_int(v[F.CREATED_AT])),
+        "expires_at": iso_ms(_int(v[F.EXPIRES_AT])),
+        "attempts": _int(v[F.ATTEMPTS]),
+        "max_attempts": _int(v[F.MAX_ATTEMPTS]),
+        "delivered_at": _opt_iso(v[F.DELIVERED_AT]),
+        "last_error": _opt(v[F.LAST_ERROR]),
+        "topic": _opt(v[F.TOPIC]),
+        "collapse_key": _opt(v[F.COLLAPSE_KEY]),
     }
+
+
+def _opt(v: Any) -> str | None:
+    return None if v is None else _s(v)
 
 
 def _dead_letter(
@@ -415,13 +427,13 @@ def _dead_letter(
     s, prio, created, attempts, max_attempts, last_error, dl = values
     gone = s is None
     return {
-        "id": f.get("id"),
+        "id": f.get(DeadLetterField.ID),
         "entry_id": entry_id,
         "partition": partition,
-        "user_id": f.get("u"),
-        "reason": f.get("reason"),
-        "last_error": None if last_error is None else _s(last_error),
-        "attempts": int(f.get("attempts") or 0) if gone else _int(attempts),
+        "user_id": f.get(DeadLetterField.USER),
+        "reason": f.get(DeadLetterField.REASON),
+        "last_error": _opt(last_error),
+        "attempts": int(f.get(DeadLetterField.ATTEMPTS) or 0) if gone else _int(attempts),
         "max_attempts": None if gone else _int(max_attempts),
         "priority": None if gone else _s(prio),
         "status": "gone" if gone else _s(s),

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .exceptions import Conflict
+from .fields import TaskField
 from .tasks import TaskStatus
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class TaskReporter:
 
     async def cancel_requested(self) -> bool:
         key = self.producer.keyspace.user(self.state.user_id, "task", task=self.state.task_id)
-        return await self.producer.redis.hget(key, "cancel_requested") == b"1"
+        return await self.producer.redis.hget(key, TaskField.CANCEL_REQUESTED) == b"1"
 
     async def __aenter__(self) -> TaskReporter:
         await self.started()
@@ -203,7 +204,7 @@ class SyncTaskReporter:
 
     def cancel_requested(self) -> bool:
         key = self.producer.keyspace.user(self.state.user_id, "task", task=self.state.task_id)
-        return self.producer.redis.hget(key, "cancel_requested") == b"1"
+        return self.producer.redis.hget(key, TaskField.CANCEL_REQUESTED) == b"1"
 
     def __enter__(self) -> SyncTaskReporter:
         self.started()

@@ -3,6 +3,9 @@
 Every script receives the partition prefix as ``KEYS[1]`` and touches only keys of
 that partition (one hash tag, one Cluster slot). redis-py's ``Script`` objects run
 them with EVALSHA and reload them by themselves after a Redis restart (NOSCRIPT).
+The prelude is generated from the Python tables (key names, hash fields, the member
+separator, the legal transitions) and cut down to what each script uses; the typed
+call objects of :mod:`delivery.calls` name each script's arguments and answer.
 """
 
 from __future__ import annotations
@@ -11,12 +14,19 @@ import re
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
+from .fields import lua_field_constants
 from .keys import lua_key_functions
+from .members import lua_member_constants
 from .status import TRANSITIONS
+
+if TYPE_CHECKING:
+    from .calls import ScriptCall
+
+A = TypeVar("A")
 
 NAMES = (
     "enqueue",
@@ -64,22 +74,35 @@ def _transition_table() -> str:
 
 
 @cache
-def source(name: str) -> str:
-    """The text of one script as Redis receives it: the prelude (key functions,
-    transition table, ``_lib.lua``) cut down to what the script uses, then its body."""
-    lua = resources.files("delivery.lua")
-    prelude = "\n".join(
+def prelude() -> str:
+    """The whole prelude: ``P`` (``KEYS[1]``), the generated key functions, field
+    constants, member separator and transition table, then ``_lib.lua``."""
+    return "\n".join(
         [
             "local P = KEYS[1]",
             lua_key_functions(),
+            lua_field_constants(),
+            lua_member_constants(),
             _transition_table(),
-            lua.joinpath("_lib.lua").read_text(),
+            resources.files("delivery.lua").joinpath("_lib.lua").read_text(),
         ]
     )
+
+
+@cache
+def source(name: str) -> str:
+    """The text of one script as Redis receives it: the prelude cut down to what the
+    script uses, then its body."""
+    lua = resources.files("delivery.lua")
     body = "\n".join(
         lua.joinpath(f"{part}.lua").read_text() for part in (*INCLUDES.get(name, ()), name)
     )
-    units = _units(prelude)
+    return assemble(body)
+
+
+def assemble(body: str) -> str:
+    """A script body with the part of the prelude it uses (see :func:`source`)."""
+    units = _units(prelude())
     if _DEFERRED & _needed(units, body):
         body = _with_flush(body)
     return "\n".join([*_used(units, body), body])
@@ -235,6 +258,29 @@ class Scripts:
             if isinstance(r, Exception):
                 raise r
         return results
+
+    # -- typed calls (delivery/calls.py) --------------------------------------------------
+    def call(self, c: ScriptCall[Any]) -> Call:
+        """The (script, keys, args) triple of a typed call, for :meth:`pipelined`."""
+        return getattr(self, c.SCRIPT), (c.prefix,), c.args()
+
+    async def run(self, c: ScriptCall[A]) -> A:
+        """Run one typed call (asyncio client) and parse its answer."""
+        return c.parse(await getattr(self, c.SCRIPT)(keys=(c.prefix,), args=c.args()))
+
+    def run_sync(self, c: ScriptCall[A]) -> A:
+        """:meth:`run` for a blocking client."""
+        return c.parse(getattr(self, c.SCRIPT)(keys=(c.prefix,), args=c.args()))
+
+    async def run_many(self, cs: Sequence[ScriptCall[A]], client: Any = None) -> list[A]:
+        """Typed calls in one pipelined round trip (see :meth:`pipelined`), parsed."""
+        results = await self.pipelined([self.call(c) for c in cs], client)
+        return [c.parse(r) for c, r in zip(cs, results, strict=True)]
+
+    def run_many_sync(self, cs: Sequence[ScriptCall[A]], client: Any = None) -> list[A]:
+        """:meth:`run_many` for a blocking client."""
+        results = self.pipelined_sync([self.call(c) for c in cs], client)
+        return [c.parse(r) for c, r in zip(cs, results, strict=True)]
 
     def __getattr__(self, name: str) -> Any:  # for mypy: attributes set above
         raise AttributeError(name)

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import NotConfigured
+from .members import check_id
 
 
 def default_data_dir() -> str:
@@ -104,6 +105,12 @@ class Settings(BaseSettings):
                 "which finds the running `courier serve`"
             )
         return self.redis_url
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str | None) -> str | None:
+        # presence members are "node|conn": a node id never holds the separator
+        return None if v is None else check_id(v, "node_id")
 
     def origins(self) -> list[str] | None:
         """The allowed origins, or None for any."""

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from .enqueue import Accepted, Enqueue, Limits, build
 from .exceptions import Conflict, ValidationError
-from .keys import Keyspace
-from .message import MAX_ID_LEN, MessageIn, Priority, iso_ms
-from .producer import Limits, build
-
-TASK_TTL_MS = 7 * 86400 * 1000
+from .fields import TaskField
+from .keys import TASK_TTL_MS, Keyspace
+from .message import MAX_ID_LEN, MessageIn, Priority, iso_ms, text
 
 
 class TaskStatus(StrEnum):
@@ -63,14 +62,73 @@ def topic_of(task_id: str) -> str:
     return f"task:{task_id}"
 
 
-@dataclass(frozen=True)
-class TaskCall:
+class TaskCode(StrEnum):
+    OK = "ok"  # recorded, and its message enqueued
+    FINAL = "final"  # the task had ended already: nothing changed
+
+
+class TaskAnswer(NamedTuple):
+    code: TaskCode
+    status: str  # FINAL: the status it ended with (else the one just recorded)
+    message: Accepted | None = None  # OK: the message to the owner
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """``task.lua``: a task's latest status and its message to the owner (ARGV 9..:
+    the message's ``enqueue.lua`` arguments)."""
+
+    SCRIPT: ClassVar[str] = "task"
+    task_id: str
+    user_id: str
+    status: TaskStatus
+    data: bytes  # JSON object: progress, message, result, error
+    ttl_ms: int  # TASK_TTL_MS
+    channel: str  # the topics channel
+    frame: bytes  # the live frame's envelope (JSON)
+    message: Enqueue
+
+    @property
+    def prefix(self) -> str:
+        return self.message.prefix
+
+    def args(self) -> list[Any]:
+        return [
+            *(self.task_id, self.user_id, str(self.status), self.data, self.ttl_ms),
+            *(self.channel, self.frame, "1" if self.status.final else "0"),
+            *self.message.args(),
+        ]
+
+    def parse(self, reply: Any) -> TaskAnswer:
+        if text(reply[0]) == TaskCode.FINAL:
+            return TaskAnswer(TaskCode.FINAL, text(reply[1]))
+        return TaskAnswer(TaskCode.OK, str(self.status), self.message.parse(reply[1:]))
+
+
+class CancelCode(StrEnum):
+    OK = "ok"  # flagged and published to the task's reporter
+    UNKNOWN = "unknown"  # the user has no such task (nothing written)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """``cancel.lua``: a user asks the producer of one of their tasks to cancel it."""
+
+    SCRIPT: ClassVar[str] = "cancel"
     prefix: str
-    args: list[Any]
+    user_id: str
+    task_id: str
+    channel: str
+
+    def args(self) -> list[Any]:
+        return [self.user_id, self.task_id, self.channel]
+
+    def parse(self, reply: Any) -> CancelCode:
+        return CancelCode(text(reply))
 
 
-def build_task(task_id: str, update: TaskUpdate, *, keyspace: Keyspace, limits: Limits) -> TaskCall:
-    """Validate a task update and turn it into the ``task`` script's arguments."""
+def build_task(task_id: str, update: TaskUpdate, *, keyspace: Keyspace, limits: Limits) -> Task:
+    """Validate a task update and turn it into the ``task`` script's call."""
     if not task_id or len(task_id) > MAX_ID_LEN or any(c in task_id for c in "{}\n\r"):
         raise ValidationError("task_id must be 1 to 200 characters, no braces or newlines")
     data = update.data()
@@ -89,44 +147,39 @@ def build_task(task_id: str, update: TaskUpdate, *, keyspace: Keyspace, limits: 
     envelope = orjson.dumps(
         {"t": topic_of(task_id), "o": update.user_id, "f": orjson.Fragment(live)}
     )
-    return TaskCall(
-        call.prefix,
-        [
-            task_id,
-            update.user_id,
-            str(update.status),
-            orjson.dumps(data),
-            TASK_TTL_MS,
-            keyspace.topics_channel,
-            envelope,
-            "1" if final else "0",
-            *call.args,
-        ],
+    return Task(
+        task_id=task_id,
+        user_id=update.user_id,
+        status=update.status,
+        data=orjson.dumps(data),
+        ttl_ms=TASK_TTL_MS,
+        channel=keyspace.topics_channel,
+        frame=envelope,
+        message=call,
     )
 
 
-def task_result(task_id: str, res: list[Any]) -> dict[str, Any]:
+def task_result(task_id: str, answer: TaskAnswer) -> dict[str, Any]:
     """Turn the script's answer into the API's answer, raising on refusal."""
-    code = _s(res[0])
-    if code == "final":
-        raise Conflict(f"task {task_id} already ended ({_s(res[1])}); nothing changed")
-    return {"task_id": task_id, "message_id": _s(res[1]), "message_status": _s(res[2])}
+    if answer.code is TaskCode.FINAL or answer.message is None:
+        raise Conflict(f"task {task_id} already ended ({answer.status}); nothing changed")
+    return {
+        "task_id": task_id,
+        "message_id": answer.message.id,
+        "message_status": answer.message.status,
+    }
 
 
 def task_view(h: dict[bytes, bytes]) -> dict[str, Any]:
     """The task hash as ``GET /v1/tasks/{id}`` shows it."""
     g = {k.decode(): v.decode() for k, v in h.items()}
     return {
-        "task_id": g["task_id"],
-        "user_id": g["user_id"],
-        "status": g["status"],
-        **orjson.loads(g.get("data", "{}")),
-        "cancel_requested": g.get("cancel_requested") == "1",
-        "created_at": iso_ms(int(g.get("created_at", g["updated_at"]))),
-        "updated_at": iso_ms(int(g["updated_at"])),
-        "message_id": g.get("message_id"),
+        "task_id": g[TaskField.ID],
+        "user_id": g[TaskField.USER],
+        "status": g[TaskField.STATUS],
+        **orjson.loads(g.get(TaskField.DATA, "{}")),
+        "cancel_requested": g.get(TaskField.CANCEL_REQUESTED) == "1",
+        "created_at": iso_ms(int(g.get(TaskField.CREATED_AT, g[TaskField.UPDATED_AT]))),
+        "updated_at": iso_ms(int(g[TaskField.UPDATED_AT])),
+        "message_id": g.get(TaskField.MESSAGE_ID),
     }
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

@@ -18,8 +18,8 @@ from typing import Protocol
 import orjson
 import redis.asyncio as aioredis
 
+from .calls import Push
 from .keys import Keyspace
-from .store import Push
 
 log = logging.getLogger(__name__)
 

@@ -2,27 +2,29 @@
 -- ack_many.lua. Returns the code documented in ack.lua.
 local function ack_one(user, conn, node, retention, samples, id)
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'u', 'a', 'ca', 'p', 'n')
-  if not m[1] then return 'unknown' end
-  if m[2] ~= user then return 'forbidden' end
-  if m[1] == 'delivered' then return 'duplicate' end
-  if FINAL[m[1]] or m[1] == 'dead' then return 'final' end
-  local latency = NOW - tonumber(m[4])
-  if m[1] == 'sent' then
+  local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_ATTEMPTS, F_CREATED_AT, F_PRIORITY,
+    F_EVENTS)
+  local status, owner, attempt, created, prio, n = m[1], m[2], m[3], m[4], m[5], m[6]
+  if not status then return 'unknown' end
+  if owner ~= user then return 'forbidden' end
+  if status == 'delivered' then return 'duplicate' end
+  if FINAL[status] or status == 'dead' then return 'final' end
+  local latency = NOW - tonumber(created)
+  if status == 'sent' then
     -- a sent message is only in inflight: removed with the others of this call
-    set_status(mkey, user, 'sent', 'delivered', m[6], m[3], 'acked',
-      {conn = conn, node = node}, 'da', NOW)
+    set_status(mkey, user, 'sent', 'delivered', n, attempt, 'acked',
+      {conn = conn, node = node}, F_DELIVERED_AT, NOW)
     INFLIGHT_DEL[#INFLIGHT_DEL + 1] = id
     retain(mkey, retention)
   else
-    finish(mkey, id, user, m[1], 'delivered', m[6], m[3], {conn = conn, node = node},
-      retention, 'acked', 'da', NOW)
+    finish(mkey, id, user, status, 'delivered', n, attempt, {conn = conn, node = node},
+      retention, 'acked', F_DELIVERED_AT, NOW)
   end
-  count(user, 'ack_n', 1)
-  count(user, 'ack_ms', latency)
+  count(user, STAT_ACK_N, 1)
+  count(user, STAT_ACK_MS, latency)
   local u = user_acc(user)
   u.lat = u.lat or {}
   u.lat[#u.lat + 1] = latency
   u.samples = samples
-  return 'ok|' .. m[5] .. '|' .. latency
+  return 'ok|' .. prio .. '|' .. latency
 end

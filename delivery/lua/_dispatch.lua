@@ -1,5 +1,6 @@
 -- dispatch_one(...): one read stream entry (dispatch.lua, dispatch_many.lua). Arguments
--- and answer as documented in dispatch.lua; the durations are numbers. The entry is
+-- and answer as documented in dispatch.lua; the durations are numbers. The answer is
+-- a table per entry (its first item the outcome, DispatchOutcome in delivery/calls.py). The entry is
 -- noted in `done` (stream -> entry ids) for settle(), which acknowledges and removes
 -- the entries of the whole call at its end; `conns` caches users' live connections.
 local function dispatch_one(entry, id, user, prio, ack_timeout, hb_timeout, park_ttl,
@@ -12,22 +13,25 @@ local function dispatch_one(entry, id, user, prio, ack_timeout, hb_timeout, park
   end
   ids[#ids + 1] = entry
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'ea', 'a', 'pl', 'ca', 'ck', 'tp', 'rr', 'keep', 'n')
-  if not m[1] then return {'skip', 'gone'} end
-  if m[1] ~= 'queued' then return {'skip', m[1]} end
+  local m = redis.call('HMGET', mkey, F_STATUS, F_EXPIRES_AT, F_ATTEMPTS, F_PAYLOAD,
+    F_CREATED_AT, F_COLLAPSE_KEY, F_TOPIC, F_REPLY_REQUESTED, F_KEEP, F_EVENTS)
+  local status, expires, payload, created = m[1], tonumber(m[2]), m[4], m[5]
+  local ck, tp, rr, keep, n = m[6], m[7], m[8], m[9], m[10]
+  if not status then return {'skip', 'gone'} end
+  if status ~= 'queued' then return {'skip', status} end
   local attempt = tonumber(m[3])
-  if m[6] and m[9] ~= '1' then
+  if ck and keep ~= '1' then
     -- a newer message with the same collapse key came while this one was on its way
     -- (sent, then retried): the newer one wins, this one is never shown after it
-    local latest = redis.call('GET', key_collapse(user, m[6]))
+    local latest = redis.call('GET', key_collapse(user, ck))
     if latest and latest ~= id then
-      finish(mkey, id, user, 'queued', 'cancelled', m[10], attempt, {by = latest}, retention,
+      finish(mkey, id, user, 'queued', 'cancelled', n, attempt, {by = latest}, retention,
         'collapsed')
       return {'skip', 'cancelled'}
     end
   end
-  if NOW >= tonumber(m[2]) then
-    finish(mkey, id, user, 'queued', 'expired', m[10], attempt, nil, retention)
+  if NOW >= expires then
+    finish(mkey, id, user, 'queued', 'expired', n, attempt, nil, retention)
     return {'expired'}
   end
   local live = conns[user]
@@ -36,15 +40,15 @@ local function dispatch_one(entry, id, user, prio, ack_timeout, hb_timeout, park
     conns[user] = live
   end
   if #live == 0 then
-    park(mkey, id, user, 'queued', m[10], prio, tonumber(m[5]), tonumber(m[2]), attempt,
-      park_ttl, entry)
+    park(mkey, id, user, 'queued', n, prio, tonumber(created), expires, attempt, park_ttl,
+      entry)
     return {'parked'}
   end
   attempt = attempt + 1
-  set_status(mkey, user, 'queued', 'sent', m[10], attempt, nil, {to = live}, 'a', attempt)
+  set_status(mkey, user, 'queued', 'sent', n, attempt, nil, {to = live}, F_ATTEMPTS, attempt)
   INFLIGHT_ADD[#INFLIGHT_ADD + 1] = NOW + ack_timeout
   INFLIGHT_ADD[#INFLIGHT_ADD + 1] = id
-  local out = {'sent', attempt, m[4], m[5], m[6] or '', m[7] or '', m[8] or '0'}
+  local out = {'sent', attempt, payload, created, ck or '', tp or '', rr or '0'}
   for _, c in ipairs(live) do out[#out + 1] = c end
   return out
 end

@@ -14,8 +14,9 @@ local function enqueue_opts(A, b)
 end
 
 -- The first timeline event of a queued message: the same text for every message of
--- one script call (NOW is fixed), so it is formatted once.
+-- one script call (NOW is fixed), so it is formatted once; FIRST_EVENT is its field.
 local QUEUED_EVENT = string.format('{"t":%d,"e":"queued","a":0}', NOW)
+local FIRST_EVENT = F_EVENT .. '1'
 
 local function enqueue_one(id, user, payload, o)
   local ik, ck, tp, ttl, retention = o.ik, o.ck, o.tp, o.ttl, o.retention
@@ -23,14 +24,14 @@ local function enqueue_one(id, user, payload, o)
   if ik ~= '' then
     local existing = redis.call('GET', key_idem(user, ik))
     if existing then
-      return existing, redis.call('HGET', key_msg(existing), 's') or 'unknown', 0
+      return existing, redis.call('HGET', key_msg(existing), F_STATUS) or 'unknown', 0
     end
   end
 
   -- Ids are random: an existing hash means this very call ran already (a client's
   -- retry after a lost reply, a reload after NOSCRIPT). Answer as before; change nothing.
   local mkey = key_msg(id)
-  local known = redis.call('HGET', mkey, 's')
+  local known = redis.call('HGET', mkey, F_STATUS)
   if known then return id, known, 0 end
 
   local due = NOW
@@ -46,17 +47,19 @@ local function enqueue_one(id, user, payload, o)
     status, first = 'queued', QUEUED_EVENT
   end
   if ck == '' and tp == '' and ik == '' and not o.keep then
-    redis.call('HSET', mkey, 'id', id, 'u', user, 'p', o.prio, 'pl', payload, 'ca', NOW,
-      'ea', expires, 'tl', ttl, 'ma', o.ma, 'a', 0, 'rr', o.rr, 's', status, 'n', 1,
-      'e1', first)
+    redis.call('HSET', mkey, F_ID, id, F_USER, user, F_PRIORITY, o.prio, F_PAYLOAD, payload,
+      F_CREATED_AT, NOW, F_EXPIRES_AT, expires, F_TTL, ttl, F_MAX_ATTEMPTS, o.ma,
+      F_ATTEMPTS, 0, F_REPLY_REQUESTED, o.rr, F_STATUS, status, F_EVENTS, 1,
+      FIRST_EVENT, first)
   else
-    local fields = {'id', id, 'u', user, 'p', o.prio, 'pl', payload, 'ca', NOW,
-      'ea', expires, 'tl', ttl, 'ma', o.ma, 'a', 0, 'rr', o.rr, 's', status, 'n', 1,
-      'e1', first}
-    if ck ~= '' then fields[#fields + 1] = 'ck'; fields[#fields + 1] = ck end
-    if tp ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = tp end
-    if ik ~= '' then fields[#fields + 1] = 'ik'; fields[#fields + 1] = ik end
-    if o.keep then fields[#fields + 1] = 'keep'; fields[#fields + 1] = '1' end
+    local fields = {F_ID, id, F_USER, user, F_PRIORITY, o.prio, F_PAYLOAD, payload,
+      F_CREATED_AT, NOW, F_EXPIRES_AT, expires, F_TTL, ttl, F_MAX_ATTEMPTS, o.ma,
+      F_ATTEMPTS, 0, F_REPLY_REQUESTED, o.rr, F_STATUS, status, F_EVENTS, 1,
+      FIRST_EVENT, first}
+    if ck ~= '' then fields[#fields + 1] = F_COLLAPSE_KEY; fields[#fields + 1] = ck end
+    if tp ~= '' then fields[#fields + 1] = F_TOPIC; fields[#fields + 1] = tp end
+    if ik ~= '' then fields[#fields + 1] = F_IDEMPOTENCY_KEY; fields[#fields + 1] = ik end
+    if o.keep then fields[#fields + 1] = F_KEEP; fields[#fields + 1] = '1' end
     redis.call('HSET', mkey, unpack(fields))
   end
   redis.call('PEXPIREAT', mkey, expires + retention)
@@ -65,7 +68,7 @@ local function enqueue_one(id, user, payload, o)
   if status == 'scheduled' then
     redis.call('ZADD', key_delayed(), due, id)
   else
-    redis.call('XADD', key_stream(o.prio), '*', 'm', id, 'u', user)
+    redis.call('XADD', key_stream(o.prio), '*', ENTRY_MESSAGE, id, ENTRY_USER, user)
   end
 
   -- the user's counters and index are written once per user when the script ends
@@ -85,10 +88,10 @@ local function enqueue_one(id, user, payload, o)
     local old = redis.call('GET', ckey)
     if old and old ~= id then
       local okey = key_msg(old)
-      local r = redis.call('HMGET', okey, 's', 'a', 'keep', 'n')
-      if (r[1] == 'queued' or r[1] == 'scheduled' or r[1] == 'parked') and r[3] ~= '1' then
-        finish(okey, old, user, r[1], 'cancelled', r[4], r[2], {by = id}, retention,
-          'collapsed')
+      local r = redis.call('HMGET', okey, F_STATUS, F_ATTEMPTS, F_KEEP, F_EVENTS)
+      local s, attempt, keep, n = r[1], r[2], r[3], r[4]
+      if (s == 'queued' or s == 'scheduled' or s == 'parked') and keep ~= '1' then
+        finish(okey, old, user, s, 'cancelled', n, attempt, {by = id}, retention, 'collapsed')
       end
     end
     redis.call('SET', ckey, id, 'PX', ttl)

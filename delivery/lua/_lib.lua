@@ -1,5 +1,7 @@
--- Prelude of every Courier script (scripts.py prepends it, after the generated
--- key_* functions and the ALLOWED transition table).
+-- Prelude of every Courier script (scripts.py prepends it, after what it generates
+-- from the Python tables: the key_* functions (delivery/keys.py), the field constants
+-- F_* (message hash), ENTRY_*, DLQ_*, TASK_*, CONN_*, STAT_* (delivery/fields.py),
+-- MEMBER_SEP (delivery/members.py) and the ALLOWED transition table).
 -- KEYS[1] is the partition prefix P ("courier:{p3}:"): every key a script touches
 -- is built from it, so each script stays inside one Cluster slot.
 local function now_ms()
@@ -118,8 +120,8 @@ local function flush()
   if #INFLIGHT_DEL > 0 then call_chunked('ZREM', key_inflight(), INFLIGHT_DEL, 1000) end
 end
 
--- The fields that append one event to a message's timeline: e1, e2, ... and their
--- count n, which the caller read with the rest of the hash. Callers write them in the
+-- The fields that append one event to a message's timeline: e1, e2, ... (F_EVENT .. k)
+-- and their count (F_EVENTS), which the caller read with the rest of the hash. Callers write them in the
 -- same HSET as the change they record.
 local function event_fields(n, name, attempt, detail)
   local e = detail or {}
@@ -133,12 +135,12 @@ end
 -- Append one event (and extra field/value pairs) to a message's timeline: one HSET.
 local function append(mkey, n, name, attempt, detail, ...)
   local k, e = event_fields(n, name, attempt, detail)
-  redis.call('HSET', mkey, 'n', k, 'e' .. k, e, ...)
+  redis.call('HSET', mkey, F_EVENTS, k, F_EVENT .. k, e, ...)
 end
 
 -- Change status, enforcing the transition table and counting it for the user, with
 -- its timeline event (named after the new status unless `evname` says otherwise) and
--- extra field/value pairs: one HSET. `n` is the message's event count (field n).
+-- extra field/value pairs: one HSET. `n` is the message's event count (F_EVENTS).
 local function set_status(mkey, user, old, new, n, attempt, evname, detail, ...)
   if not allowed(old, new) then
     return error('illegal transition ' .. tostring(old) .. ' -> ' .. new)
@@ -148,7 +150,7 @@ local function set_status(mkey, user, old, new, n, attempt, evname, detail, ...)
     count(user, new, 1)
   end
   local k, e = event_fields(n, evname or new, attempt, detail)
-  redis.call('HSET', mkey, 's', new, 'n', k, 'e' .. k, e, ...)
+  redis.call('HSET', mkey, F_STATUS, new, F_EVENTS, k, F_EVENT .. k, e, ...)
 end
 
 -- Remove a message from the waiting structures its status `old` puts it in (a sent
@@ -190,9 +192,9 @@ local function bury(mkey, id, user, old, n, attempt, reason, dlq_max, dead_keep_
   end
   unlink(id, user, old)
   local entry = redis.call('XADD', key_dlq(), 'MAXLEN', '~', dlq_max, '*',
-    'id', id, 'u', user, 'reason', reason, 'attempts', attempt)
-  set_status(mkey, user, old, 'dead', n, attempt, nil, {reason = reason}, 'dl', entry,
-    'le', reason)
+    DLQ_ID, id, DLQ_USER, user, DLQ_REASON, reason, DLQ_ATTEMPTS, attempt)
+  set_status(mkey, user, old, 'dead', n, attempt, nil, {reason = reason}, F_DEAD_LETTER,
+    entry, F_LAST_ERROR, reason)
   local ttl = redis.call('PTTL', mkey)
   if ttl >= 0 and ttl < dead_keep_ms then redis.call('PEXPIRE', mkey, dead_keep_ms) end
 end
@@ -217,7 +219,13 @@ local function park(mkey, id, user, old, n, prio, created, expires, attempt, par
   set_status(mkey, user, old, 'parked', n, attempt, nil, {['until'] = until_ms})
 end
 
--- Live connections of a user ("node|conn"): one read; the stale ones (seen longer
+-- A user's live connection as a member of key_conns: "node|conn" (node ids never hold
+-- the separator; delivery/members.py builds and splits the same text).
+local function conn_member(node, conn)
+  return node .. MEMBER_SEP .. conn
+end
+
+-- Live connections of a user (conn_member texts): one read; the stale ones (seen longer
 -- than the heartbeat timeout ago) are pruned only when there are any.
 local function live_conns(user, hb_timeout_ms)
   local ck = key_conns(user)

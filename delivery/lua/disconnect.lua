@@ -1,25 +1,28 @@
 -- disconnect: a connection closed. When it was the user's last live connection,
 -- its unacknowledged messages go straight back to their stream (to be parked or
 -- sent to a device that connects) instead of waiting for the ack timeout.
--- KEYS[1] partition prefix
+-- KEYS[1] partition prefix (P)
 -- ARGV: 1 user, 2 connection id, 3 node id, 4 heartbeat_timeout_ms, 5 reason,
 --   6.. ids of messages sent on this connection and not acknowledged
--- Returns the number of messages handed back.
+-- Returns the number of messages handed back. (delivery/presence.py: Disconnect)
 local user, conn, node = ARGV[1], ARGV[2], ARGV[3]
-redis.call('ZREM', key_conns(user), node .. '|' .. conn)
+local hb_timeout, reason = tonumber(ARGV[4]), ARGV[5]
+local FIRST_ID = 6
+redis.call('ZREM', key_conns(user), conn_member(node, conn))
 redis.call('DEL', key_conn(conn))
-if #live_conns(user, tonumber(ARGV[4])) > 0 then return 0 end
-local n = 0
-for i = 6, #ARGV do
+if #live_conns(user, hb_timeout) > 0 then return 0 end
+local handed = 0
+for i = FIRST_ID, #ARGV do
   local id = ARGV[i]
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'p', 'a', 'n')
-  if m[1] == 'sent' then
+  local m = redis.call('HMGET', mkey, F_STATUS, F_PRIORITY, F_ATTEMPTS, F_EVENTS)
+  local status, prio, attempt, n = m[1], m[2], m[3], m[4]
+  if status == 'sent' then
     redis.call('ZREM', key_inflight(), id)
-    set_status(mkey, user, 'sent', 'queued', m[4], m[3], 'handed_back',
-      {conn = conn, reason = ARGV[5]})
-    redis.call('XADD', key_stream(m[2]), '*', 'm', id, 'u', user)
-    n = n + 1
+    set_status(mkey, user, 'sent', 'queued', n, attempt, 'handed_back',
+      {conn = conn, reason = reason})
+    redis.call('XADD', key_stream(prio), '*', ENTRY_MESSAGE, id, ENTRY_USER, user)
+    handed = handed + 1
   end
 end
-return n
+return handed

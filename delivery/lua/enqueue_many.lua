@@ -1,18 +1,20 @@
 -- enqueue_many: accept several messages of one partition in one atomic step (the
 -- producer's batch path: one call per partition instead of one per message).
--- KEYS[1] partition prefix
+-- KEYS[1] partition prefix (P)
 -- ARGV: 1 k, the number of option sets; then k option sets of 13 arguments each
 --   (enqueue.lua's arguments 4 to 16: priority .. keep); then 4 arguments per message:
 --   id, user, payload (JSON), the number of its option set (1 .. k).
 -- The messages of a batch mostly share their options, so a message costs 4 arguments
 -- and the options are parsed once per set, not once per message.
 -- Returns {id, status, created} of each message, in order, flattened.
+-- (delivery/enqueue.py: EnqueueMany)
 local k = tonumber(ARGV[1])
+local PER_SET, PER_MESSAGE = 13, 4
 local opts = {}
-for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * 13) end
+for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * PER_SET) end
 local out = {}
 local j = 0
-for base = 2 + k * 13, #ARGV, 4 do
+for base = 2 + k * PER_SET, #ARGV, PER_MESSAGE do
   local id, user, payload, o = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   out[j + 1], out[j + 2], out[j + 3] = enqueue_one(id, user, payload, opts[tonumber(o)])
   j = j + 3

@@ -1,19 +1,22 @@
 -- promote: move messages whose due time has come from the delayed set to their
 -- priority stream (or expire them).
--- KEYS[1] partition prefix
+-- KEYS[1] partition prefix (P)
 -- ARGV: 1 limit, 2 retention_ms
--- Returns {moved, next due ms or -1}.
-local ids = redis.call('ZRANGEBYSCORE', key_delayed(), '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[1]))
+-- Returns {moved, next due ms or -1}. (delivery/calls.py: Promote)
+local limit, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', key_delayed(), '-inf', NOW, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   redis.call('ZREM', key_delayed(), id)
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, 's', 'u', 'p', 'ea', 'a', 'n')
-  if m[1] == 'scheduled' then
-    if NOW >= tonumber(m[4]) then
-      finish(mkey, id, m[2], 'scheduled', 'expired', m[6], m[5], nil, tonumber(ARGV[2]))
+  local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_PRIORITY, F_EXPIRES_AT, F_ATTEMPTS,
+    F_EVENTS)
+  local status, user, prio, expires, attempt, n = m[1], m[2], m[3], m[4], m[5], m[6]
+  if status == 'scheduled' then
+    if NOW >= tonumber(expires) then
+      finish(mkey, id, user, 'scheduled', 'expired', n, attempt, nil, retention)
     else
-      redis.call('XADD', key_stream(m[3]), '*', 'm', id, 'u', m[2])
-      set_status(mkey, m[2], 'scheduled', 'queued', m[6], m[5], nil, {from = 'scheduled'})
+      redis.call('XADD', key_stream(prio), '*', ENTRY_MESSAGE, id, ENTRY_USER, user)
+      set_status(mkey, user, 'scheduled', 'queued', n, attempt, nil, {from = 'scheduled'})
     end
   end
 end

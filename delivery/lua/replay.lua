@@ -1,19 +1,22 @@
 -- replay: an operator gives a dead message a fresh cycle of attempts and a fresh
 -- ttl; its DLQ entry is removed. Replaying a message that is not dead changes nothing.
--- KEYS[1] partition prefix
+-- KEYS[1] partition prefix (P)
 -- ARGV: 1 message id, 2 retention_ms, 3 operator
--- Returns 'queued', 'unknown', or the current status when it is not dead.
-local id = ARGV[1]
+-- Returns 'replayed' (it is queued again), 'unknown', or the current status when it
+-- is not dead. (delivery/calls.py: Replay, ReplayCode)
+local id, retention, by = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local mkey = key_msg(id)
-local m = redis.call('HMGET', mkey, 's', 'u', 'p', 'tl', 'dl', 'a', 'n')
-if not m[1] then return 'unknown' end
-if m[1] ~= 'dead' then return m[1] end
-if m[5] then redis.call('XDEL', key_dlq(), m[5]) end
-local expires = NOW + tonumber(m[4])
-redis.call('HDEL', mkey, 'dl')
-redis.call('PEXPIREAT', mkey, expires + tonumber(ARGV[2]))
-set_status(mkey, m[2], 'dead', 'queued', m[7], m[6], 'replayed', {by = ARGV[3]}, 'a', 0,
-  'ea', expires)
-user_acc(m[2]).keep_until = expires + tonumber(ARGV[2])
-redis.call('XADD', key_stream(m[3]), '*', 'm', id, 'u', m[2])
-return 'queued'
+local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_PRIORITY, F_TTL, F_DEAD_LETTER,
+  F_ATTEMPTS, F_EVENTS)
+local status, user, prio, ttl, entry, attempt, n = m[1], m[2], m[3], m[4], m[5], m[6], m[7]
+if not status then return 'unknown' end
+if status ~= 'dead' then return status end
+if entry then redis.call('XDEL', key_dlq(), entry) end
+local expires = NOW + tonumber(ttl)
+redis.call('HDEL', mkey, F_DEAD_LETTER)
+redis.call('PEXPIREAT', mkey, expires + retention)
+set_status(mkey, user, 'dead', 'queued', n, attempt, 'replayed', {by = by}, F_ATTEMPTS, 0,
+  F_EXPIRES_AT, expires)
+user_acc(user).keep_until = expires + retention
+redis.call('XADD', key_stream(prio), '*', ENTRY_MESSAGE, id, ENTRY_USER, user)
+return 'replayed'

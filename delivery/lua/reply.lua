@@ -1,21 +1,25 @@
 -- reply: the user answers a message that had reply_requested. The reply is kept in
 -- the message, recorded in its timeline and published to whoever awaits it; it
 -- also counts as the message's acknowledgement.
--- KEYS[1] partition prefix
+-- KEYS[1] partition prefix (P)
 -- ARGV: 1 user, 2 connection id, 3 message id, 4 reply (JSON), 5 reply channel,
 --   6 retention_ms
 -- Returns 'ok', 'unknown', 'forbidden', 'not_requested' or 'duplicate'.
-local user, conn, id = ARGV[1], ARGV[2], ARGV[3]
+-- (delivery/calls.py: Reply, ReplyCode)
+local user, conn, id, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local channel, retention = ARGV[5], tonumber(ARGV[6])
 local mkey = key_msg(id)
-local m = redis.call('HMGET', mkey, 's', 'u', 'rr', 'rp', 'a', 'n')
-if not m[1] then return 'unknown' end
-if m[2] ~= user then return 'forbidden' end
-if m[3] ~= '1' then return 'not_requested' end
-if m[4] then return 'duplicate' end
-append(mkey, m[6], 'replied', m[5], {conn = conn}, 'rp', ARGV[4])
-if not FINAL[m[1]] and m[1] ~= 'dead' then
-  finish(mkey, id, user, m[1], 'delivered', (tonumber(m[6]) or 0) + 1, m[5],
-    {conn = conn, via = 'reply'}, tonumber(ARGV[6]), 'acked', 'da', NOW)
+local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_REPLY_REQUESTED, F_REPLY, F_ATTEMPTS,
+  F_EVENTS)
+local status, owner, requested, replied, attempt, n = m[1], m[2], m[3], m[4], m[5], m[6]
+if not status then return 'unknown' end
+if owner ~= user then return 'forbidden' end
+if requested ~= '1' then return 'not_requested' end
+if replied then return 'duplicate' end
+append(mkey, n, 'replied', attempt, {conn = conn}, F_REPLY, data)
+if not FINAL[status] and status ~= 'dead' then
+  finish(mkey, id, user, status, 'delivered', (tonumber(n) or 0) + 1, attempt,
+    {conn = conn, via = 'reply'}, retention, 'acked', F_DELIVERED_AT, NOW)
 end
-redis.call('PUBLISH', ARGV[5], ARGV[4])
+redis.call('PUBLISH', channel, data)
 return 'ok'

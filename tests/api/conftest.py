@@ -3,7 +3,8 @@ event loop, with real WebSocket clients (the ``websockets`` library) and an HTTP
 
 ``edge(**overrides)`` starts one node (a :class:`Node`) whose settings are the test's
 keyspace plus the overrides; every node is stopped at the end of the test, before the
-test's keys are deleted.
+test's keys are deleted. A node's ``hub`` (its connections), ``node`` (its
+:class:`api.node.Node`: background loops) and ``rt`` (its Runtime) are the server's own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from websockets.exceptions import ConnectionClosed
 from api.app import create_app
 from api.auth import issue
 from api.hub import Hub
+from api.node import Node as EdgeNode
 from api.redis_server import free_port
+from api.runtime import Runtime
 from api.server import Server, config
 from delivery.keys import Keyspace
 from delivery.settings import Settings
@@ -111,6 +114,14 @@ class Node:
     @property
     def hub(self) -> Hub:
         return self.server.config.app.state.hub  # type: ignore[no-any-return]
+
+    @property
+    def node(self) -> EdgeNode:
+        return self.server.config.app.state.node  # type: ignore[no-any-return]
+
+    @property
+    def rt(self) -> Runtime:
+        return self.server.config.app.state.runtime  # type: ignore[no-any-return]
 
     def token(self, user: str, *, role: str = "user", ttl: int = 3600) -> str:
         return issue(self.settings, user, role=role, ttl=ttl)

@@ -49,7 +49,7 @@ async def test_lifecycle_log_lines_carry_message_user_and_connection_ids(
 
     connected = having(conn_id=conn, user_id="alice", logger="api.ws")
     assert any(x["msg"].startswith("connected") for x in connected), lines
-    assert all(x["node_id"] == node.hub.rt.node_id for x in connected)
+    assert all(x["node_id"] == node.rt.node_id for x in connected)
     dead = having(message_id=mid, logger="delivery.store")
     assert [x["msg"] for x in dead] == [
         f"message {mid} scheduled (ack_timeout)",

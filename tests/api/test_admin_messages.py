@@ -30,7 +30,7 @@ async def test_delivered_message_shows_status_recipient_ttl_and_timeline(
     assert m["delivered_at"] is not None and m["delivered_at"] >= m["created_at"]
     assert events(m) == ["queued", "sent", "replied", "acked"]
     sent = m["timeline"][1]
-    assert sent["to"] == [f"{node.hub.rt.node_id}|{hello['connection_id']}"]
+    assert sent["to"] == [f"{node.rt.node_id}|{hello['connection_id']}"]
     assert m["timeline"][3]["conn"] == hello["connection_id"]
     for e in m["timeline"]:
         assert e["at"].endswith("Z") and isinstance(e["attempt"], int)
@@ -162,7 +162,7 @@ async def test_user_stats(edge: EdgeFactory) -> None:
     conns = {d["conn_id"]: d for d in s["online"]["connections"]}
     assert set(conns) == {hello1["connection_id"], hello2["connection_id"]}
     assert conns[hello1["connection_id"]]["device"] == "phone"
-    assert conns[hello1["connection_id"]]["node_id"] == node.hub.rt.node_id
+    assert conns[hello1["connection_id"]]["node_id"] == node.rt.node_id
 
     await c2.close()
     await c1.close()

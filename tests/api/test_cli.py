@@ -138,7 +138,7 @@ async def test_tables_read_well(edge: EdgeFactory, tmp_path: Path) -> None:
         assert target in out
         no_reprs(out)
     delivered = (await run("status", mid, env=env, cwd=tmp_path)).stdout
-    assert f"to={node.hub.rt.node_id}|" in delivered  # the list of connections, joined
+    assert f"to={node.rt.node_id}|" in delivered  # the list of connections, joined
     out = (await run("status", parked, env=env, cwd=tmp_path)).stdout
     assert re.search(r"^last_error +- *$", out, re.M), out
     for args in (["stats"], ["user", "gus"], ["dlq", "list"]):

@@ -212,7 +212,7 @@ async def test_a_body_over_the_limit_is_refused_even_when_chunked(
 ) -> None:
     from api.app import body_limit
 
-    limit = body_limit(node.hub.rt.settings)
+    limit = body_limit(node.rt.settings)
     before = await keys(r, keyspace)
     chunk = b"[" + b" " * (256 * 1024)
 

@@ -111,7 +111,7 @@ async def test_metrics_count_what_happened(edge: EdgeFactory) -> None:
     assert value(after, "courier_dead_letters") == 1
     assert value(after, "courier_parked_messages") == 1
     assert value(after, "courier_online_users") == 1
-    assert value(after, "courier_node_connections", node=node.hub.rt.node_id) == 1
+    assert value(after, "courier_node_connections", node=node.rt.node_id) == 1
     assert value(after, "courier_connections") >= 1
     assert value(after, "courier_consumers_alive") >= 1
     assert value(after, "courier_consumers_running") == 1
@@ -122,7 +122,7 @@ async def test_metrics_count_what_happened(edge: EdgeFactory) -> None:
 
 async def test_metrics_say_when_redis_is_unreachable(edge: EdgeFactory) -> None:
     node = await edge()
-    rt = node.hub.rt
+    rt = node.rt
     healthy = rt.redis
     broken = type(healthy).from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     rt.redis = rt.producer.redis = broken
@@ -312,10 +312,10 @@ async def test_consumers_are_alive_on_an_idle_redis_70(tmp_path: Path, keyspace:
             assert value(samples, "courier_consumers_alive") == 1
             assert value(samples, "courier_consumers_running") == 1
             stats = (await node.http.get("/v1/stats", headers=bearer(node, "admin"))).json()
-            assert [c["name"] for c in stats["consumers"] if c["alive"]] == [node.hub.rt.node_id]
+            assert [c["name"] for c in stats["consumers"] if c["alive"]] == [node.rt.node_id]
             assert not no_consumers_fires(value(samples, "courier_consumers_alive"), tmp_path)
 
-            rt = node.hub.rt
+            rt = node.rt
             assert rt.consumers is not None
             await rt.consumers.stop()  # the consumers are gone: the alert must fire
             _, samples = await scrape(node)

@@ -11,7 +11,7 @@ async def test_parked_while_presence_was_lost_is_drained_on_refresh(edge, r, key
     mid = await node.send("dora", {"text": "sent while presence was gone"})
     await node.wait_status(mid, "parked")
 
-    await node.hub._refresh()  # the node's periodic refresh restores presence
+    await node.node.refresh()  # the node's periodic refresh restores presence
 
     (frame,) = await client.messages(1)
     assert frame["id"] == mid

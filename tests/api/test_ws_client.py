@@ -83,7 +83,7 @@ async def test_client_acks_in_batches(edge: EdgeFactory) -> None:
         await wait_online(node, "yves")
         ids = [
             a[0].id
-            for a in await node.hub.rt.producer.submit_many(
+            for a in await node.rt.producer.submit_many(
                 [{"user_id": "yves", "payload": i} for i in range(20)]
             )
         ]

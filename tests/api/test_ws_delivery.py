@@ -33,7 +33,7 @@ async def test_message_reaches_every_device_and_first_ack_wins(edge: EdgeFactory
     acked = [e for e in m["timeline"] if e["event"] == "acked"]
     assert len(acked) == 1
     assert acked[0]["conn"] == hello_laptop["connection_id"]
-    assert acked[0]["node"] == node.hub.rt.node_id
+    assert acked[0]["node"] == node.rt.node_id
     sent = next(e for e in m["timeline"] if e["event"] == "sent")
     targets = {t.split("|")[1] for t in sent["to"]}
     assert targets == {hello_phone["connection_id"], hello_laptop["connection_id"]}
@@ -115,7 +115,7 @@ async def test_presence_keys_describe_each_connection(
     before = int(time.time() * 1000)
     a, hello_a = await node.online("erin", query="device=phone-1")
     b, hello_b = await node.online("erin", user_agent_header="TestAgent/2.0")
-    node_id = node.hub.rt.node_id
+    node_id = node.rt.node_id
     conns = await r.zrange(keyspace.user("erin", "conns"), 0, -1)
     assert {c.decode() for c in conns} == {
         f"{node_id}|{hello_a['connection_id']}",
@@ -270,7 +270,7 @@ async def test_presence_left_by_a_dead_node_is_swept(
     edge: EdgeFactory, keyspace: Keyspace, r: aioredis.Redis
 ) -> None:
     node = await edge(heartbeat_interval_seconds=0.2, heartbeat_timeout_seconds=0.6)
-    presence = node.hub.rt.presence
+    presence = node.rt.presence
     # A node that registered a connection and then died (it never refreshes again).
     await presence.heartbeat_node("ghost")
     await presence.connect(Conn("mona", "ghost-conn", "ghost"), device="old phone")
@@ -284,12 +284,12 @@ async def test_presence_left_by_a_dead_node_is_swept(
             not await r.exists(keyspace.node_conns("ghost"))
             and not await r.exists(keyspace.key(part, "conn", conn="ghost-conn"))
             and await r.zscore(keyspace.nodes, "ghost") is None
-            and members == {f"{node.hub.rt.node_id}|{hello['connection_id']}"}
+            and members == {f"{node.rt.node_id}|{hello['connection_id']}"}
         )
 
     await wait_until(swept, within=5, every=0.1)
     # The live node and its connection stay.
-    assert await r.zscore(keyspace.nodes, node.hub.rt.node_id) is not None
+    assert await r.zscore(keyspace.nodes, node.rt.node_id) is not None
     await live.send({"type": "ping", "ts": 5})
     while (await live.recv_type("pong"))["ts"] != 5:  # earlier pongs of the polling above
         pass
@@ -310,7 +310,7 @@ async def test_connected_is_the_first_frame_even_when_a_message_races_the_connec
     """A worker may see the new connection in presence and push to it before the
     edge has greeted it; the greeting still goes out first."""
     node = await edge()
-    presence = node.hub.rt.presence
+    presence = node.rt.presence
     connect = presence.connect
     raced: list[str] = []
 

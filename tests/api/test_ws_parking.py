@@ -52,7 +52,7 @@ async def test_large_backlog_drains_in_windows_and_all_are_acked(
 ) -> None:
     window, total = 100, 2000
     node = await edge(drain_window=window, send_queue_size=1000)
-    producer = node.hub.rt.producer
+    producer = node.rt.producer
     accepted = await producer.submit_many(
         [{"user_id": "olga", "payload": {"n": i}} for i in range(total)]
     )
@@ -117,7 +117,7 @@ async def test_a_window_larger_than_the_outbox_never_closes_the_connection(
     # connection that reads and acks is never taken for a slow reader (1008).
     node = await edge(drain_window=1000, send_queue_size=40)
     total = 300
-    accepted = await node.hub.rt.producer.submit_many(
+    accepted = await node.rt.producer.submit_many(
         [{"user_id": "quinn", "payload": {"n": i}} for i in range(total)]
     )
     parked = keyspace.user("quinn", "parked")
@@ -144,7 +144,7 @@ async def test_drains_asked_for_at_once_keep_one_window(
     """A connection's presence restored, its node resubscribed ... each asks for a drain;
     however many are asked for while one runs, the window still bounds what is unacked."""
     node = await edge(drain_window=100)
-    await node.hub.rt.producer.submit_many(
+    await node.rt.producer.submit_many(
         [{"user_id": "zoe", "payload": {"i": i}} for i in range(300)]
     )
     parked = keyspace.user("zoe", "parked")
@@ -155,8 +155,8 @@ async def test_drains_asked_for_at_once_keep_one_window(
     await wait_until(all_parked)
     c = await node.connect("zoe")
     (conn,) = node.hub.by_user["zoe"]
-    for _ in range(3):  # as the hub does when presence comes back
-        node.hub.drain_again(conn)
+    for _ in range(3):  # as the node does when presence comes back
+        node.node.drain_again(conn)
 
     got = [f["id"] for f in await c.messages(100)]
     await c.silent(0.5)  # no client ack: nothing beyond the window

@@ -53,7 +53,7 @@ async def node_message(r: aioredis.Redis, keyspace: Keyspace, mid: str) -> dict[
 async def test_new_connections_are_refused_while_shutting_down(edge: EdgeFactory) -> None:
     node = await edge()
     c, _ = await node.online("rita")
-    node.hub.accepting = False  # what close_all sets first
+    node.node.accepting = False  # what close_all sets first
     late = await node.connect("rita")
     assert await late.closed() == 1001
     assert c.ws.state.name == "OPEN"
@@ -95,7 +95,7 @@ async def test_slow_reader_is_cut_off_and_others_keep_getting_messages(
         await asyncio.sleep(0.01)
     slow_conn = next(iter(node.hub.by_user["slow"]))
 
-    producer = node.hub.rt.producer
+    producer = node.rt.producer
     big = "x" * 60_000
     sent_slow = 0
     latencies = []

@@ -202,13 +202,13 @@ async def test_ack_frames_read_together_are_one_ack_and_answers_keep_their_order
     mids = [await node.send("xena", {"n": n}) for n in range(4)]
     assert [m["id"] for m in await c.messages(4)] == mids
     asked: list[list[str]] = []
-    original = node.hub.acks.ack
+    original = node.node.acks.ack
 
     async def recording(**kw: Any) -> dict[str, str]:
         asked.append(list(kw["message_ids"]))
         return await original(**kw)
 
-    monkeypatch.setattr(node.hub.acks, "ack", recording)
+    monkeypatch.setattr(node.node.acks, "ack", recording)
     frames = [
         {"type": "ack", "id": mids[0]},
         {"type": "ack", "ids": [mids[1], "garbage"]},

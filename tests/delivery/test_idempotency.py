@@ -55,15 +55,15 @@ async def test_idempotency_keys_are_per_user_and_batches_deduplicate_too(h: Harn
 async def test_running_the_same_enqueue_twice_changes_nothing(h: Harness) -> None:
     """A client that re-sends an enqueue whose reply it lost (same id) gets the same
     answer and nothing is written twice."""
-    from delivery.producer import build
+    from delivery.enqueue import build
 
     (call,) = build(
         {"user_id": "alice", "payload": {"n": 1}}, keyspace=h.keyspace, limits=h.producer.limits
     )
-    first = await h.producer._scripts.enqueue(keys=[call.prefix], args=call.args)
+    first = await h.producer._scripts.enqueue(keys=[call.prefix], args=call.args())
     await h.connect("alice")
     await h.pump()
-    again = await h.producer._scripts.enqueue(keys=[call.prefix], args=call.args)
+    again = await h.producer._scripts.enqueue(keys=[call.prefix], args=call.args())
     mid = first[0].decode()
     assert again == [first[0], b"sent", 0]
     part = h.keyspace.partition_of("alice")

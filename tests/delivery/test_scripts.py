@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import orjson
 import pytest
 
+from delivery.enqueue import Limits, build, many_args
 from delivery.exceptions import Conflict, NotFound
 from delivery.keys import GROUP
 from delivery.presence import Conn
-from delivery.producer import Limits, build, many_args
 from delivery.store import AckRequest, Entry
 from tests.support import NODE, Harness, neighbour, raw_timeline, server_ms
 
@@ -66,8 +67,8 @@ async def test_enqueue(h: Harness) -> None:
         keyspace=ks,
         limits=Limits(),
     )
-    mid = call.args[0]
-    res = await h.store.scripts.enqueue(keys=[call.prefix], args=call.args)
+    mid = call.args()[0]
+    res = await h.store.scripts.enqueue(keys=[call.prefix], args=call.args())
     assert res == [mid.encode(), b"queued", 1]
 
     key = ks.msg(mid)
@@ -91,16 +92,16 @@ async def test_enqueue(h: Harness) -> None:
     (later,) = build(
         {"user_id": "alice", "payload": 2, "delay_seconds": 5}, keyspace=ks, limits=Limits()
     )
-    res = await h.store.scripts.enqueue(keys=[later.prefix], args=later.args)
+    res = await h.store.scripts.enqueue(keys=[later.prefix], args=later.args())
     assert res[1:] == [b"scheduled", 1]
-    due = await h.r.zscore(ks.key(p, "delayed"), later.args[0])
-    assert due == int(await h.r.hget(ks.msg(later.args[0]), "ca")) + 5000
+    due = await h.r.zscore(ks.key(p, "delayed"), later.args()[0])
+    assert due == int(await h.r.hget(ks.msg(later.args()[0]), "ca")) + 5000
     (repeat,) = build(
         {"user_id": "alice", "payload": 3, "idempotency_key": "i1"}, keyspace=ks, limits=Limits()
     )
-    res = await h.store.scripts.enqueue(keys=[repeat.prefix], args=repeat.args)
+    res = await h.store.scripts.enqueue(keys=[repeat.prefix], args=repeat.args())
     assert res == [mid.encode(), b"queued", 0]
-    assert await h.r.exists(ks.msg(repeat.args[0])) == 0
+    assert await h.r.exists(ks.msg(repeat.args()[0])) == 0
     assert await h.r.xlen(ks.stream(p, "normal")) == 0
 
 
@@ -118,7 +119,7 @@ async def test_enqueue_many(h: Harness) -> None:
 
     res = await h.store.scripts.enqueue_many(keys=[calls[0].prefix], args=args)
 
-    ids = [c.args[0] for c in calls]
+    ids = [c.args()[0] for c in calls]
     assert res == [
         ids[0].encode(), b"queued", 1,
         ids[1].encode(), b"queued", 1,
@@ -134,8 +135,8 @@ async def test_enqueue_many(h: Harness) -> None:
     (single,) = build(
         {"user_id": "alice", "payload": 2, "priority": "low"}, keyspace=ks, limits=Limits()
     )
-    await h.store.scripts.enqueue(keys=[single.prefix], args=single.args)
-    one, many = await h.r.hgetall(ks.msg(single.args[0])), await h.r.hgetall(ks.msg(ids[1]))
+    await h.store.scripts.enqueue(keys=[single.prefix], args=single.args())
+    one, many = await h.r.hgetall(ks.msg(single.args()[0])), await h.r.hgetall(ks.msg(ids[1]))
     assert set(one) == set(many)
     for field in (b"u", b"p", b"pl", b"tl", b"ma", b"a", b"rr", b"s", b"n"):
         assert one[field] == many[field], field
@@ -285,13 +286,13 @@ async def test_user_index_is_capped(h: Harness) -> None:
         for c in build({"user_id": "alice", "payload": i}, keyspace=ks, limits=Limits())
     ]
     cap = 3
-    calls = [c._replace(opts=(*c.opts[:11], cap, *c.opts[12:])) for c in calls]
+    calls = [dataclasses.replace(c, opts=c.opts._replace(index_cap=cap)) for c in calls]
     args = many_args(calls)
     assert args[0] == 1 and len(args) == 1 + 13 + 5 * 4  # one option set, shared
     res = await h.store.scripts.enqueue_many(keys=[ks.part_of_user("alice")], args=args)
     assert len(res) == 15
     kept = await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)
-    assert len(kept) == 3 and set(kept) <= {c.args[0].encode() for c in calls}
+    assert len(kept) == 3 and set(kept) <= {c.args()[0].encode() for c in calls}
     assert 0 < await h.r.pttl(ks.user("alice", "user_msgs"))
 
 
@@ -472,7 +473,7 @@ async def test_replay(h: Harness) -> None:
     assert await h.r.xlen(ks.key(p, "dlq")) == 1
     prefix = ks.part(p)
 
-    assert await h.store.scripts.replay(keys=[prefix], args=[mid, RETENTION, "ops"]) == b"queued"
+    assert await h.store.scripts.replay(keys=[prefix], args=[mid, RETENTION, "ops"]) == b"replayed"
 
     m = await h.r.hgetall(ks.msg(mid))
     assert m[b"s"] == b"queued" and m[b"a"] == b"0" and b"dl" not in m
@@ -489,6 +490,18 @@ async def test_replay(h: Harness) -> None:
         await h.store.replay(mid)
     with pytest.raises(NotFound):
         await h.store.replay(f"{p}-{'b' * 20}")
+
+
+async def test_a_second_replay_before_dispatch_is_refused(h: Harness) -> None:
+    # replay.lua answered 'queued' both for "replayed" and for "queued, not dead"
+    mid = await _dead(h)
+    assert await h.store.replay(mid, by="ops") == "queued"
+    with pytest.raises(Conflict, match="is queued, not dead"):
+        await h.store.replay(mid, by="ops")
+    replayed = [e for e in await raw_timeline(h.r, h.keyspace, mid) if e["e"] == "replayed"]
+    assert len(replayed) == 1
+    p = h.keyspace.partition_of("alice")
+    assert await h.r.xlen(h.keyspace.stream(p, "normal")) == 1  # queued once
 
 
 async def test_purge(h: Harness) -> None:

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from delivery.exceptions import IllegalTransition
-from delivery.keys import Keyspace, lua_key_functions
-from delivery.scripts import _transition_table, source
+from delivery.keys import Keyspace
+from delivery.scripts import prelude, source
 from delivery.status import FINAL, TRANSITIONS, Status, check_transition
 from tests.support import Harness, neighbour
 
@@ -69,12 +69,7 @@ return redis.call('HGET', mkey, 's')
 async def test_lua_set_status_refuses_every_illegal_transition(
     r: aioredis.Redis, keyspace: Keyspace
 ) -> None:
-    prelude = resources.files("delivery.lua").joinpath("_lib.lua").read_text()
-    script = r.register_script(
-        "\n".join(
-            ["local P = KEYS[1]", lua_key_functions(), _transition_table(), prelude, SET_STATUS]
-        )
-    )
+    script = r.register_script(prelude() + "\n" + SET_STATUS)  # the whole prelude
     prefix = keyspace.part(0)
     for i, (old, new) in enumerate(itertools.product(Status, Status)):
         mid = f"0-{i:020x}"

@@ -1,0 +1,173 @@
+"""This edge node's background work around its :class:`~api.hub.Hub` (centrifuge's
+``node.go``): the pub/sub listener that feeds the hub (this node's channel, live
+topic frames, broadcasts), the presence refresh with heartbeat timeouts and the
+dead-node sweep, the drains it starts again, the ack batcher, and start, stop and
+the graceful close of every connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from consumers.resilience import forever
+from delivery.keys import BROADCAST_REPORT_TTL_S
+from delivery.metrics import FRAMES_OUT
+from delivery.presence import Conn
+from delivery.transport import decode_envelope
+
+from .acks import AckBatcher
+from .connection import Connection
+from .drain import drain
+from .hub import Hub
+from .protocol import CloseCode
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    def __init__(self, runtime: Runtime, hub: Hub) -> None:
+        self.rt = runtime
+        self.hub = hub
+        s = runtime.settings
+        self.heartbeat_timeout = s.heartbeat_timeout_seconds
+        self.refresh_every = min(s.heartbeat_interval_seconds, s.heartbeat_timeout_seconds / 3)
+        self.acks = AckBatcher(runtime.store)  # ack frames of one loop turn, one round trip
+        self.accepting = True  # False once the node closes its connections
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self._drains: set[asyncio.Task[None]] = set()
+        self._listened = False
+
+    async def start(self) -> None:
+        await self.rt.presence.heartbeat_node(self.rt.node_id)
+        self.stop_event.clear()
+        self.tasks = [
+            asyncio.create_task(forever("node-listener", self._listen, self.stop_event)),
+            asyncio.create_task(forever("presence", self.refresh, self.stop_event)),
+        ]
+
+    # -- pub/sub listener -----------------------------------------------------------------
+    async def _listen(self) -> float:
+        """This node's channel (message frames), live topic frames and broadcasts."""
+        ks = self.rt.keyspace
+        own = ks.node_channel(self.rt.node_id)
+        async with self.rt.redis.pubsub() as ps:
+            await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel)
+            log.info("node %s listening on %s", self.rt.node_id, own)
+            if self._listened:  # back after an outage: frames published meanwhile were
+                for conn in self.hub.open_connections():  # retried or parked; drain them
+                    self.drain_again(conn)
+            self._listened = True
+            while not self.stop_event.is_set():
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is not None:
+                    await self._heard(msg["channel"].decode(), msg["data"])
+        return 0.0
+
+    async def _heard(self, channel: str, data: bytes) -> None:
+        ks = self.rt.keyspace
+        if channel == ks.topics_channel:
+            env = orjson.loads(data)
+            self.hub.send_to_topic(env["t"], orjson.dumps(env["f"]).decode(), owner=env.get("o"))
+        elif channel == ks.broadcast_channel:
+            await self._broadcast(orjson.loads(data))
+        else:  # this node's own channel
+            user, conns, frame, mid = decode_envelope(data)
+            await self.hub.local_sink(user, conns, frame, mid)
+
+    async def _broadcast(self, env: dict[str, Any]) -> None:
+        """Hand a broadcast to the local connections and add them to its report."""
+        frame = orjson.dumps(env["f"]).decode()
+        users = env.get("u")
+        hub = self.hub
+        n = (
+            hub.send_to_all(frame)
+            if users is None
+            else sum(hub.send_to_user(u, frame) for u in users)
+        )
+        FRAMES_OUT.labels("broadcast").inc(n)
+        report = self.rt.keyspace.broadcast_report(env["id"])
+        async with self.rt.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(report, "nodes", 1)
+            pipe.hincrby(report, "connections", n)
+            pipe.expire(report, BROADCAST_REPORT_TTL_S)
+            await pipe.execute()
+
+    # -- presence -------------------------------------------------------------------------
+    async def refresh(self) -> float:
+        """One pass of the presence loop: close silent connections (4408), refresh the
+        presence of the open ones (draining again those whose presence was lost), retry
+        failed drains, then this node's heartbeat and the sweep of dead nodes. Returns
+        when to run again."""
+        self._close_silent()
+        await self._touch()
+        for conn in self.hub.open_connections():
+            if conn.needs_drain:  # a drain failed earlier
+                conn.needs_drain = False
+                self.drain_again(conn)
+        await self.rt.presence.heartbeat_node(self.rt.node_id)
+        await self.rt.presence.sweep_dead_nodes()
+        return self.refresh_every
+
+    def _close_silent(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.hub.conns.values()):
+            if now - conn.last_seen > self.heartbeat_timeout:
+                conn.request_close(CloseCode.HEARTBEAT_MISSED)
+
+    async def _touch(self) -> None:
+        snapshot = {
+            c.conn_id: Conn(c.user_id, c.conn_id, c.node_id) for c in self.hub.open_connections()
+        }
+        restored = await self.rt.presence.touch(snapshot.values())
+        for cid in restored:
+            back = self.hub.conns.get(cid)
+            if back is not None and back.is_open:
+                log.warning("presence of %s was lost; draining it again", cid)
+                self.drain_again(back)
+            else:  # it closed while we refreshed it: remove the ghost we re-added
+                await self.rt.presence.disconnect(snapshot[cid], unacked=(), reason="ghost")
+
+    def drain_again(self, conn: Connection) -> None:
+        """Drain a live connection again: its presence had been lost (messages were
+        parked meanwhile) or its last drain failed."""
+        task = asyncio.create_task(drain(self.rt, conn))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    # -- shutdown -------------------------------------------------------------------------
+    async def close_all(self, code: int, reason: str | None = None, *, within: float = 5.0) -> int:
+        """Refuse new connections, close every socket with `code` and wait (at most
+        `within` s) until their endpoints have handed their unacked messages back."""
+        self.accepting = False
+        hub = self.hub
+        n = len(hub.conns)
+        for conn in list(hub.conns.values()):
+            conn.request_close(code, reason)
+        if hub.conns:
+            hub.emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.emptied.wait(), within)
+        if n:
+            log.info("closed %d connections (%d); %d left", n, code, len(hub.conns))
+        return n
+
+    async def stop(self) -> None:
+        """Graceful shutdown: close every socket with 1001 (their endpoints hand the
+        unacked messages back), then stop the loops and leave the node registry."""
+        await self.close_all(CloseCode.GOING_AWAY)
+        self.stop_event.set()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            await self.rt.presence.leave(self.rt.node_id)
+        except Exception:  # Redis may be gone at shutdown; presence then expires
+            log.warning("could not leave the node registry", exc_info=True)

@@ -1,0 +1,61 @@
+"""The members of the presence sets, built and split in one place.
+
+* ``conn_member(node, conn)`` -> ``node|conn``: the members of a user's ``conns`` zset
+  (``connect.lua`` / ``touch.lua`` / ``disconnect.lua`` build the same text with the
+  prelude's ``conn_member``, and ``dispatch`` answers these members).
+* ``node_member(user, conn)`` -> ``user|conn``: the members of a node's ``node_conns``
+  set (what the dead-node sweep and a node's shutdown clean up from).
+
+Node ids and connection ids never contain the separator (:func:`check_id` refuses
+them where they are made); user ids may, so a ``node|conn`` member is split at its
+first ``|`` and a ``user|conn`` member at its last.
+"""
+
+from __future__ import annotations
+
+SEP = "|"
+
+
+def check_id(value: str, what: str) -> str:
+    """A node or connection id, refused when it holds the separator (or is empty)."""
+    if not value or SEP in value:
+        raise ValueError(f"{what} must be a non-empty string without {SEP!r}: {value!r}")
+    return value
+
+
+def conn_member(node_id: str, conn_id: str) -> str:
+    """``node|conn``: one live connection in its user's ``conns`` zset."""
+    check_id(node_id, "node id")
+    check_id(conn_id, "connection id")
+    return f"{node_id}{SEP}{conn_id}"
+
+
+def parse_conn_member(member: bytes | str) -> tuple[str, str]:
+    """(node id, connection id) of a ``conns`` member."""
+    text = member.decode() if isinstance(member, bytes) else member
+    node, sep, conn = text.partition(SEP)
+    if not sep:
+        raise ValueError(f"not a node|conn member: {text!r}")
+    return node, conn
+
+
+def node_member(user_id: str, conn_id: str) -> str:
+    """``user|conn``: one connection in its node's ``node_conns`` set."""
+    if not user_id:
+        raise ValueError("user id must be a non-empty string")
+    check_id(conn_id, "connection id")
+    return f"{user_id}{SEP}{conn_id}"
+
+
+def parse_node_member(member: bytes | str) -> tuple[str, str]:
+    """(user id, connection id) of a ``node_conns`` member (user ids may hold ``|``)."""
+    text = member.decode() if isinstance(member, bytes) else member
+    user, sep, conn = text.rpartition(SEP)
+    if not sep:
+        raise ValueError(f"not a user|conn member: {text!r}")
+    return user, conn
+
+
+def lua_member_constants() -> str:
+    """The separator for the Lua prelude (``conn_member`` in ``_lib.lua`` uses it)."""
+    return f"local MEMBER_SEP = {SEP!r}"
