@@ -51,9 +51,7 @@ def _main(
 @app.command()
 def serve(
     host: str | None = typer.Option(None, help="Interface to listen on [COURIER_HOST]."),
-    port: int | None = typer.Option(
-        None, min=1, max=65535, help="Port [COURIER_PORT] (0: any free port)."
-    ),
+    port: int | None = typer.Option(None, min=1, max=65535, help="Port [COURIER_PORT]."),
     consumers: bool = typer.Option(True, help="Run consumers and scheduler in this process."),
 ) -> None:
     """HTTP + WebSocket edge + consumers + scheduler in one process."""

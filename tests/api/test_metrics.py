@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -216,8 +217,9 @@ def test_promtool_accepts_the_rules_and_their_unit_tests() -> None:
 
 
 async def test_a_worker_process_is_its_own_scrape_target(
-    redis_url: str, keyspace: Keyspace, tmp_path: Path
+    redis_url: str, keyspace: Keyspace, r: aioredis.Redis, tmp_path: Path
 ) -> None:
+    """(`r`: the worker's consumer groups are deleted with the test's other keys.)"""
     port = free_port()
     env = {
         **os.environ,
