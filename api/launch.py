@@ -108,7 +108,9 @@ def serve(
                 echo(f"No COURIER_JWT_SECRET set: using the one kept in {folder.secret_file}.")
             settings = settings.model_copy(update={"redis_url": url})
             source = "COURIER_REDIS_URL" if lock is None else "the embedded Redis"
-            check_redis(url, source=source, cluster=settings.redis_cluster)
+            version = check_redis(url, source=source, cluster=settings.redis_cluster)
+            if lock is None:
+                echo(f"Redis {version} at {url} (COURIER_REDIS_URL).")
             server = Server(config(create_app(settings, consumers=consumers), settings), settings)
             server.on_started = lambda: echo(banner(settings))
             # Server closes WebSockets with 1001 and hands unacked messages back before

@@ -3,15 +3,18 @@ with no traceback and no banner (issue 11: 6)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from api.redis_server import free_port
-from tests.serve_support import base_env, courier
+from delivery.keys import Keyspace
+from tests.serve_support import Serve, base_env, courier
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +57,23 @@ def test_a_bad_redis_is_one_line_within_seconds(
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("courier: ") and says in lines[0], lines[0]
     assert "COURIER_REDIS_URL" in lines[0]
+
+
+async def test_serve_on_a_configured_redis_says_which(
+    tmp_path: Path, redis_url: str, keyspace: Keyspace, r: aioredis.Redis
+) -> None:
+    s = Serve(
+        tmp_path / "data",
+        COURIER_REDIS_URL=redis_url,
+        COURIER_KEY_PREFIX=keyspace.prefix,
+        COURIER_PARTITIONS=str(keyspace.partitions),
+    )
+    await asyncio.to_thread(s.start)
+    try:
+        said = [line for line in s.lines if line.startswith("Redis ")]
+        assert len(said) == 1 and said[0].endswith(f" at {redis_url} (COURIER_REDIS_URL)."), s.lines
+        banner = next(i for i, line in enumerate(s.lines) if line.startswith("Courier on"))
+        assert s.lines.index(said[0]) < banner
+        assert not (tmp_path / "data" / "redis").exists()  # no embedded Redis
+    finally:
+        assert await asyncio.to_thread(s.stop) == 0
