@@ -84,7 +84,11 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
             text=True,
             start_new_session=True,
         )
-        await asyncio.sleep(1.5)  # it connects
+        assert client.stderr is not None
+        hello = ""
+        while "connected as alice" not in hello:  # the client logs its connection
+            hello = await asyncio.wait_for(asyncio.to_thread(client.stderr.readline), 60)
+            assert hello, "the README's client exited"
         first, status_line = send.rsplit("\n", 2)[0], send.strip().splitlines()[-1]
         sent = await asyncio.to_thread(
             subprocess.run,
@@ -101,8 +105,8 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
         assert client.stdout is not None
         got: list[dict] = []  # type: ignore[type-arg]
         while len(got) < 2:  # the block's `courier token alice` prints the token first
-            line = await asyncio.wait_for(asyncio.to_thread(client.stdout.readline), 20)
-            assert line, client.stderr.read() if client.stderr else ""
+            line = await asyncio.wait_for(asyncio.to_thread(client.stdout.readline), 30)
+            assert line, "the README's client exited"
             if line.startswith("{"):
                 got.append(orjson.loads(line))
         assert {f["payload"]["text"] for f in got} == {
