@@ -32,8 +32,8 @@ def body_limit(settings: Settings) -> int:
 
 
 class CourierApp(FastAPI):
-    """FastAPI whose WebSocket edge skips the middleware stack (HTTP only: body limit,
-    error pages, telemetry): see :func:`api.ws.serve`."""
+    """FastAPI whose WebSocket edge skips the middleware stack (it is for HTTP: the
+    body limit and the error handlers): see :func:`api.ws.serve`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

@@ -4,12 +4,12 @@ with a public key when configured. Claims: ``sub`` (user id), ``exp`` (required)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 
 import jwt
 
+from delivery import clock
 from delivery.settings import Settings
 
 
@@ -66,7 +66,7 @@ class Verifier:
 
 def issue(settings: Settings, user_id: str, *, role: str = "user", ttl: int = 3600) -> str:
     """A token signed with the configured secret (HS256), for trying things out."""
-    now = int(time.time())
+    now = int(clock.wall())
     claims = {"sub": user_id, "role": Role(role).value, "iat": now, "exp": now + ttl}
     if not settings.jwt_secret:
         raise ValueError("set COURIER_JWT_SECRET (or start `courier serve` once to make one)")

@@ -18,9 +18,9 @@ drain for acks) instead of a Queue and Events per connection."""
 from __future__ import annotations
 
 import asyncio
-import time
 from enum import Enum
 
+from delivery import clock
 from delivery.exceptions import IllegalTransition
 from delivery.metrics import DELIVER_TO_ACK_SECONDS
 
@@ -59,10 +59,10 @@ class TokenBucket:
         self.rate = rate
         self.burst = burst
         self.tokens = float(burst)
-        self.stamp = time.monotonic()
+        self.stamp = clock.monotonic()
 
     def take(self) -> bool:
-        now = time.monotonic()
+        now = clock.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens < 1:
@@ -124,7 +124,7 @@ class Connection:
         self.draining = False  # one drain at a time (see api.drain.drain)
         self.drain_more = False  # asked for another drain while one ran
         self.bucket = bucket
-        self.last_seen = time.monotonic()
+        self.last_seen = clock.monotonic()
         self.topics: set[str] = set()
         self._state = State.OPEN
         self.close_code: int | None = None  # ours, the client's, or 1006 when it was lost
@@ -161,7 +161,7 @@ class Connection:
             return False
         self.outbox.append(frame)
         if message_id is not None:
-            self.unacked[message_id] = time.monotonic()
+            self.unacked[message_id] = clock.monotonic()
         self._wake()
         return True
 
@@ -237,11 +237,11 @@ class Connection:
         for mid in ids:
             pushed = self.unacked.pop(mid, None)
             if pushed is not None:
-                DELIVER_TO_ACK_SECONDS.observe(time.monotonic() - pushed)
+                DELIVER_TO_ACK_SECONDS.observe(clock.monotonic() - pushed)
         self._made_room()
 
     def seen(self) -> None:
-        self.last_seen = time.monotonic()
+        self.last_seen = clock.monotonic()
 
     def log_ids(self) -> dict[str, str]:
         """Fields JSON logs carry to follow one connection across processes."""

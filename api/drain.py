@@ -10,7 +10,6 @@ to this connection.
 from __future__ import annotations
 
 import logging
-from typing import cast
 
 from consumers.resilience import retrying
 from delivery.fields import MessageField
@@ -78,7 +77,7 @@ async def _unpark(rt: Runtime, conn: Connection, room: int) -> tuple[int, list[P
                 user_id=conn.user_id, node_id=conn.node_id, conn_id=conn.conn_id, limit=room
             ),
         )
-        return cast(tuple[int, list[Push]], batch)
+        return batch
     except Exception:
         log.exception(
             "drain of %s failed; the next presence refresh retries it",

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from delivery import clock
+
 from .instance import InstanceError
 from .redis_server import Binary, RedisServer, choose_binary, free_port, port_is_free
 
@@ -108,9 +110,9 @@ def stop_leftover(redis_dir: Path, *, timeout: float = 10.0) -> int | None:
     if not _ours(pid, redis_dir):
         return None
     os.kill(pid, signal.SIGTERM)  # a clean shutdown: the AOF is written out
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     while _ours(pid, redis_dir):
-        if time.monotonic() > deadline:
+        if clock.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)

@@ -8,12 +8,12 @@ connection lives on."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from delivery import clock
 from delivery.exceptions import NotFound
 from delivery.message import MAX_ID_LEN
 from delivery.presence import Conn
@@ -105,7 +105,7 @@ def _unknown_message(mid: str) -> FrameError:
 async def _ping(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     ts = frame.get("ts")
     if ts is None:
-        ts = int(time.time() * 1000)
+        ts = clock.wall_ms()
     if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
         node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
     conn.offer(protocol.pong(ts))

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .frames import MAX_ACK_IDS, FrameError, ack_ids, parse
-from .protocol import ClientFrame, CloseCode
+from .frames import FrameError, ack_ids, parse
+from .protocol import MAX_ACK_IDS, ClientFrame, CloseCode
 
 
 @dataclass(frozen=True, slots=True)

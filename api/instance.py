@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from delivery import clock
+
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_SECONDS = 1.0  # a command probing the lock holds it for microseconds
@@ -106,12 +108,12 @@ class DataFolder:
 
     def running(self) -> Instance | None:
         """The instance serving this folder, or None when no `courier serve` holds it."""
-        deadline = time.monotonic() + STARTING_WAIT_SECONDS
+        deadline = clock.monotonic() + STARTING_WAIT_SECONDS
         while self.is_locked():
             inst = self.read_instance()
             if inst is not None:
                 return inst
-            if time.monotonic() > deadline:  # locked, and its Redis never came up
+            if clock.monotonic() > deadline:  # locked, and its Redis never came up
                 pid = self.locked_by()
                 raise InstanceError(
                     f"courier serve (pid {pid}) holds the data folder {self.path} but has "
@@ -137,13 +139,13 @@ class FolderLock:
     def acquire(self) -> FolderLock:
         self.folder.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.folder.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        deadline = clock.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                if clock.monotonic() > deadline:
                     os.close(fd)
                     pid = self.folder.locked_by()
                     raise InstanceError(

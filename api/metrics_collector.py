@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from delivery import clock
 from delivery.metrics import REDIS_ERRORS
 
 from .routes_admin import queries
@@ -118,10 +118,10 @@ async def refresh(rt: Runtime) -> None:
     """Read the deployment's state for the next render; on failure report Redis down."""
     consumers = rt.consumers
     COLLECTOR.consumers_running = None if consumers is None else float(consumers.alive)
-    t0 = time.perf_counter()
+    t0 = clock.monotonic()
     try:
         await asyncio.wait_for(rt.redis.ping(), REFRESH_TIMEOUT)
-        COLLECTOR.ping_seconds = time.perf_counter() - t0
+        COLLECTOR.ping_seconds = clock.monotonic() - t0
         COLLECTOR.snapshot = await asyncio.wait_for(queries(rt).stats(), REFRESH_TIMEOUT)
         COLLECTOR.redis_up = 1.0
     except Exception as e:  # unreachable or too slow: say so instead of failing the scrape

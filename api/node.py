@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import orjson
 
 from consumers.resilience import forever
+from delivery import clock
 from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import FRAMES_OUT
 from delivery.presence import Conn
@@ -117,7 +117,7 @@ class Node:
         return self.refresh_every
 
     def _close_silent(self) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         for conn in list(self.hub.conns.values()):
             if now - conn.last_seen > self.heartbeat_timeout:
                 conn.request_close(CloseCode.HEARTBEAT_MISSED)

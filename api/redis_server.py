@@ -36,6 +36,8 @@ from pathlib import Path
 
 import redis
 
+from delivery import clock
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -257,7 +259,7 @@ class RedisServer:
     def _wait_ready(self, timeout: float) -> None:
         assert self.proc is not None
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=2)
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         try:
             while True:
                 if self.proc.poll() is not None:
@@ -268,7 +270,7 @@ class RedisServer:
                     if client.ping():
                         return
                 except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
-                    if time.monotonic() > deadline:
+                    if clock.monotonic() > deadline:
                         raise TimeoutError(
                             f"redis-server did not answer in {timeout:.0f} s; see {self.log_file}"
                         ) from None

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from delivery.enqueue import build
 from delivery.exceptions import ValidationError
 from delivery.message import MessageIn
-from delivery.metrics import ENQUEUED
 
 from . import docs
 from .auth import Principal
@@ -42,7 +41,6 @@ async def enqueue(
 ) -> Any:
     """Enqueue one message: `user_id` (one id) or `recipients` (one id each)."""
     accepted = await rt.producer.submit(msg)
-    ENQUEUED.labels(str(msg.priority)).inc(sum(1 for a in accepted if a.created))
     if msg.user_id is not None:
         a = accepted[0]
         return OrjsonResponse({**a.to_json(), "duplicate": not a.created}, status_code=202)
@@ -76,9 +74,7 @@ async def enqueue_batch(
             raise type(e)(f"messages[{i}]: {e.detail}") from None
     results = await rt.producer.submit_many(batch.messages)
     out = []
-    for i, (msg, accepted) in enumerate(zip(batch.messages, results, strict=True)):
+    for i, accepted in enumerate(results):
         for a in accepted:
-            if a.created:
-                ENQUEUED.labels(str(msg.priority)).inc()
             out.append({"index": i, **a.to_json(), "duplicate": not a.created})
     return OrjsonResponse({"messages": out}, status_code=202)

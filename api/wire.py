@@ -88,7 +88,7 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = Inbox()  # type: ignore[assignment]
+        self.queue = Inbox()  # type: ignore[assignment]  # uvicorn declares an asyncio.Queue
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -100,7 +100,7 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         """Every ASGI receive event queued (at least one): the edge's reader takes the
         frames of one socket read in one wake-up, without uvicorn's and Starlette's
         ``receive`` per frame."""
-        inbox: Inbox = self.queue  # type: ignore[assignment]
+        inbox: Inbox = self.queue  # type: ignore[assignment]  # set in __init__
         events = await inbox.get_all()
         if self.read_paused:
             self.read_paused = False
@@ -110,6 +110,7 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn declares both as always set; nothing reads them after the handshake
             self.request = self.response = None  # type: ignore[assignment]
 
     def write_texts(self, frames: Sequence[str]) -> None:

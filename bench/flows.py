@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from api.redis_server import free_port
 from api.runtime import load_settings
 from delivery.keys import Keyspace
 from delivery.producer import Limits, Producer
@@ -26,7 +27,7 @@ from .measure import (
     status_counts,
 )
 from .peer import CHANNEL, Emitter
-from .procs import Stack, free_port, http_get, wait_http
+from .procs import Stack, http_get, wait_http
 from .report import Result, cdf_points, latency_summary
 
 

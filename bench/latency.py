@@ -38,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from api.auth import issue
 from api.redis_server import RedisServer, free_port
 from delivery.keys import Keyspace
+from delivery.percentiles import percentile
 from delivery.producer import Limits, Producer
 from delivery.settings import Settings
 
@@ -165,11 +166,10 @@ class Cpu:
         return {name: self._now(p) - self.start[name] for name, p in self.procs.items()}
 
 
-def percentile(sorted_ms: list[float], p: float) -> float:
-    if not sorted_ms:
-        return float("nan")
-    k = min(len(sorted_ms) - 1, max(0, round(p / 100 * len(sorted_ms)) - 1))
-    return sorted_ms[k]
+def _ms_at(ordered: list[float], q: float) -> float | None:
+    """The percentile in ms, rounded for the report (None when there are no samples)."""
+    v = percentile(ordered, q)
+    return None if v is None else round(v, 2)
 
 
 # `courier serve` with another uvicorn WebSocket implementation, for comparisons.
@@ -275,9 +275,9 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "received": len(counted & stats.received),
             "lost": lost,
             "duplicates": stats.duplicates,
-            "p50_ms": round(percentile(samples, 50), 2),
-            "p95_ms": round(percentile(samples, 95), 2),
-            "p99_ms": round(percentile(samples, 99), 2),
+            "p50_ms": _ms_at(samples, 50),
+            "p95_ms": _ms_at(samples, 95),
+            "p99_ms": _ms_at(samples, 99),
             "max_ms": round(samples[-1], 2) if samples else None,
             "mean_ms": round(sum(samples) / len(samples), 2) if samples else None,
             "cpu_s_per_1k_msgs": {k: round(v / n * 1000, 3) for k, v in cpu_s.items()},

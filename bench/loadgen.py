@@ -47,6 +47,42 @@ def token(secret: str, user: str) -> str:
     )
 
 
+class _Acks:
+    """What one connection owes the server, sent by one task: the ids of the messages
+    it got (in chunks of ``ACK_CHUNK``) and, on socket.io, the pong of a ping."""
+
+    def __init__(self, ws: ClientConnection, sio: bool, delay: float) -> None:
+        self.ws, self.sio, self.delay = ws, sio, delay
+        self.pending: list[Any] = []
+        self.owes_pong = False
+        self.wake = asyncio.Event()
+
+    def add(self, mid: Any) -> None:
+        self.pending.append(mid)
+        self.wake.set()
+
+    def pong(self) -> None:
+        self.owes_pong = True
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.wake.clear()
+            if self.owes_pong:
+                self.owes_pong = False
+                await self.ws.send("3")
+            while self.pending:
+                ids = self.pending[:ACK_CHUNK]
+                del self.pending[:ACK_CHUNK]
+                if self.sio:
+                    await self.ws.send("42" + orjson.dumps(["ack", {"ids": ids}]).decode())
+                else:
+                    await self.ws.send(orjson.dumps({"type": "ack", "ids": ids}).decode())
+
+
 class Loadgen:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -163,63 +199,18 @@ class Loadgen:
                 raise ConnectionError(f"unexpected first frame {hi!r}")
 
     async def serve(self, ws: ClientConnection) -> int | None:
-        pending: list[Any] = []
-        wake = asyncio.Event()
         sio = self.mode == "socketio"
-        pong = [False]
-
-        async def acker() -> None:
-            while True:
-                await wake.wait()
-                if self.ack_delay:
-                    await asyncio.sleep(self.ack_delay)
-                wake.clear()
-                if pong[0]:
-                    pong[0] = False
-                    await ws.send("3")
-                while pending:
-                    ids = pending[:ACK_CHUNK]
-                    del pending[:ACK_CHUNK]
-                    if sio:
-                        await ws.send("42" + orjson.dumps(["ack", {"ids": ids}]).decode())
-                    else:
-                        await ws.send(orjson.dumps({"type": "ack", "ids": ids}).decode())
-
-        async def beat() -> None:
-            await asyncio.sleep(random.uniform(0, self.heartbeat))
-            while True:
-                ping = {"type": "ping", "ts": int(time.time() * 1000)}
-                await ws.send(orjson.dumps(ping).decode())
-                await asyncio.sleep(self.heartbeat)
-
-        helpers = [asyncio.create_task(acker())]
+        acks = _Acks(ws, sio, self.ack_delay)
+        helpers = [asyncio.create_task(acks.run())]
         if self.heartbeat:
-            helpers.append(asyncio.create_task(beat()))
+            helpers.append(asyncio.create_task(self.beat(ws)))
         self.connected += 1
         try:
             async for raw in ws:
                 if sio:
-                    if raw == "2":
-                        pong[0] = True
-                        wake.set()
-                    elif raw[:2] == "42":
-                        name, data = orjson.loads(raw[2:])
-                        if name == "message":
-                            self.record(data["i"], data["ts"])
-                            pending.append(data["i"])
-                            wake.set()
-                    continue
-                f = orjson.loads(raw)
-                kind = f.get("type")
-                if kind == "message":
-                    p = f["payload"]
-                    self.record(p["i"], p["ts"])
-                    pending.append(f["id"])
-                    wake.set()
-                elif kind == "pong":
-                    self.pongs += 1
-                elif kind == "error":
-                    self.count(self.errors, f"frame: {f.get('code')}")
+                    self.heard_sio(str(raw), acks)
+                else:
+                    self.heard(raw, acks)
         except Exception as e:
             self.count(self.errors, f"recv: {type(e).__name__}")
         finally:
@@ -227,6 +218,34 @@ class Loadgen:
             for t in helpers:
                 t.cancel()
         return ws.close_code
+
+    async def beat(self, ws: ClientConnection) -> None:
+        await asyncio.sleep(random.uniform(0, self.heartbeat))
+        while True:
+            ping = {"type": "ping", "ts": int(time.time() * 1000)}
+            await ws.send(orjson.dumps(ping).decode())
+            await asyncio.sleep(self.heartbeat)
+
+    def heard_sio(self, raw: str, acks: _Acks) -> None:
+        if raw == "2":  # engine.io ping
+            acks.pong()
+        elif raw[:2] == "42":
+            name, data = orjson.loads(raw[2:])
+            if name == "message":
+                self.record(data["i"], data["ts"])
+                acks.add(data["i"])
+
+    def heard(self, raw: str | bytes, acks: _Acks) -> None:
+        f = orjson.loads(raw)
+        kind = f.get("type")
+        if kind == "message":
+            p = f["payload"]
+            self.record(p["i"], p["ts"])
+            acks.add(f["id"])
+        elif kind == "pong":
+            self.pongs += 1
+        elif kind == "error":
+            self.count(self.errors, f"frame: {f.get('code')}")
 
     # -- run ------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -16,7 +16,8 @@ import orjson
 
 
 def load(path: Path) -> dict[str, Any]:
-    return orjson.loads(path.read_text().strip().splitlines()[-1])
+    result: dict[str, Any] = orjson.loads(path.read_text().strip().splitlines()[-1])
+    return result
 
 
 def latency_cdf(peer: dict[str, Any], out: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,31 +10,25 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from delivery.percentiles import percentile
+
 out = Console(highlight=False)
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (0 when empty)."""
-    if not sorted_values:
-        return 0.0
-    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
-    return float(sorted_values[k])
+def _at(ordered: Sequence[float], q: float) -> float:
+    """The percentile rounded for the report (0 when there are no values)."""
+    return round(float(percentile(ordered, q) or 0.0), 3)
 
 
 def latency_summary(values: Sequence[float]) -> dict[str, float]:
     s = sorted(values)
-    return {
-        "p50": round(percentile(s, 50), 3),
-        "p95": round(percentile(s, 95), 3),
-        "p99": round(percentile(s, 99), 3),
-        "max": round(s[-1], 3) if s else 0.0,
-    }
+    return {"p50": _at(s, 50), "p95": _at(s, 95), "p99": _at(s, 99), "max": _at(s, 100)}
 
 
 def cdf_points(values: Sequence[float], n: int = 200) -> list[float]:
     """``n + 1`` quantiles (0 to 100 %), enough to draw a CDF."""
     s = sorted(values)
-    return [round(percentile(s, 100 * k / n), 3) for k in range(n + 1)] if s else []
+    return [_at(s, 100 * k / n) for k in range(n + 1)] if s else []
 
 
 @dataclass

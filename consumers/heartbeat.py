@@ -14,6 +14,7 @@ import logging
 
 import redis.asyncio as aioredis
 
+from delivery import clock
 from delivery.keys import Keyspace
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,7 @@ class Heartbeat:
 
     async def beat(self) -> float:
         """One beat at Redis server time; returns the rest until the next."""
-        sec, usec = await self.redis.time()
-        now = int(sec) * 1000 + int(usec) // 1000
+        now = await clock.server_ms(self.redis)
         async with self.redis.pipeline(transaction=True) as pipe:  # one key: MULTI
             pipe.zadd(self.key, {self.consumer: now})
             pipe.zremrangebyscore(self.key, "-inf", now - FORGET_MS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis import exceptions as rex
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
@@ -13,6 +14,10 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from delivery.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Step = Callable[[], Awaitable[float | None]]
+"""One turn of a loop: it answers how long to rest before the next (None: none)."""
 
 
 def transient(exc: BaseException) -> bool:
@@ -29,7 +34,7 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
-async def retrying(name: str, step: Callable[[], Awaitable[object]]) -> object:
+async def retrying(name: str, step: Callable[[], Awaitable[T]]) -> T:
     """Run ``step`` once, retrying transient Redis errors until it succeeds."""
 
     def _log(state: RetryCallState) -> None:
@@ -45,12 +50,12 @@ async def retrying(name: str, step: Callable[[], Awaitable[object]]) -> object:
     ):
         with attempt:
             return await step()
-    return None  # pragma: no cover - AsyncRetrying always returns or raises
+    raise AssertionError("unreachable: AsyncRetrying returns or raises")  # pragma: no cover
 
 
 async def forever(
     name: str,
-    step: Callable[[], Awaitable[float | None]],
+    step: Step,
     stop: asyncio.Event,
 ) -> None:
     """Call ``step`` until ``stop`` is set; it returns how long to rest (None: none)."""
@@ -64,6 +69,6 @@ async def forever(
             rest = 1.0
         if rest:
             try:
-                await asyncio.wait_for(stop.wait(), timeout=float(rest))  # type: ignore[arg-type]
+                await asyncio.wait_for(stop.wait(), timeout=float(rest))
             except TimeoutError:
                 pass

@@ -16,10 +16,11 @@ import redis.asyncio as aioredis
 from delivery.keys import GROUP, Keyspace
 from delivery.redis_clients import is_cluster
 from delivery.store import Store
+from delivery.text import text
 from delivery.transport import Transport
 
 from .heartbeat import Heartbeat
-from .resilience import forever
+from .resilience import Step, forever
 from .scheduler import Scheduler
 from .worker import Worker
 
@@ -117,10 +118,10 @@ class Consumers:
     def alive(self) -> bool:
         return self.started and all(not t.done() for t in self.tasks)
 
-    def _spawn(self, name: str, step: object) -> asyncio.Task[None]:
-        return asyncio.create_task(forever(name, step, self.stop_event), name=name)  # type: ignore[arg-type]
+    def _spawn(self, name: str, step: Step) -> asyncio.Task[None]:
+        return asyncio.create_task(forever(name, step, self.stop_event), name=name)
 
-    def _reader(self, partitions: list[int], *, ahead: bool):  # type: ignore[no-untyped-def]
+    def _reader(self, partitions: list[int], *, ahead: bool) -> Step:
         async def step() -> float | None:
             if ahead:  # one server, one reader: its next read goes with the dispatch
                 await self.worker.process_next(partitions)
@@ -144,7 +145,7 @@ class Consumers:
                 except aioredis.ResponseError:
                     continue
                 for c in consumers:
-                    name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                    name = text(c["name"])
                     if c["pending"] == 0 and c["idle"] > IDLE_CONSUMER_MS:
                         await self.redis.xgroup_delconsumer(stream, GROUP, name)
         return 60.0

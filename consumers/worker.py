@@ -23,6 +23,7 @@ from delivery.fields import EntryField
 from delivery.keys import GROUP, PRIORITIES, Keyspace
 from delivery.metrics import BURIED, DISPATCHED, RECLAIMED
 from delivery.store import Dispatched, Entry, Store
+from delivery.text import text
 from delivery.transport import Transport
 
 from .readahead import OwnConnection, ReadAheadClient, parse_read, read_command
@@ -30,10 +31,6 @@ from .readahead import OwnConnection, ReadAheadClient, parse_read, read_command
 log = logging.getLogger(__name__)
 
 _MESSAGE, _USER = EntryField.MESSAGE.encode(), EntryField.USER.encode()  # entry fields
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class Worker:
@@ -176,7 +173,8 @@ class Worker:
         return await (via or self.store).dispatch(entries)
 
     async def _deliver(self, results: list[Dispatched]) -> None:
-        """Count the outcomes and push what was sent."""
+        """Count the outcomes and push what was sent; connections no node heard are
+        forgotten and their messages retried at once."""
         if not results:
             return
         pushes = []
@@ -249,7 +247,7 @@ class Worker:
             count=len(claimed) * 2,
             consumername=self.consumer,
         )
-        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return {text(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     def _entries(self, resp: Any) -> list[Entry]:
         out = []
@@ -260,5 +258,5 @@ class Worker:
         return out
 
     def _entry(self, stream: Any, entry_id: Any, fields: dict[bytes, bytes]) -> Entry:
-        partition, prio = self._stream_priority[_s(stream)]
-        return Entry(partition, prio, _s(entry_id), _s(fields[_MESSAGE]), _s(fields[_USER]))
+        partition, prio = self._stream_priority[text(stream)]
+        return Entry(partition, prio, text(entry_id), text(fields[_MESSAGE]), text(fields[_USER]))

@@ -24,5 +24,5 @@ def backoff_seconds(
     if attempt < 1:
         raise ValueError("attempt starts at 1")
     r = _rng.random() if rand is None else rand
-    ceiling = min(cap, base * (2 ** min(attempt - 1, 60)))
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 60))
     return ceiling / 2 + ceiling / 2 * r

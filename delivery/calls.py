@@ -24,10 +24,12 @@ from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 from .members import parse_conn_member
-from .message import message_frame, text
+from .message import message_frame
 from .status import Status
+from .text import text
 
 A_co = TypeVar("A_co", covariant=True)
+E = TypeVar("E", bound=StrEnum)
 
 
 class ScriptCall(Protocol[A_co]):
@@ -43,7 +45,7 @@ class ScriptCall(Protocol[A_co]):
     def parse(self, reply: Any) -> A_co: ...
 
 
-def codes(enum: type[StrEnum]) -> dict[Any, Any]:
+def codes(enum: type[E]) -> dict[str | bytes, E]:
     """A reply string (bytes or str) -> member, faster than calling the enum."""
     return {k: m for m in enum for k in (m.value, m.value.encode())}
 

@@ -30,7 +30,7 @@ class DeadLetters:
         self.queries = Queries(client, keyspace=keyspace)
 
     async def replay(self, message_id: str, *, by: str = "operator") -> Status:
-        """A fresh cycle of attempts; :class:`Conflict` unless the message is dead."""
+        """A fresh cycle of attempts (see :meth:`Store.replay`: NotFound, Conflict)."""
         return await self.store.replay(message_id, by=by)
 
     async def purge(self, message_id: str) -> int:

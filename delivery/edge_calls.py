@@ -10,7 +10,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .calls import Push, codes
 from .members import conn_member
-from .message import text
+from .text import text
 
 
 class AckCode(StrEnum):

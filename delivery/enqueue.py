@@ -8,7 +8,6 @@ reports (:mod:`delivery.tasks`) all go through it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +16,12 @@ from typing import Any, ClassVar, NamedTuple
 import orjson
 from pydantic import ValidationError as PydanticValidationError
 
+from . import clock
 from .exceptions import PayloadTooLarge, ValidationError
 from .keys import USER_INDEX_CAP, Keyspace, partition_of
-from .message import MessageIn, Priority, id_in, text
+from .message import MessageIn, Priority, id_in
 from .settings import Settings
+from .text import text
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def build(
         raise ValidationError("delay_seconds must be shorter than ttl_seconds")
     deliver_at = _epoch_ms(msg.deliver_at) if msg.deliver_at is not None else -1
     # (the local clock only validates here; due times come from Redis server time)
-    if deliver_at != -1 and deliver_at - time.time() * 1000 >= ttl * 1000:
+    if deliver_at != -1 and deliver_at - clock.wall_ms() >= ttl * 1000:
         raise ValidationError("deliver_at must come before the message expires (ttl_seconds)")
     targets = msg.targets()
     if len(targets) > limits.max_recipients:

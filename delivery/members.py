@@ -13,6 +13,8 @@ first ``|`` and a ``user|conn`` member at its last.
 
 from __future__ import annotations
 
+from .text import text
+
 SEP = "|"
 
 
@@ -32,10 +34,10 @@ def conn_member(node_id: str, conn_id: str) -> str:
 
 def parse_conn_member(member: bytes | str) -> tuple[str, str]:
     """(node id, connection id) of a ``conns`` member."""
-    text = member.decode() if isinstance(member, bytes) else member
-    node, sep, conn = text.partition(SEP)
+    s = text(member)
+    node, sep, conn = s.partition(SEP)
     if not sep:
-        raise ValueError(f"not a node|conn member: {text!r}")
+        raise ValueError(f"not a node|conn member: {s!r}")
     return node, conn
 
 
@@ -49,10 +51,10 @@ def node_member(user_id: str, conn_id: str) -> str:
 
 def parse_node_member(member: bytes | str) -> tuple[str, str]:
     """(user id, connection id) of a ``node_conns`` member (user ids may hold ``|``)."""
-    text = member.decode() if isinstance(member, bytes) else member
-    user, sep, conn = text.rpartition(SEP)
+    s = text(member)
+    user, sep, conn = s.rpartition(SEP)
     if not sep:
-        raise ValueError(f"not a user|conn member: {text!r}")
+        raise ValueError(f"not a user|conn member: {s!r}")
     return user, conn
 
 

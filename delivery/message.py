@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .fields import MessageField
 from .keys import partition_of
 from .status import Status
+from .text import text
 
 MAX_ID_LEN = 200
 
@@ -29,11 +30,6 @@ class Priority(StrEnum):
 
 
 _RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
-
-
-def text(v: Any) -> str:
-    """A Redis reply (bytes, or str with decode_responses) as text."""
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def new_id(user_id: str, partitions: int) -> str:
@@ -197,7 +193,7 @@ class Message:
 
 
 def _opt(v: bytes | None) -> str | None:
-    return v.decode() if v else None
+    return text(v) if v else None
 
 
 def ms(value: int) -> datetime:

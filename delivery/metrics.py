@@ -1,14 +1,18 @@
 """Prometheus metrics of the delivery pipeline (one registry per process).
 
-Counters count events this process caused; gauges that describe Redis (depths,
-pending, lag) are filled by the admin collector when ``/metrics`` is scraped.
+Counters and histograms count what this process did, where it does the bookkeeping
+(the producer, the store, the consumers, the edge); ``courier_connections`` is this
+process's open sockets. The gauges that describe Redis (depths, pending, lag) are not
+here: :mod:`api.metrics_collector` reads them when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-ENQUEUED = Counter("courier_enqueued_total", "Messages accepted", ["priority"])
+ENQUEUED = Counter(
+    "courier_enqueued_total", "Messages enqueued (HTTP, producers, task reports)", ["priority"]
+)
 DISPATCHED = Counter(
     "courier_dispatched_total", "Stream entries dispatched, by outcome", ["priority", "outcome"]
 )

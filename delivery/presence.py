@@ -17,10 +17,11 @@ from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 
+from . import clock
 from .keys import PRESENCE_TTL_FACTOR, Keyspace
 from .members import check_id, node_member, parse_conn_member, parse_node_member
-from .message import text
 from .scripts import Scripts
+from .text import text
 
 log = logging.getLogger(__name__)
 
@@ -185,5 +186,4 @@ class Presence:
         return out
 
     async def _now_ms(self) -> int:
-        sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
+        return await clock.server_ms(self.redis)

@@ -4,37 +4,41 @@ Validation happens before anything is written (:mod:`delivery.enqueue`): a refus
 message leaves no trace. Each accepted message is one atomic script call
 (``lua/enqueue.lua``); a batch is one pipelined round trip of one ``enqueue_many`` call
 per partition and chunk. Task reports go through :mod:`delivery.tasks` and
-:mod:`delivery.reporter`.
+:mod:`delivery.reporter`. Every message the producer creates (HTTP enqueues and task
+reports go through it too) counts once in ``courier_enqueued_total``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError as PydanticValidationError
 
+from . import clock
 from .enqueue import Accepted, Enqueue, EnqueueMany, Limits, build, first_error
 from .exceptions import NotFound, ReplyTimeout, ValidationError
 from .fields import MessageField
 from .keys import Keyspace
-from .message import MessageIn, text
+from .message import MessageIn
+from .metrics import ENQUEUED
 from .redis_clients import async_client, sync_client
 from .reporter import SyncTaskReporter, TaskReporter, async_decorator, sync_decorator
 from .scripts import Scripts
 from .settings import Settings
-from .tasks import TaskUpdate, build_task, task_result, task_view
+from .tasks import Task, TaskAnswer, TaskUpdate, build_task, task_result, task_view
+from .text import text
 
 __all__ = ["Accepted", "Limits", "Producer", "SyncProducer"]
 
 log = logging.getLogger(__name__)
 
 _NO_DEFAULT: Any = object()
+T = TypeVar("T")
 
 
 ENQUEUE_CHUNK = 100
@@ -69,6 +73,25 @@ def _unpack(
         else:
             answer[id(chunk)] = got
     return [[answer[id(c)] for c in plan] for plan in plans]
+
+
+def _count(plans: Sequence[Sequence[Enqueue]], out: list[list[Accepted]]) -> None:
+    """``courier_enqueued_total``: the messages a batch created, by priority (a repeat
+    of an idempotency key creates none)."""
+    created: dict[str, int] = {}
+    for plan, accepted in zip(plans, out, strict=True):
+        for call, a in zip(plan, accepted, strict=True):
+            if a.created:
+                p = call.opts.priority
+                created[p] = created.get(p, 0) + 1
+    for p, n in created.items():
+        ENQUEUED.labels(p).inc(n)
+
+
+def _task_counted(call: Task, answer: TaskAnswer) -> TaskAnswer:
+    if answer.message is not None and answer.message.created:
+        ENQUEUED.labels(call.message.opts.priority).inc()
+    return answer
 
 
 def _message(user_id: str, payload: Any, options: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +133,7 @@ class Producer:
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         chunks = _chunks(plans)
         out = _unpack(plans, chunks, await self._scripts.run_many(chunks, self.redis))
+        _count(plans, out)
         if log.isEnabledFor(logging.DEBUG):  # one line per message, to follow it around
             for a in (a for accepted in out for a in accepted):
                 log.debug(
@@ -133,17 +157,20 @@ class Producer:
             keyspace=self.keyspace,
             limits=self.limits,
         )
-        return task_result(task_id, await self._scripts.run(call))
+        return task_result(task_id, _task_counted(call, await self._scripts.run(call)))
 
     def task(self, task_id: str, user_id: str, **options: Any) -> TaskReporter:
         """``async with producer.task(id, user) as task:`` (see delivery/reporter.py)."""
         return TaskReporter(self, task_id, user_id, **options)
 
-    def reports_task(self, **options: Any) -> Any:
+    def reports_task(
+        self, **options: Any
+    ) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
         """Decorator: the function gets a TaskReporter first; call it with task_id=, user_id=."""
         return async_decorator(self, **options)
 
     async def get_task(self, task_id: str, user_id: str) -> dict[str, Any]:
+        # the client has no decode_responses: bytes (redis-py types either)
         h: dict[bytes, bytes] = await self.redis.hgetall(  # type: ignore[assignment]
             self.keyspace.user(user_id, "task", task=task_id)
         )
@@ -180,12 +207,12 @@ class Producer:
         key = self.keyspace.msg(accepted.id)
         async with self.redis.pubsub() as ps:
             await ps.subscribe(self.keyspace.replies_channel(accepted.id))
-            deadline = time.monotonic() + timeout
+            deadline = clock.monotonic() + timeout
             while True:
                 stored = await self.redis.hget(key, MessageField.REPLY)
                 if stored is not None:
                     return orjson.loads(stored)
-                left = deadline - time.monotonic()
+                left = deadline - clock.monotonic()
                 if left <= 0:
                     break
                 msg = await ps.get_message(ignore_subscribe_messages=True, timeout=min(left, 1))
@@ -230,7 +257,9 @@ class SyncProducer:
     def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         chunks = _chunks(plans)
-        return _unpack(plans, chunks, self._scripts.run_many_sync(chunks, self.redis))
+        out = _unpack(plans, chunks, self._scripts.run_many_sync(chunks, self.redis))
+        _count(plans, out)
+        return out
 
     def task_status(self, task_id: str, user_id: str, status: str, **fields: Any) -> dict[str, Any]:
         call = build_task(
@@ -239,12 +268,12 @@ class SyncProducer:
             keyspace=self.keyspace,
             limits=self.limits,
         )
-        return task_result(task_id, self._scripts.run_sync(call))
+        return task_result(task_id, _task_counted(call, self._scripts.run_sync(call)))
 
     def task(self, task_id: str, user_id: str, **options: Any) -> SyncTaskReporter:
         return SyncTaskReporter(self, task_id, user_id, **options)
 
-    def reports_task(self, **options: Any) -> Any:
+    def reports_task(self, **options: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
         return sync_decorator(self, **options)
 
     def request(
@@ -262,12 +291,12 @@ class SyncProducer:
         ps = self.redis.pubsub()
         try:
             ps.subscribe(self.keyspace.replies_channel(accepted.id))
-            deadline = time.monotonic() + timeout
+            deadline = clock.monotonic() + timeout
             while True:
                 stored = self.redis.hget(key, MessageField.REPLY)
                 if stored is not None:
                     return orjson.loads(stored)
-                left = deadline - time.monotonic()
+                left = deadline - clock.monotonic()
                 if left <= 0:
                     break
                 msg = ps.get_message(ignore_subscribe_messages=True, timeout=min(left, 1))

@@ -7,21 +7,21 @@ ints, strings) so the HTTP API, the CLI and the metrics collector share it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from . import clock
 from .exceptions import NotFound, ValidationError
 from .fields import ConnField, DeadLetterField, MessageField, StatsField
 from .keys import GROUP, PRIORITIES, Keyspace, partition_from_id
 from .members import parse_conn_member, parse_node_member
 from .message import Message, iso_ms
-from .message import text as _s
+from .percentiles import percentile
 from .status import Status
+from .text import text
 
 MAX_PAGE = 500
 _SCAN_CHUNK = 200
@@ -39,7 +39,7 @@ _DLQ_ID = DeadLetterField.ID.encode()
 
 
 def _int(v: Any, default: int = 0) -> int:
-    return default if v is None else int(float(_s(v)))
+    return default if v is None else int(float(text(v)))
 
 
 def _opt_iso(v: Any) -> str | None:
@@ -54,15 +54,6 @@ class Page:
     next_cursor: str | None
 
 
-def percentile(samples: Sequence[int], q: float) -> int | None:
-    """Nearest-rank percentile (``q`` in 0..100) of integer samples."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def message_json(msg: Message, extra: dict[bytes, Any]) -> dict[str, Any]:
     """A message as operators see it: the stored message plus ttl, delivery time and
     the dead-letter entry, with epoch-ms timeline details as ISO times."""
@@ -71,7 +62,7 @@ def message_json(msg: Message, extra: dict[bytes, Any]) -> dict[str, Any]:
     out["recipient"] = msg.user_id
     out["ttl_seconds"] = None if tl is None else _int(tl) // 1000
     out["delivered_at"] = _opt_iso(da)
-    out["dead_letter_entry"] = None if dl is None else _s(dl)
+    out["dead_letter_entry"] = None if dl is None else text(dl)
     for event in out["timeline"]:
         for key in _MS_FIELDS:
             if isinstance(event.get(key), int | float):
@@ -101,6 +92,7 @@ class Queries:
             key = self.keyspace.msg(message_id)
         except ValueError:
             raise NotFound(f"no message {message_id!r}") from None
+        # the client has no decode_responses: bytes (redis-py types either)
         h: dict[bytes, Any] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
@@ -149,7 +141,7 @@ class Queries:
                 return Page(items, None)
             offset += len(chunk)
             scanned += len(chunk)
-            rows = [(_s(m), int(score)) for m, score in chunk]
+            rows = [(text(m), int(score)) for m, score in chunk]
             if after is not None:  # same score as the cursor: skip what was returned
                 rows = [(m, sc) for m, sc in rows if sc < after[0] or m < after[1]]
             pipe = self.redis.pipeline(transaction=False)
@@ -174,15 +166,15 @@ class Queries:
         pipe.lrange(self.keyspace.user(user_id, "user_latency"), 0, -1)
         pipe.zrangebyscore(self.keyspace.user(user_id, "conns"), "-inf", "+inf", withscores=True)
         pipe.time()
-        raw, lat, conns, (sec, usec) = await pipe.execute()
-        stats = {_s(k): _int(v) for k, v in raw.items()}
+        raw, lat, conns, server_time = await pipe.execute()
+        stats = {text(k): _int(v) for k, v in raw.items()}
         counts = {s.value: max(stats.get(s.value, 0), 0) for s in Status}
         total = sum(stats.get(s.value, 0) for s in Status)  # every message has one status
         ack_n, ack_ms = stats.get(StatsField.ACK_N, 0), stats.get(StatsField.ACK_MS, 0)
         samples = [_int(x) for x in lat]
-        now = int(sec) * 1000 + int(usec) // 1000
+        now = clock.time_ms(server_time)
         live = [
-            (_s(m), int(score))
+            (text(m), int(score))
             for m, score in conns
             if int(score) >= now - self.heartbeat_timeout_ms
         ]
@@ -194,7 +186,7 @@ class Queries:
             "delivery_rate": round(counts["delivered"] / total, 4) if total else None,
             "ack_latency_ms": {
                 "mean": round(ack_ms / ack_n, 1) if ack_n else None,
-                "p95": percentile(samples, 95),
+                "p95": percentile(sorted(samples), 95),
                 "samples": len(samples),
             },
             "online": {"devices": len(devices), "connections": devices},
@@ -210,7 +202,7 @@ class Queries:
             pipe.hgetall(self.keyspace.user(user_id, "conn", conn=conn))
         out = []
         for ((node, conn), seen), h in zip(targets, await pipe.execute(), strict=True):
-            d = {_s(k): _s(v) for k, v in h.items()}
+            d = {text(k): text(v) for k, v in h.items()}
             out.append(
                 {
                     "conn_id": conn,
@@ -238,9 +230,9 @@ class Queries:
         merged: list[tuple[tuple[int, int, int], int, str, dict[str, str]]] = []
         for p, entries in enumerate(await pipe.execute()):
             for entry_id, fields in entries:
-                eid = _s(entry_id)
+                eid = text(entry_id)
                 ms, _, seq = eid.partition("-")
-                f = {_s(k): _s(v) for k, v in fields.items()}
+                f = {text(k): text(v) for k, v in fields.items()}
                 merged.append(((int(ms), int(seq), p), p, eid, f))
         merged.sort(key=lambda x: x[0], reverse=True)
         page = merged[:limit]
@@ -264,10 +256,10 @@ class Queries:
         while True:
             chunk: Any = await self.redis.xrange(key, start, "+", count=1000)
             for entry_id, fields in chunk:
-                out.append((_s(entry_id), _s(fields.get(_DLQ_ID, b""))))
+                out.append((text(entry_id), text(fields.get(_DLQ_ID, b""))))
             if len(chunk) < 1000:
                 return out
-            start = f"({_s(chunk[-1][0])}"
+            start = f"({text(chunk[-1][0])}"
 
     # -- the whole deployment ---------------------------------------------------------------
     async def stats(self) -> dict[str, Any]:
@@ -288,10 +280,9 @@ class Queries:
                 pipe.zcard(ks.key(p, name))
             pipe.xlen(ks.key(p, "dlq"))
         res = iter(await pipe.execute(raise_on_error=False))
-        sec, usec = _ok(next(res), (0, 0))
-        now = int(sec) * 1000 + int(usec) // 1000
+        now = clock.time_ms(_ok(next(res), (0, 0)))
         node_rows = _ok(next(res), [])
-        beats = {_s(name): int(ms) for name, ms in _ok(next(res), [])}
+        beats = {text(name): int(ms) for name, ms in _ok(next(res), [])}
         streams = {prio: {"length": 0, "pending": 0, "lag": 0} for prio in PRIORITIES}
         partitions = []
         consumers: dict[str, dict[str, int]] = {}
@@ -310,7 +301,7 @@ class Queries:
                 for k, v in row.items():
                     streams[prio][k] += v
                 for c in _ok(next(res), []):
-                    name = _s(c["name"])
+                    name = text(c["name"])
                     seen = consumers.setdefault(name, {"pending": 0, "idle_ms": c["idle"]})
                     seen["pending"] += int(c["pending"])
                     seen["idle_ms"] = min(seen["idle_ms"], int(c["idle"]))
@@ -367,13 +358,13 @@ class Queries:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for node, _ in rows:
-            pipe.smembers(self.keyspace.node_conns(_s(node)))
+            pipe.smembers(self.keyspace.node_conns(text(node)))
         out = []
         for (node, seen), members in zip(rows, await pipe.execute(), strict=True):
             users = {parse_node_member(m)[0] for m in members}
             out.append(
                 {
-                    "node_id": _s(node),
+                    "node_id": text(node),
                     "last_seen": iso_ms(int(seen)),
                     "alive": int(seen) >= now - self.heartbeat_timeout_ms,
                     "connections": len(members),
@@ -393,7 +384,7 @@ def _ok(value: Any, default: Any) -> Any:
 
 def _group(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
     for g in groups:
-        if _s(g["name"]) == GROUP:
+        if text(g["name"]) == GROUP:
             return g
     return None
 
@@ -403,9 +394,9 @@ def _summary(values: list[Any]) -> dict[str, Any] | None:
     if v[F.ID] is None or v[F.STATUS] is None:
         return None  # retention ended between the index read and now
     return {
-        "id": _s(v[F.ID]),
-        "status": _s(v[F.STATUS]),
-        "priority": _s(v[F.PRIORITY]),
+        "id": text(v[F.ID]),
+        "status": text(v[F.STATUS]),
+        "priority": text(v[F.PRIORITY]),
         "created_at": iso_ms(_int(v[F.CREATED_AT])),
         "expires_at": iso_ms(_int(v[F.EXPIRES_AT])),
         "attempts": _int(v[F.ATTEMPTS]),
@@ -418,7 +409,7 @@ def _summary(values: list[Any]) -> dict[str, Any] | None:
 
 
 def _opt(v: Any) -> str | None:
-    return None if v is None else _s(v)
+    return None if v is None else text(v)
 
 
 def _dead_letter(
@@ -435,12 +426,12 @@ def _dead_letter(
         "last_error": _opt(last_error),
         "attempts": int(f.get(DeadLetterField.ATTEMPTS) or 0) if gone else _int(attempts),
         "max_attempts": None if gone else _int(max_attempts),
-        "priority": None if gone else _s(prio),
-        "status": "gone" if gone else _s(s),
+        "priority": None if gone else text(prio),
+        "status": "gone" if gone else text(s),
         "dead_at": iso_ms(int(entry_id.partition("-")[0])),
         "created_at": None if gone else iso_ms(_int(created)),
         "message_expired": gone,
-        "current": not gone and dl is not None and _s(dl) == entry_id,
+        "current": not gone and dl is not None and text(dl) == entry_id,
     }
 
 

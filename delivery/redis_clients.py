@@ -125,10 +125,11 @@ class AsyncCluster(aiocluster.RedisCluster):
             raise RedisError(f"no cluster node serves the slot of {self.pubsub_key!r}")
         return node
 
+    # override: a plain PubSub on one node (module doc), not redis-py's ClusterPubSub
     def pubsub(self, **kwargs: Any) -> AsyncPubSub:  # type: ignore[override]
         return _NodePubSub(self, **kwargs)
 
-    async def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:  # type: ignore[override]
+    async def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:
         node = await self.pubsub_node()
         return int(
             await self.execute_command("PUBLISH", channel, message, target_nodes=node, **kwargs)
@@ -137,6 +138,8 @@ class AsyncCluster(aiocluster.RedisCluster):
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> AsyncClusterPipeline:
         if shard_hint:
             raise RedisError("shard_hint is not supported in cluster mode")
+        # abstract: the stubs see _event_dispatcher as abstract; redis-py's own pipeline()
+        # builds this class the same way
         return AsyncClusterPipeline(self, transaction)  # type: ignore[abstract]
 
 
@@ -176,17 +179,17 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
         self._scripted: dict[int, tuple[Any, ...]] = {}  # position -> EVALSHA command
         self._publishes: list[int] = []  # positions whose node is set in execute()
 
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         command = ("EVALSHA", sha, numkeys, *keys_and_args)
         self._scripted[len(self)] = command
         self.execute_command(*command)
         return _Queued(self)
 
-    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:
         self._publishes.append(len(self))
         return self.execute_command("PUBLISH", channel, message, **kwargs)
 
-    def time(self, **kwargs: Any) -> Any:  # type: ignore[override]
+    def time(self, **kwargs: Any) -> Any:
         return self.execute_command("TIME", **kwargs)
 
     async def execute(
@@ -197,6 +200,7 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
         publishes, self._publishes = self._publishes, []
         if publishes:  # routed now: the client may (re)initialise in between
             node = await client.pubsub_node()
+            # attr-defined: the strategy's queue is private to redis-py (pinned in the lock)
             queue = self._execution_strategy._command_queue  # type: ignore[attr-defined]
             for pos in publishes:
                 queue[pos].kwargs["target_nodes"] = node
@@ -216,6 +220,7 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
             _raise_first(results)
         return results
 
+    # override: the stubs mix up the pipeline's reset with the RESET command's
     async def reset(self) -> None:  # type: ignore[override]
         self._scripted = {}
         self._publishes = []
@@ -230,6 +235,7 @@ def async_cluster(
     **options: Any,
 ) -> AsyncCluster:
     """An :class:`AsyncCluster` from a node's plain URL (see :func:`cluster_seed`)."""
+    # return-value: redis-py's from_url is typed as returning RedisCluster, not cls
     return AsyncCluster.from_url(  # type: ignore[return-value]
         url, pubsub_key=pubsub_key, seed_url=url, pubsub_options=pubsub_options, **options
     )
@@ -261,10 +267,11 @@ class SyncCluster(SyncRedisCluster):
     def pubsub_node(self) -> Any:
         return self.get_node_from_key(self.pubsub_key)
 
+    # override: a plain PubSub on one node (module doc), not redis-py's ClusterPubSub
     def pubsub(self, **kwargs: Any) -> Any:  # type: ignore[override]
         return self.pubsub_node().redis_connection.pubsub(**kwargs)
 
-    def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:  # type: ignore[override]
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:
         return int(
             self.execute_command(
                 "PUBLISH", channel, message, target_nodes=self.pubsub_node(), **kwargs
@@ -286,17 +293,17 @@ class SyncClusterPipeline(SyncClusterPipelineBase):
     courier: SyncCluster
     scripted: dict[int, tuple[Any, ...]]
 
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         command = ("EVALSHA", sha, numkeys, *keys_and_args)
         self.scripted[len(self)] = command
         return self.execute_command(*command)
 
-    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:
         return self.execute_command(
             "PUBLISH", channel, message, target_nodes=self.courier.pubsub_node(), **kwargs
         )
 
-    def time(self, **kwargs: Any) -> Any:  # type: ignore[override]
+    def time(self, **kwargs: Any) -> Any:
         return self.execute_command("TIME", **kwargs)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
@@ -317,6 +324,7 @@ class SyncClusterPipeline(SyncClusterPipelineBase):
             _raise_first(results)
         return results
 
+    # override: the stubs mix up the pipeline's reset with the RESET command's
     def reset(self) -> None:  # type: ignore[override]
         self.scripted = {}
         super().reset()

@@ -24,10 +24,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import clock
 from .exceptions import Conflict
 from .fields import TaskField
 from .tasks import TaskStatus
@@ -58,7 +58,7 @@ class _Progress:
         return min(100.0, 100.0 * self.done / self.total)
 
     def due(self) -> bool:
-        now = time.monotonic()
+        now = clock.monotonic()
         if now - self.last_sent < self.min_interval:
             return False
         self.last_sent = now

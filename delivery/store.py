@@ -3,20 +3,20 @@
 The consumers (dispatch, retries, promotion, expiry) and the edge (acks, unparking,
 hand-back) call these methods. Each builds the typed call of its script
 (:mod:`delivery.calls`, :mod:`delivery.edge_calls`), runs it, and does the bookkeeping
-around it: the delivery metrics (dispatch-to-device and enqueue-to-ack latencies,
+around it: the delivery metrics (enqueue-to-first-push and enqueue-to-ack latencies,
 deliveries, retries, dead letters) and one log line per retry decision.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from . import clock
 from .backoff import backoff_seconds
 from .calls import (
     Bury,
@@ -89,7 +89,7 @@ class Timing:
 
 def _first_push(push: Push) -> None:
     if push.attempt == 1:
-        ENQUEUE_TO_DELIVER_SECONDS.observe(max(time.time() * 1000 - push.created_ms, 0) / 1000)
+        ENQUEUE_TO_DELIVER_SECONDS.observe(max(clock.wall() * 1000 - push.created_ms, 0) / 1000)
 
 
 class Store:
@@ -203,8 +203,7 @@ class Store:
         ghosts and always forgotten. Returns how many were forgotten."""
         if not targets:
             return 0
-        sec, usec = await self.redis.time()
-        cutoff = int(sec) * 1000 + int(usec) // 1000 - self.timing.heartbeat_timeout_ms
+        cutoff = await clock.server_ms(self.redis) - self.timing.heartbeat_timeout_ms
         nodes = sorted({n for n, _ in targets})
         seen = await self.redis.zmscore(self.keyspace.nodes, nodes)
         alive = {n for n, ms in zip(nodes, seen, strict=True) if ms is not None and ms > cutoff}
@@ -363,6 +362,7 @@ class Store:
             key = self.keyspace.msg(message_id)
         except ValueError:
             raise NotFound(f"no message {message_id!r}") from None
+        # the client has no decode_responses: bytes (redis-py types either)
         h: dict[bytes, bytes] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
@@ -370,7 +370,8 @@ class Store:
 
     async def replay(self, message_id: str, *, by: str = "operator") -> Status:
         """Give a dead message a fresh cycle of attempts; returns its new status
-        (queued). :class:`Conflict` unless it is dead."""
+        (queued). :class:`NotFound` when there is no such message, :class:`Conflict`
+        when it is not dead."""
         call = Replay(self._prefix(message_id), message_id, self.timing.retention_ms, by)
         answer = await self.scripts.run(call)
         if answer.code is ReplayCode.UNKNOWN:

@@ -21,7 +21,8 @@ from .enqueue import Accepted, Enqueue, Limits, build
 from .exceptions import Conflict, ValidationError
 from .fields import TaskField
 from .keys import TASK_TTL_MS, Keyspace
-from .message import MAX_ID_LEN, MessageIn, Priority, iso_ms, text
+from .message import MAX_ID_LEN, MessageIn, Priority, iso_ms
+from .text import text
 
 
 class TaskStatus(StrEnum):

@@ -10,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from api.runtime import load_settings
 from delivery.producer import SyncProducer
+from delivery.reporter import SyncTaskReporter
 
 producer = SyncProducer.from_settings(load_settings())  # thread-safe; share it
 
 
 @producer.reports_task(total=30, min_interval=0.2)  # at most 5 progress updates a second
-def render(task, prompt: str) -> str:
+def render(task: SyncTaskReporter, prompt: str) -> str:
     for _ in range(30):
         # ... one denoising step ...
         if task.cancel_requested():  # the user pressed "cancel" in the browser

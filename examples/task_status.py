@@ -10,12 +10,13 @@ import sys
 
 from api.runtime import load_settings
 from delivery.producer import Producer
+from delivery.reporter import TaskReporter
 
 producer = Producer.from_settings(load_settings())
 
 
 @producer.reports_task(total=4)  # running on entry, completed on return, failed on raise
-async def generate_questions(task, role: str) -> list[str]:
+async def generate_questions(task: TaskReporter, role: str) -> list[str]:
     questions = []
     for topic in ("experience", "system design", "culture", "salary"):
         await asyncio.sleep(1)  # ... the real work ...

@@ -62,7 +62,7 @@ class Client:
         return connect(
             url,
             additional_headers=headers,
-            subprotocols=protocols,  # type: ignore[arg-type]
+            subprotocols=protocols,
             open_timeout=10,
             max_size=None,
         )
@@ -127,8 +127,8 @@ class Client:
             await self.flush(ws, acks)
             await ws.close(1000, "bye")
         finally:
-            for t in (*tasks, stopper):
-                t.cancel()
+            for waiting in (*tasks, stopper):
+                waiting.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
 
     def handle(self, frame: dict[str, Any], acks: list[str], wake: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ import redis
 import redis.asyncio as aioredis
 
 from api.redis_server import RedisServer
+from delivery import clock
 from delivery.keys import Keyspace
 
 _session_data = tempfile.mkdtemp(prefix="courier-test-data-")
@@ -70,3 +71,24 @@ async def r(redis_url: str, keyspace: Keyspace) -> AsyncIterator[aioredis.Redis]
     async for key in client.scan_iter(match=keyspace.pattern(), count=1000):
         await client.delete(key)
     await client.aclose()
+
+
+class FrozenClock:
+    """``delivery.clock`` stopped: ``wall`` and ``monotonic`` read these numbers until a
+    test moves them with :meth:`advance` (the seam the product reads every local clock
+    through; Redis server time is not frozen)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, wall: float = 1_767_225_600.0) -> None:
+        self.wall = wall  # 2026-01-01T00:00:00Z
+        self.monotonic = 1_000.0
+        monkeypatch.setattr(clock, "wall", lambda: self.wall)
+        monkeypatch.setattr(clock, "monotonic", lambda: self.monotonic)
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.monotonic += seconds
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    return FrozenClock(monkeypatch)

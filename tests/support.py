@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,6 +32,21 @@ from delivery.store import Store, Timing
 from delivery.transport import RedisTransport, decode_envelope
 
 NODE = "test-node"
+
+_PRIORITIES = ("high", "normal", "low")
+
+
+def enqueued() -> dict[str, float]:
+    """``courier_enqueued_total`` by priority, read from this process's registry."""
+    return {
+        p: REGISTRY.get_sample_value("courier_enqueued_total", {"priority": p}) or 0.0
+        for p in _PRIORITIES
+    }
+
+
+def moved(before: dict[str, float]) -> dict[str, float]:
+    now = enqueued()
+    return {p: now[p] - before[p] for p in _PRIORITIES}
 
 
 @dataclass
@@ -133,12 +149,6 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached in {within} s")
         await asyncio.sleep(every)
-
-
-async def server_ms(r: aioredis.Redis) -> int:
-    """Redis server time in ms: the clock every script uses."""
-    sec, usec = await r.time()
-    return int(sec) * 1000 + int(usec) // 1000
 
 
 async def raw_timeline(r: aioredis.Redis, keyspace: Keyspace, mid: str) -> list[dict[str, Any]]:

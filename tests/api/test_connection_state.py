@@ -11,6 +11,7 @@ from api.connection import TRANSITIONS, Connection, State, TokenBucket, check_tr
 from api.protocol import CloseCode
 from api.wire import Wire
 from delivery.exceptions import IllegalTransition
+from tests.conftest import FrozenClock
 
 LEGAL = {
     (State.OPEN, State.CLOSING),
@@ -97,3 +98,24 @@ async def test_an_outbox_overflow_closes_as_a_slow_reader() -> None:
     assert (conn.close_code, conn.close_reason) == (1008, CloseCode.SLOW_READER.reason)
     assert conn.outbox == []
     conn.finished()
+
+
+def test_the_rate_limit_refills_with_the_clock(frozen_clock: FrozenClock) -> None:
+    bucket = TokenBucket(2, 2)  # 2 frames a second, bursts of 2
+    assert bucket.take() and bucket.take()
+    assert not bucket.take()
+    frozen_clock.advance(0.4)  # 0.8 of a token
+    assert not bucket.take()
+    frozen_clock.advance(0.1)
+    assert bucket.take()
+    frozen_clock.advance(60)  # never more than the burst
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+
+
+def test_a_connection_remembers_when_it_was_last_heard(frozen_clock: FrozenClock) -> None:
+    conn = connection()
+    assert conn.last_seen == 1_000.0
+    frozen_clock.advance(5)
+    conn.seen()
+    assert conn.last_seen == 1_005.0
+    assert conn.offer("{}", "m1") and conn.unacked == {"m1": 1_005.0}

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from delivery.keys import Keyspace
 from tests.api.admin_support import bearer, keys
 from tests.api.conftest import EdgeFactory, Node
+from tests.support import enqueued, moved
 
 MAX_PAYLOAD = 1024
 
@@ -187,6 +188,22 @@ async def test_batch_and_recipients_are_accepted(node: Node) -> None:
     assert len({m["id"] for m in rows}) == 3
     for m in rows:
         assert (await node.message(m["id"]))["user_id"] == m["user_id"]
+
+
+async def test_an_http_enqueue_is_counted_once(node: Node) -> None:
+    before = enqueued()
+    one = await post(node, "/v1/messages", json=ok_body(priority="high"))
+    many = await post(
+        node,
+        "/v1/messages/batch",
+        json={"messages": [ok_body(), {"recipients": ["bob", "carol"], "payload": 2}]},
+    )
+    repeat = ok_body(idempotency_key="once")
+    await post(node, "/v1/messages", json=repeat)
+    again = await post(node, "/v1/messages", json=repeat)
+    assert one.status_code == many.status_code == again.status_code == 202
+    assert again.json()["duplicate"] is True
+    assert moved(before) == {"high": 1, "normal": 4, "low": 0}
 
 
 async def test_idempotency_over_http(node: Node, r: aioredis.Redis, keyspace: Keyspace) -> None:

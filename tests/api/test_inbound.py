@@ -11,9 +11,8 @@ import orjson
 
 from api import protocol
 from api.connection import TokenBucket
-from api.frames import MAX_ACK_IDS
 from api.inbound import Ack, Close, Closed, Plan, Refuse, Serve, frame_text, plan
-from api.protocol import CloseCode, ErrorCode
+from api.protocol import MAX_ACK_IDS, CloseCode, ErrorCode
 
 MAX = 1024
 

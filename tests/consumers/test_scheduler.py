@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from delivery.clock import server_ms
 from delivery.keys import Keyspace
 from delivery.producer import Limits
 from delivery.store import Timing
-from tests.support import Harness, server_ms, spread_users, wait_until
+from tests.support import Harness, spread_users, wait_until
 
 
 async def test_one_tick_promotes_retries_and_expires_across_partitions(

@@ -6,8 +6,9 @@ answers, in the order given, and leaves the same keys behind.
 
 from __future__ import annotations
 
+from delivery.clock import server_ms
 from delivery.keys import GROUP
-from tests.support import NODE, Harness, raw_timeline, server_ms
+from tests.support import NODE, Harness, raw_timeline
 
 RETENTION = 3_600_000
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.support import Harness, raw_timeline, server_ms
+from delivery.clock import server_ms
+from tests.support import Harness, raw_timeline
 
 
 async def _has(h: Harness, user: str) -> bool:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.support import NODE, Harness, raw_timeline, server_ms
+from delivery.clock import server_ms
+from tests.support import NODE, Harness, raw_timeline
 
 
 async def test_online_user_gets_message_and_ack_marks_delivered(h: Harness) -> None:

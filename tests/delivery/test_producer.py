@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 
 from delivery.keys import Keyspace
 from delivery.producer import Limits, SyncProducer
+from tests.support import Harness, enqueued, moved
 
 
 async def test_sync_producer_shared_by_many_threads(
@@ -55,3 +56,31 @@ async def test_sync_producer_batch_is_one_round_trip_with_one_id_per_recipient(
         producer.close()
     assert [[x.user_id for x in plan] for plan in out] == [["a", "b", "c"], ["a"]]
     assert len({x.id for plan in out for x in plan}) == 4
+
+
+async def test_the_producer_counts_the_messages_it_created(h: Harness) -> None:
+    before = enqueued()
+    await h.producer.send("alice", {"n": 1}, priority="high")
+    await h.producer.submit_many(
+        [
+            {"recipients": ["bob", "carol"], "payload": 2, "priority": "low"},
+            {"user_id": "dan", "payload": 3},
+        ]
+    )
+    first = await h.producer.send("alice", {"n": 4}, idempotency_key="k")
+    again = await h.producer.send("alice", {"n": 4}, idempotency_key="k")
+    assert first.created and not again.created  # a repeat creates nothing: not counted
+    await h.producer.task_status("t1", "alice", "completed")  # a final status: high
+    assert moved(before) == {"high": 2, "normal": 2, "low": 2}
+
+
+async def test_the_sync_producer_counts_too(redis_url: str, keyspace: Keyspace) -> None:
+    producer = SyncProducer(redis.Redis.from_url(redis_url), keyspace=keyspace, limits=Limits())
+    before = enqueued()
+    try:
+        producer.send("alice", {"n": 1})
+        producer.submit_many([{"user_id": "bob", "payload": 2, "priority": "high"}])
+        producer.task_status("t1", "alice", "running")  # not final: normal
+    finally:
+        producer.close()
+    assert moved(before) == {"high": 1, "normal": 2, "low": 0}

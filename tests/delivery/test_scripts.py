@@ -8,12 +8,13 @@ import dataclasses
 import orjson
 import pytest
 
+from delivery.clock import server_ms
 from delivery.enqueue import Limits, build, many_args
 from delivery.exceptions import Conflict, NotFound
 from delivery.keys import GROUP
 from delivery.presence import Conn
 from delivery.store import AckRequest, Entry
-from tests.support import NODE, Harness, neighbour, raw_timeline, server_ms
+from tests.support import NODE, Harness, neighbour, raw_timeline
 
 RETENTION = 3_600_000  # the `timing` fixture's retention
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tests.support import Harness, raw_timeline, server_ms, wait_until
+from delivery.clock import server_ms
+from tests.support import Harness, raw_timeline, wait_until
 
 
 async def _past(h: Harness, mid: str) -> bool:
