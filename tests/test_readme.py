@@ -10,6 +10,7 @@ placeholder for the id that `courier send` printed. The data folder is the test'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from websockets.asyncio.client import connect
@@ -39,19 +41,33 @@ def activated(env: dict[str, str]) -> dict[str, str]:
     return {**env, "VIRTUAL_ENV": venv, "PATH": f"{venv}/bin:{env['PATH']}"}
 
 
+def block(marker: str) -> str:
+    """The one shell block of the README that contains `marker`."""
+    (found,) = [b for b in blocks("bash") if marker in b]
+    return found
+
+
 def test_the_readme_has_what_this_test_runs() -> None:
-    start, try_it, send = blocks("bash")[:3]
+    start = block("./scripts/serve")
     assert start.splitlines()[0].startswith("./scripts/serve")
     assert start.splitlines()[1].startswith("./scripts/test")  # this suite itself
-    assert "python scripts/client.py" in try_it and "courier status <id>" in send
+    assert block("python scripts/client.py") and block("courier status <id>")
+    assert block("http.server")
+    others = {block(m) for m in ("./scripts/serve", "scripts/client.py", "<id>", "http.server")}
+    assert others == set(blocks("bash")), "a shell block of the README that no test runs"
     assert len(blocks("python")) == 1
 
 
 async def test_the_readme_as_written(tmp_path: Path) -> None:
     port = free_port()
     env = base_env(tmp_path / "data", COURIER_PORT=str(port))
-    start, try_it, send = (
-        b.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for b in blocks("bash")[:3]
+    page_port = free_port()
+
+    def ported(b: str) -> str:
+        return b.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("8001", str(page_port))
+
+    start, inbox, try_it, send = (
+        ported(block(m)) for m in ("./scripts/serve", "http.server", "client.py", "<id>")
     )
     serve = subprocess.Popen(  # noqa: ASYNC220 - a server for the whole test
         ["bash", "-c", start.splitlines()[0]],
@@ -62,10 +78,10 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
-    client = None
+    client = page = None
     try:
         assert serve.stdout is not None
-        seen = []
+        seen: list[str] = []
         deadline = time.monotonic() + 120  # bootstrap may have work to do
         while not any(line.startswith("Courier on") for line in seen):
             line = await asyncio.to_thread(serve.stdout.readline)
@@ -131,6 +147,8 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
         assert "delivered" in out.stdout and "acked" in out.stdout, out.stdout + out.stderr
         assert api_id != mid
 
+        page = start_inbox_block(inbox, env)
+        await check_inbox_block(page, page_port)
         os.killpg(client.pid, signal.SIGINT)  # "Stop the client, send again: parked"
         assert await asyncio.to_thread(client.wait, 15) == 0
         again = await asyncio.to_thread(
@@ -146,11 +164,53 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
 
         await python_snippet(tmp_path, env, port)
     finally:
-        if client is not None and client.poll() is None:
-            os.killpg(client.pid, signal.SIGKILL)
+        for group in (client, page):  # their whole groups: `&` leaves children behind
+            if group is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group.pid, signal.SIGKILL)
         os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C in the first terminal
         assert await asyncio.to_thread(serve.wait, 30) == 0
     wait_dead(redis_pid)  # the embedded Redis stopped after Courier
+
+
+def start_inbox_block(inbox: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The inbox block: a static server in the background, the page's URL, a send."""
+    return subprocess.Popen(
+        ["bash", "-c", inbox],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # the `&` server stays in this group, killed at the end
+    )
+
+
+async def check_inbox_block(page: subprocess.Popen[str], page_port: int) -> None:
+    assert page.stdout is not None  # held open by the `&` server: read line by line
+    lines: list[str] = []
+    while not (lines and lines[-1].endswith(" queued")):
+        line = await asyncio.wait_for(asyncio.to_thread(page.stdout.readline), 60)
+        assert line, lines
+        lines.append(line.strip())
+    url = next(x for x in lines if "/examples/inbox.html" in x)
+    out = "\n".join(lines)
+    assert url.startswith(f"http://127.0.0.1:{page_port}/examples/inbox.html?server="), out
+    query = url.split("?", 1)[1]
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(50):  # the background server comes up
+            try:
+                got = await http.get(f"http://127.0.0.1:{page_port}/examples/inbox.html")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        assert got.status_code == 200 and "<html" in got.text.lower()
+        token = dict(p.split("=", 1) for p in query.split("&"))["token"]
+        me = await http.get(
+            f"{url.split('server=')[1].split('&')[0]}/v1/tasks",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert me.status_code == 200, me.text  # the page's token is alice's, and valid
 
 
 async def python_snippet(tmp_path: Path, env: dict[str, str], port: int) -> None:
@@ -159,6 +219,14 @@ async def python_snippet(tmp_path: Path, env: dict[str, str], port: int) -> None
     script.write_text(blocks("python")[0])
     token = courier("token", "alice", env=env, cwd=ROOT).stdout.strip()
     async with connect(f"ws://127.0.0.1:{port}/v1/ws?token={token}") as ws:
+        # alice is back: the messages parked while she was away arrive first, then
+        # the snippet runs (as in the README, with alice online)
+        parked = {"later"}
+        while parked:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 15))
+            if frame["type"] == "message":
+                await ws.send(orjson.dumps({"type": "ack", "id": frame["id"]}).decode())
+                parked.discard(frame["payload"].get("text"))
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(script),
@@ -181,7 +249,15 @@ async def python_snippet(tmp_path: Path, env: dict[str, str], port: int) -> None
                     reply = {"type": "reply", "id": frame["id"], "data": "yes"}
                     await ws.send(orjson.dumps(reply).decode())
                     break
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+        except TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+            user = courier("user", "alice", "--json", env=env, cwd=ROOT).stdout
+            raise AssertionError(
+                f"the snippet did not finish: {texts} {out!r} {err!r}; alice's messages: {user}"
+            ) from None
     assert proc.returncode == 0, err.decode()
     assert out.decode() == "alice answered yes\n", (out, err)
     assert {"text": "hi"} in texts and {"question": "Proceed?"} in texts
