@@ -23,6 +23,7 @@ class Role(StrEnum):
 class Principal:
     user_id: str
     role: Role
+    exp: float = 0.0  # the token's expiry, unix seconds (a WebSocket closes then: 4401)
 
 
 class AuthError(Exception):
@@ -61,7 +62,7 @@ class Verifier:
             role = Role(claims.get("role", "user"))
         except ValueError:
             raise AuthError(f"unknown role {claims.get('role')!r}") from None
-        return Principal(sub, role)
+        return Principal(sub, role, float(claims["exp"]))
 
 
 def issue(settings: Settings, user_id: str, *, role: str = "user", ttl: int = 3600) -> str:

@@ -61,11 +61,28 @@ def serve(
     had_secret = bool(Settings().jwt_secret)
     try:
         settings = _settings(redis=False, make_secret=True, host=host, port=port)
-        code = launch.serve(settings, consumers=consumers, had_secret=had_secret, echo=typer.echo)
+        code = launch.serve(
+            settings,
+            consumers=consumers,
+            had_secret=had_secret,
+            echo=typer.echo,
+            after_banner=_examples_banner,
+        )
     except InstanceError as e:
         fail(str(e))
     if code:
         raise typer.Exit(code)
+
+
+def _examples_banner(settings: Settings) -> None:
+    """The inbox page's URL, with a user token for `alice` (valid for a day), when the
+    checkout's examples are served (api/examples.py)."""
+    from .auth import issue
+    from .examples import banner
+
+    line = banner(settings, issue(settings, "alice", ttl=86400))
+    if line is not None:
+        typer.echo(line + "   # the example page, as user alice")
 
 
 @app.command()

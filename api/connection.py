@@ -18,6 +18,7 @@ drain for acks) instead of a Queue and Events per connection."""
 from __future__ import annotations
 
 import asyncio
+import math
 from enum import Enum
 
 from delivery import clock
@@ -91,6 +92,7 @@ class Connection:
         "outbox",
         "queue_size",
         "role",
+        "token_exp",
         "topics",
         "unacked",
         "user_id",
@@ -109,6 +111,7 @@ class Connection:
         bucket: TokenBucket,
         device: str = "",
         address: str = "",
+        token_exp: float = math.inf,
     ) -> None:
         self.wire = wire
         self.conn_id = conn_id
@@ -126,6 +129,7 @@ class Connection:
         self.bucket = bucket
         self.last_seen = clock.monotonic()
         self.topics: set[str] = set()
+        self.token_exp = token_exp  # unix seconds; closed with 4401 then (api.expiry)
         self._state = State.OPEN
         self.close_code: int | None = None  # ours, the client's, or 1006 when it was lost
         self.close_reason = ""

@@ -1,5 +1,5 @@
 """Client frames: ``ack``, ``ping``, ``subscribe``, ``unsubscribe``, ``reply``,
-``cancel`` (:class:`~api.protocol.ClientFrame`), parsed and served. Bad frames raise
+``cancel``, ``refresh`` (:class:`~api.protocol.ClientFrame`), parsed and served. Bad frames raise
 :class:`FrameError`, which becomes an ``error`` frame; the connection stays open.
 
 :func:`parse` and :func:`ack_ids` do no I/O (the reader's plan uses them,
@@ -19,6 +19,7 @@ from delivery.message import MAX_ID_LEN
 from delivery.presence import Conn
 
 from . import protocol
+from .auth import AuthError
 from .protocol import MAX_ACK_IDS, MAX_TOPICS, ClientFrame, ErrorCode
 
 if TYPE_CHECKING:
@@ -168,6 +169,33 @@ async def _cancel(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
         raise FrameError(ErrorCode.UNKNOWN_TASK, f"no task {task_id} of this user", task_id=task_id)
 
 
+async def _refresh(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
+    """A fresh token for the connection's user: its ``exp`` replaces the old one. A
+    token that does not verify, or is another user's, changes nothing: the connection
+    keeps its identity and is closed (4401) when its current token expires."""
+    token = frame.get("token")
+    if not isinstance(token, str) or not token:
+        raise FrameError(ErrorCode.INVALID_FRAME, "'token' must be a non-empty string")
+    keeps = protocol.unix_seconds(conn.token_exp)
+    try:
+        who = node.verifier.verify(token)
+    except AuthError as e:
+        raise FrameError(
+            ErrorCode.REFRESH_REFUSED,
+            f"{e.detail}: the connection keeps its token until it expires",
+            exp=keeps,
+        ) from None
+    if who.user_id != conn.user_id:
+        raise FrameError(
+            ErrorCode.REFRESH_WRONG_SUBJECT,
+            "the token is another user's: the connection stays this user's",
+            exp=keeps,
+        )
+    conn.token_exp = who.exp
+    node.expiries.watch(conn)
+    conn.offer(protocol.refreshed(who.exp))
+
+
 HANDLERS: dict[str, Callable[[Node, Connection, dict[str, Any]], Awaitable[None]]] = {
     ClientFrame.ACK: _ack,
     ClientFrame.PING: _ping,
@@ -175,4 +203,5 @@ HANDLERS: dict[str, Callable[[Node, Connection, dict[str, Any]], Awaitable[None]
     ClientFrame.UNSUBSCRIBE: _unsubscribe,
     ClientFrame.REPLY: _reply,
     ClientFrame.CANCEL: _cancel,
+    ClientFrame.REFRESH: _refresh,
 }

@@ -90,7 +90,12 @@ def embedded_redis(
 
 
 def serve(
-    settings: Settings, *, consumers: bool, had_secret: bool, echo: Callable[[str], None]
+    settings: Settings,
+    *,
+    consumers: bool,
+    had_secret: bool,
+    echo: Callable[[str], None],
+    after_banner: Callable[[Settings], None] | None = None,
 ) -> int:
     """Run `courier serve`; its exit code. Start-up failures raise InstanceError."""
     from .app import create_app
@@ -112,7 +117,14 @@ def serve(
             if lock is None:
                 echo(f"Redis {version} at {url} (COURIER_REDIS_URL).")
             server = Server(config(create_app(settings, consumers=consumers), settings), settings)
-            server.on_started = lambda: echo(banner(settings))
+            running = settings
+
+            def started() -> None:
+                echo(banner(running))
+                if after_banner is not None:
+                    after_banner(running)
+
+            server.on_started = started
             # Server closes WebSockets with 1001 and hands unacked messages back before
             # uvicorn's own shutdown (which would close them with 1012).
             server.run(sockets=[sock])

@@ -80,6 +80,7 @@ async def websocket_endpoint(ws: WebSocket, user_id: str | None = None) -> None:
         return await _refuse(ws, *who)
     conn = _connection(ws, node, who)
     node.hub.add(conn)
+    node.expiries.watch(conn)
     try:
         await _serve(node, conn)
     except asyncio.CancelledError:
@@ -134,6 +135,7 @@ def _connection(ws: WebSocket, node: Node, who: Principal) -> Connection:
         bucket=TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst),
         device=(ws.query_params.get("device") or ws.headers.get("user-agent") or "")[:200],
         address=f"{client.host}:{client.port}" if client else "",
+        token_exp=who.exp,
     )
 
 

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # permessage-deflate for clients that offer it (browsers do): less bandwidth, but
     # ~45 KB of zlib state per such connection on the edge.
     ws_compression: bool = True
+    # A source checkout's examples/ and clients/js/src/ at /examples/, /clients/js/src/
+    # and /client/ (api/examples.py); a wheel or the image has none to serve.
+    serve_examples: bool = True
 
     read_count: int = Field(default=100, ge=1)
     read_block_ms: int = Field(default=1000, ge=10)

@@ -52,8 +52,10 @@ def test_the_readme_has_what_this_test_runs() -> None:
     assert start.splitlines()[0].startswith("./scripts/serve")
     assert start.splitlines()[1].startswith("./scripts/test")  # this suite itself
     assert block("python scripts/client.py") and block("courier status <id>")
-    assert block("http.server")
-    others = {block(m) for m in ("./scripts/serve", "scripts/client.py", "<id>", "http.server")}
+    assert block(".venv/bin/courier send alice")  # the inbox page's
+    others = {
+        block(m) for m in ("./scripts/serve", "scripts/client.py", "<id>", ".venv/bin/courier send")
+    }
     assert others == set(blocks("bash")), "a shell block of the README that no test runs"
     assert len(blocks("python")) == 1
 
@@ -61,13 +63,12 @@ def test_the_readme_has_what_this_test_runs() -> None:
 async def test_the_readme_as_written(tmp_path: Path) -> None:
     port = free_port()
     env = base_env(tmp_path / "data", COURIER_PORT=str(port))
-    page_port = free_port()
 
     def ported(b: str) -> str:
-        return b.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("8001", str(page_port))
+        return b.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
 
     start, inbox, try_it, send = (
-        ported(block(m)) for m in ("./scripts/serve", "http.server", "client.py", "<id>")
+        ported(block(m)) for m in ("./scripts/serve", ".venv/bin/courier send", "client.py", "<id>")
     )
     serve = subprocess.Popen(  # noqa: ASYNC220 - a server for the whole test
         ["bash", "-c", start.splitlines()[0]],
@@ -78,12 +79,12 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
-    client = page = None
+    client = None
     try:
         assert serve.stdout is not None
         seen: list[str] = []
         deadline = time.monotonic() + 120  # bootstrap may have work to do
-        while not any(line.startswith("Courier on") for line in seen):
+        while not any(line.startswith("Inbox:") for line in seen):  # after the banner
             line = await asyncio.to_thread(serve.stdout.readline)
             assert line, "".join(seen)
             assert time.monotonic() < deadline
@@ -147,8 +148,7 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
         assert "delivered" in out.stdout and "acked" in out.stdout, out.stdout + out.stderr
         assert api_id != mid
 
-        page = start_inbox_block(inbox, env)
-        await check_inbox_block(page, page_port)
+        await inbox_page(seen, inbox, env, port)
         os.killpg(client.pid, signal.SIGINT)  # "Stop the client, send again: parked"
         assert await asyncio.to_thread(client.wait, 15) == 0
         again = await asyncio.to_thread(
@@ -164,53 +164,38 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
 
         await python_snippet(tmp_path, env, port)
     finally:
-        for group in (client, page):  # their whole groups: `&` leaves children behind
-            if group is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(group.pid, signal.SIGKILL)
+        if client is not None:  # its whole group: the block's children too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(client.pid, signal.SIGKILL)
         os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C in the first terminal
         assert await asyncio.to_thread(serve.wait, 30) == 0
     wait_dead(redis_pid)  # the embedded Redis stopped after Courier
 
 
-def start_inbox_block(inbox: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """The inbox block: a static server in the background, the page's URL, a send."""
-    return subprocess.Popen(
+async def inbox_page(serve_output: list[str], inbox: str, env: dict[str, str], port: int) -> None:
+    """ "./scripts/serve prints its URL": the page loads from Courier with a valid token
+    of alice's, and the block beside it sends her a message."""
+    (line,) = [x for x in serve_output if x.startswith("Inbox:")]
+    url = line.split()[1]
+    assert url.startswith(f"http://127.0.0.1:{port}/examples/inbox.html?token="), line
+    async with httpx.AsyncClient(timeout=10) as http:
+        page = await http.get(url)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        token = url.split("token=", 1)[1]
+        mine = await http.get(
+            f"http://127.0.0.1:{port}/v1/tasks", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert mine.status_code == 200, mine.text  # alice's token, valid
+    sent = await asyncio.to_thread(
+        subprocess.run,
         ["bash", "-c", inbox],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
         text=True,
-        start_new_session=True,  # the `&` server stays in this group, killed at the end
+        timeout=60,
     )
-
-
-async def check_inbox_block(page: subprocess.Popen[str], page_port: int) -> None:
-    assert page.stdout is not None  # held open by the `&` server: read line by line
-    lines: list[str] = []
-    while not (lines and lines[-1].endswith(" queued")):
-        line = await asyncio.wait_for(asyncio.to_thread(page.stdout.readline), 60)
-        assert line, lines
-        lines.append(line.strip())
-    url = next(x for x in lines if "/examples/inbox.html" in x)
-    out = "\n".join(lines)
-    assert url.startswith(f"http://127.0.0.1:{page_port}/examples/inbox.html?server="), out
-    query = url.split("?", 1)[1]
-    async with httpx.AsyncClient(timeout=10) as http:
-        for _ in range(50):  # the background server comes up
-            try:
-                got = await http.get(f"http://127.0.0.1:{page_port}/examples/inbox.html")
-                break
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        assert got.status_code == 200 and "<html" in got.text.lower()
-        token = dict(p.split("=", 1) for p in query.split("&"))["token"]
-        me = await http.get(
-            f"{url.split('server=')[1].split('&')[0]}/v1/tasks",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert me.status_code == 200, me.text  # the page's token is alice's, and valid
+    assert sent.returncode == 0 and sent.stdout.strip().endswith(" queued"), sent.stderr
 
 
 async def python_snippet(tmp_path: Path, env: dict[str, str], port: int) -> None:
