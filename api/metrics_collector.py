@@ -69,7 +69,11 @@ class RedisCollector(Collector):
             ("courier_dead_letters", "dead_letters", "Entries in the dead-letter streams"),
             ("courier_online_users", "online_users", "Users with a live connection (presence)"),
             ("courier_nodes_alive", "nodes_alive", "Edge nodes whose heartbeat is recent"),
-            ("courier_consumers_alive", "consumers_alive", "Group consumers seen recently"),
+            (
+                "courier_consumers_alive",
+                "consumers_alive",
+                "Consumers processes whose heartbeat is recent",
+            ),
         ):
             yield _gauge(name, doc, s[key])
         conns = GaugeMetricFamily(

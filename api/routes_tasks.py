@@ -7,13 +7,13 @@ import secrets
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from delivery.message import check_name, json_bytes
 from delivery.tasks import TaskUpdate
 
-from . import protocol
+from . import docs, protocol
 from .auth import Principal, Role
 from .deps import principal, runtime, service
 from .errors import ApiError
@@ -24,10 +24,15 @@ from .strict_json import StrictRoute
 router = APIRouter(prefix="/v1", tags=["tasks"], route_class=StrictRoute)
 
 
-@router.post("/tasks/{task_id}/status", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/tasks/{task_id}/status",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.BODY, *docs.AUTH, 503),
+)
 async def publish_task_status(
     task_id: str,
-    update: TaskUpdate,
+    update: TaskUpdate = Body(openapi_examples={"progress": {"value": docs.TASK_EXAMPLE}}),
     _: Principal = Depends(service),
     rt: Runtime = Depends(runtime),
 ) -> Any:
@@ -37,7 +42,9 @@ async def publish_task_status(
     return OrjsonResponse(out, status_code=202)
 
 
-@router.get("/tasks/{task_id}", response_class=OrjsonResponse)
+@router.get(
+    "/tasks/{task_id}", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 404, 503)
+)
 async def get_task(
     task_id: str,
     user_id: str | None = Query(None, description="Admins name the owner."),
@@ -53,7 +60,7 @@ async def get_task(
     return OrjsonResponse(await rt.producer.get_task(task_id, owner))
 
 
-@router.get("/tasks", response_class=OrjsonResponse)
+@router.get("/tasks", response_class=OrjsonResponse, responses=docs.errors(401, 503))
 async def my_tasks(who: Principal = Depends(principal), rt: Runtime = Depends(runtime)) -> Any:
     """The caller's tasks that have not ended."""
     return OrjsonResponse({"tasks": await rt.producer.active_tasks(who.user_id)})
@@ -71,7 +78,9 @@ class BroadcastIn(BaseModel):
     )
 
 
-@router.post("/broadcast", response_class=OrjsonResponse)
+@router.post(
+    "/broadcast", response_class=OrjsonResponse, responses=docs.errors(*docs.BODY, *docs.AUTH, 503)
+)
 async def broadcast(
     body: BroadcastIn, _: Principal = Depends(service), rt: Runtime = Depends(runtime)
 ) -> Any:

@@ -14,6 +14,7 @@ import gc
 import logging
 import resource
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -98,11 +99,14 @@ class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, settings: Settings | None = None) -> None:
         super().__init__(config)
         self.max_connections = (settings or Settings()).max_connections
+        self.on_started: Callable[[], None] | None = None  # e.g. courier serve's banner
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         raise_open_files(self.max_connections)
         await super().startup(sockets)
         tune_gc()
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:  # no new connections while the sockets close

@@ -31,6 +31,7 @@ from starlette.responses import StreamingResponse
 
 from delivery.message import MAX_ID_LEN
 
+from . import docs
 from .auth import Principal
 from .deps import admin, runtime
 from .errors import ApiError
@@ -78,7 +79,13 @@ async def _stream(
         yield sse(position, event)
 
 
-@router.get("/events/tail")
+@router.get(
+    "/events/tail",
+    responses={
+        200: {"description": "Server-Sent Events.", "content": {"text/event-stream": {}}},
+        **docs.errors(*docs.AUTH, 422, 501, 503),
+    },
+)
 async def live_tail(
     user_id: str | None = Query(None, max_length=MAX_ID_LEN, description="Only this user."),
     event: list[str] | None = Query(None, description=f"Only these: {', '.join(TAIL_EVENTS)}."),

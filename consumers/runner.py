@@ -21,6 +21,7 @@ from delivery.text import text
 from delivery.totals import Totals
 from delivery.transport import Transport
 
+from .heartbeat import Heartbeat
 from .resilience import Step, forever
 from .scheduler import Scheduler
 from .worker import Worker
@@ -55,6 +56,7 @@ class Consumers:
         claim_idle_ms: int = 30_000,
         poison_deliveries: int = 5,
         scheduler_interval: float = 0.25,
+        heartbeat_seconds: float = 5.0,
         partitions: Sequence[int] | None = None,
     ) -> None:
         self.redis = client
@@ -74,6 +76,9 @@ class Consumers:
         self.scheduler = Scheduler(
             store=store, partitions=self.partitions, interval=scheduler_interval
         )
+        self.heartbeat = Heartbeat(
+            client, keyspace=keyspace, consumer=consumer, interval=heartbeat_seconds
+        )
         self.totals = Totals(client, keyspace=keyspace, process=consumer)
         self.claim_every = max(claim_idle_ms / 2000, 0.05)
         self.stop_event = asyncio.Event()
@@ -82,6 +87,7 @@ class Consumers:
 
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
+        await self.heartbeat.beat()  # counted alive from the start
         await self.totals.publish()  # this process is counted from the start
         self.stop_event.clear()
         cluster = is_cluster(self.redis)
@@ -92,6 +98,7 @@ class Consumers:
         self.tasks.append(self._spawn("scheduler", self.scheduler.step))
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
+        self.tasks.append(self._spawn("heartbeat", self.heartbeat.beat))
         self.tasks.append(self._spawn("totals", self.totals.publish))
         self.started = True
         log.info(
@@ -107,6 +114,7 @@ class Consumers:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        await self.heartbeat.leave()
         await self.totals.leave()
         await self.worker.close()
         self.started = False

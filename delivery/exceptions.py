@@ -11,6 +11,7 @@
      ├── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
      ├── TooManyConnections   a user has MAX_CONNECTIONS_PER_USER live connections (4429)
      ├── SettingsError        a setting (or a combination) that cannot work; one line
+     ├── NotConfigured        a setting the call needs is missing (no Redis URL)
      └── ReplyTimeout         no answer to a confirmation request in time
 """
 
@@ -71,6 +72,13 @@ class SettingsError(CourierError, ValueError):
     """Settings refused at start: the message is one line naming the setting."""
 
     code = "bad_settings"
+
+
+class NotConfigured(CourierError):
+    """A setting the call needs is missing (no Redis URL): never a guess."""
+
+    code = "not_configured"
+    http_status = 500
 
 
 class ReplyTimeout(CourierError):

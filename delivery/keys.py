@@ -147,6 +147,12 @@ class Keyspace:
         """zset node id -> last heartbeat ms."""
         return self.global_key("nodes")
 
+    @property
+    def consumer_beats(self) -> str:
+        """zset consumer name -> last heartbeat ms (Redis TIME), refreshed by every
+        consumers process (consumers/heartbeat.py); members a day old are dropped."""
+        return f"{self.prefix}:consumers"
+
     def node_conns(self, node: str) -> str:
         """set of ``user|conn`` held by one node, for the dead-node sweep."""
         return self.global_key("node_conns", node=node)

@@ -176,7 +176,7 @@ class Producer:
     @classmethod
     def from_settings(cls, settings: Settings, client: aioredis.Redis | None = None) -> Producer:
         client = client or async_client(
-            settings.redis_url or "redis://127.0.0.1:6379",
+            settings.require_redis_url(),
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
@@ -306,7 +306,7 @@ class SyncProducer:
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> SyncProducer:
         client = client or sync_client(
-            settings.redis_url or "redis://127.0.0.1:6379",
+            settings.require_redis_url(),
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )

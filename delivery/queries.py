@@ -281,6 +281,7 @@ class Queries:
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
         pipe.zrange(ks.nodes, 0, -1, withscores=True)
+        pipe.zrange(ks.consumer_beats, 0, -1, withscores=True)
         for p in range(ks.partitions):
             for prio in PRIORITIES:
                 stream = ks.stream(p, prio)
@@ -293,6 +294,7 @@ class Queries:
         res = iter(await pipe.execute(raise_on_error=False))
         now = clock.time_ms(_ok(next(res), (0, 0)))
         node_rows = _ok(next(res), [])
+        beats = {text(name): int(ms) for name, ms in _ok(next(res), [])}
         streams = {prio: {"length": 0, "pending": 0, "lag": 0} for prio in PRIORITIES}
         partitions = []
         consumers: dict[str, dict[str, int]] = {}
@@ -328,7 +330,7 @@ class Queries:
         users: set[str] = set()
         for n in nodes:
             users |= n.pop("_users")
-        alive = [c for c in consumers.values() if c["idle_ms"] < self.consumer_alive_ms]
+        rows = self._consumers(consumers, beats, now)
         return {
             "time": iso_ms(now),
             "streams": streams,
@@ -338,12 +340,30 @@ class Queries:
             "nodes_alive": sum(1 for n in nodes if n["alive"]),
             "connections": sum(n["connections"] for n in nodes),
             "online_users": len(users),
-            "consumers": [
-                {"name": name, **c, "alive": c["idle_ms"] < self.consumer_alive_ms}
-                for name, c in sorted(consumers.items())
-            ],
-            "consumers_alive": len(alive),
+            "consumers": rows,
+            "consumers_alive": sum(1 for c in rows if c["alive"]),
         }
+
+    def _consumers(
+        self, group: dict[str, dict[str, int]], beats: dict[str, int], now: int
+    ) -> list[dict[str, Any]]:
+        """The group's members (pending, idle from XINFO) and the consumers processes'
+        own heartbeats: alive means a beat within `consumer_alive_ms` (XINFO's idle time
+        of a blocked reader grows on an idle Redis 7.0, so it cannot tell)."""
+        out = []
+        for name in sorted(group.keys() | beats.keys()):
+            c = group.get(name, {"pending": 0, "idle_ms": None})
+            beat = beats.get(name)
+            out.append(
+                {
+                    "name": name,
+                    "pending": c["pending"],
+                    "idle_ms": c["idle_ms"],
+                    "last_beat": None if beat is None else iso_ms(beat),
+                    "alive": beat is not None and now - beat < self.consumer_alive_ms,
+                }
+            )
+        return out
 
     async def _nodes(self, rows: list[Any], now: int) -> list[dict[str, Any]]:
         if not rows:

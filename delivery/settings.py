@@ -6,14 +6,16 @@ plain keyword arguments) instead of reading the environment itself.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .exceptions import SettingsError
+from .exceptions import NotConfigured, SettingsError
 from .members import check_id
 
 
@@ -40,10 +42,18 @@ class JwtAlgorithm(StrEnum):
         return self.value.startswith("HS")
 
 
+def default_data_dir() -> str:
+    """The per-user data folder: ``$XDG_DATA_HOME/courier``, else
+    ``~/.local/share/courier`` (the XDG Base Directory default)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "courier")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COURIER_", extra="ignore")
 
-    # None means "start an embedded redis-server" (courier serve) or 127.0.0.1:6379.
+    # None: `courier serve` starts an embedded redis-server in data_dir, and the other
+    # commands use the one a running `courier serve` started there (api/instance.py).
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("COURIER_REDIS_URL", "REDIS_URL")
     )
@@ -51,7 +61,8 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     key_prefix: str = "courier"
     partitions: int = Field(default=8, ge=1, le=1024)
-    data_dir: str = ".courier"
+    # One absolute place, whatever the working directory (see data_dir_absolute).
+    data_dir: str = Field(default_factory=default_data_dir)
 
     # None: `courier serve` makes a random one and keeps it in data_dir/jwt.secret.
     jwt_secret: str | None = None
@@ -113,6 +124,13 @@ class Settings(BaseSettings):
     poison_deliveries: int = Field(default=5, ge=1)
     scheduler_interval_seconds: float = Field(default=0.25, gt=0)
 
+    # Each consumers process beats this often (a zset in Redis); one silent for three
+    # beats counts as gone in courier_consumers_alive.
+    consumer_heartbeat_seconds: float = Field(default=5, gt=0)
+
+    # /docs, /redoc and /openapi.json; false turns them off (production).
+    api_docs: bool = True
+
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -129,6 +147,22 @@ class Settings(BaseSettings):
         for problem in _incoherent(self):
             raise ValueError(problem)
         return self
+
+    @field_validator("data_dir")
+    @classmethod
+    def data_dir_absolute(cls, v: str) -> str:
+        """``~`` expanded and made absolute once, so every command of every working
+        directory finds the same folder."""
+        return str(Path(v).expanduser().absolute())
+
+    def require_redis_url(self) -> str:
+        """The Redis URL; :class:`NotConfigured` when there is none (never a guess)."""
+        if not self.redis_url:
+            raise NotConfigured(
+                "no Redis URL: set COURIER_REDIS_URL, or pass api.runtime.load_settings(), "
+                "which finds the running `courier serve`"
+            )
+        return self.redis_url
 
     @field_validator("node_id")
     @classmethod
