@@ -15,7 +15,18 @@ from starlette.types import Receive, Scope, Send
 
 from delivery.settings import Settings
 
-from . import errors, metrics_collector, routes_admin, routes_messages, routes_tasks, ws
+from . import (
+    docs,
+    errors,
+    examples,
+    metrics_collector,
+    routes_admin,
+    routes_admin_ops,
+    routes_messages,
+    routes_tasks,
+    tail,
+    ws,
+)
 from .auth import Verifier
 from .body_limit import BodyLimit
 from .hub import Hub
@@ -24,6 +35,11 @@ from .responses import OrjsonResponse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# What lives outside the product and adds to the app (today the operators' console,
+# the top-level console/ package, at /admin) plugs in through this entry-point group
+# of pyproject.toml: each is called with the app, and nothing here imports it.
+WEB_PLUGINS = "courier.web"
 
 
 def body_limit(settings: Settings) -> int:
@@ -43,6 +59,21 @@ class CourierApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def install_plugins(app: FastAPI) -> list[str]:
+    """Let each installed :data:`WEB_PLUGINS` entry point add to the app; their names."""
+    from importlib.metadata import entry_points
+
+    names = []
+    for ep in entry_points(group=WEB_PLUGINS):
+        try:
+            ep.load()(app)
+        except ImportError as e:
+            log.warning("web plugin %s not available: %s", ep.name, e)
+            continue
+        names.append(ep.name)
+    return names
+
+
 def create_app(settings: Settings | None = None, *, consumers: bool = True) -> FastAPI:
     settings = settings or Settings()
     verifier = Verifier(settings)
@@ -51,7 +82,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(max_connections=settings.max_connections)
         rt = Runtime.build(settings, with_consumers=consumers, local=hub.local_sink)
-        node = Node(rt, hub)
+        node = Node(rt, hub, verifier)
         app.state.runtime = rt
         app.state.hub = hub
         app.state.node = node
@@ -72,22 +103,47 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
         summary="Guaranteed message delivery to users over WebSocket, on Redis Streams.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url=None,  # served offline by api/docs.py
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
+    app.openapi = lambda: docs.openapi(app)  # type: ignore[method-assign]
+    docs.install(app)
     app.state.settings = settings
     app.state.verifier = verifier
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=body_limit(settings))
     app.include_router(routes_messages.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_admin_ops.router)
+    app.include_router(tail.router)
     app.include_router(routes_tasks.router)
     app.include_router(ws.router)
+    install_plugins(app)
+    examples.install(app, settings)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={
+            **docs.ok(
+                200, "Ready.", {"status": "ok", "checks": {"redis": "ok", "consumers": "ok"}}
+            ),
+            **docs.ok(
+                503,
+                "Not ready: the failing check says why (this route's own shape).",
+                {
+                    "status": "unavailable",
+                    "checks": {"redis": "unreachable: ...", "consumers": "ok"},
+                },
+            ),
+        },
+    )
     async def readyz(request: Request) -> Any:
         """Redis answers and the consumers run."""
         rt: Runtime = request.app.state.runtime
@@ -107,7 +163,11 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
 
     metrics_collector.install()
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+    )
     async def metrics(request: Request) -> Response:
         """Prometheus text: this process's counters plus the deployment's Redis gauges."""
         body = await metrics_collector.render(request.app.state.runtime)

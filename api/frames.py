@@ -1,5 +1,5 @@
 """Client frames: ``ack``, ``ping``, ``subscribe``, ``unsubscribe``, ``reply``,
-``cancel`` (:class:`~api.protocol.ClientFrame`), parsed and served. Bad frames raise
+``cancel``, ``refresh`` (:class:`~api.protocol.ClientFrame`), parsed and served. Bad frames raise
 :class:`FrameError`, which becomes an ``error`` frame; the connection stays open.
 
 :func:`parse` and :func:`ack_ids` do no I/O (the reader's plan uses them,
@@ -8,17 +8,18 @@ connection lives on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from consumers.resilience import transient
 from delivery import clock
-from delivery.exceptions import NotFound
-from delivery.message import MAX_ID_LEN
+from delivery.exceptions import NotFound, ValidationError
+from delivery.message import MAX_ID_LEN, json_bytes
 from delivery.presence import Conn
 
-from . import protocol
+from . import protocol, strict_json
+from .auth import AuthError
 from .protocol import MAX_ACK_IDS, MAX_TOPICS, ClientFrame, ErrorCode
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ def _str(frame: dict[str, Any], field: str) -> str:
 def parse(text: str) -> dict[str, Any]:
     """A client frame as a JSON object with a string 'type'; FrameError otherwise."""
     try:
-        frame = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        frame = strict_json.loads(text)
+    except json.JSONDecodeError:
         raise FrameError(ErrorCode.INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise FrameError(ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type'")
@@ -106,8 +107,14 @@ async def _ping(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     ts = frame.get("ts")
     if ts is None:
         ts = clock.wall_ms()
-    if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
-        node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
+    elif not isinstance(ts, int | float | str | bool):
+        raise FrameError(ErrorCode.INVALID_FRAME, "'ts' must be a number or a string")
+    try:
+        if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
+            node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
+    except Exception as e:  # Redis full or away: the client is alive all the same
+        if not transient(e):
+            raise
     conn.offer(protocol.pong(ts))
 
 
@@ -151,7 +158,7 @@ async def _reply(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
         user_id=conn.user_id,
         conn_id=conn.conn_id,
         message_id=mid,
-        data=orjson.dumps(frame["data"]),
+        data=_data(frame["data"]),
     )
     if code in ("unknown", "forbidden"):
         raise _unknown_message(mid)
@@ -161,11 +168,45 @@ async def _reply(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
         raise FrameError(ErrorCode.ALREADY_REPLIED, f"message {mid} was answered already", id=mid)
 
 
+def _data(value: Any) -> bytes:
+    try:
+        return json_bytes(value, "'data'")
+    except ValidationError as e:
+        raise FrameError(ErrorCode.INVALID_FRAME, e.detail) from None
+
+
 async def _cancel(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     task_id = _str(frame, "task_id")
     code = await node.rt.store.request_cancel(user_id=conn.user_id, task_id=task_id)
     if code != "ok":
         raise FrameError(ErrorCode.UNKNOWN_TASK, f"no task {task_id} of this user", task_id=task_id)
+
+
+async def _refresh(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
+    """A fresh token for the connection's user: its ``exp`` replaces the old one. A
+    token that does not verify, or is another user's, changes nothing: the connection
+    keeps its identity and is closed (4401) when its current token expires."""
+    token = frame.get("token")
+    if not isinstance(token, str) or not token:
+        raise FrameError(ErrorCode.INVALID_FRAME, "'token' must be a non-empty string")
+    keeps = protocol.unix_seconds(conn.token_exp)
+    try:
+        who = node.verifier.verify(token)
+    except AuthError as e:
+        raise FrameError(
+            ErrorCode.REFRESH_REFUSED,
+            f"{e.detail}: the connection keeps its token until it expires",
+            exp=keeps,
+        ) from None
+    if who.user_id != conn.user_id:
+        raise FrameError(
+            ErrorCode.REFRESH_WRONG_SUBJECT,
+            "the token is another user's: the connection stays this user's",
+            exp=keeps,
+        )
+    conn.token_exp = who.exp
+    node.expiries.watch(conn)
+    conn.offer(protocol.refreshed(who.exp))
 
 
 HANDLERS: dict[str, Callable[[Node, Connection, dict[str, Any]], Awaitable[None]]] = {
@@ -175,4 +216,5 @@ HANDLERS: dict[str, Callable[[Node, Connection, dict[str, Any]], Awaitable[None]
     ClientFrame.UNSUBSCRIBE: _unsubscribe,
     ClientFrame.REPLY: _reply,
     ClientFrame.CANCEL: _cancel,
+    ClientFrame.REFRESH: _refresh,
 }

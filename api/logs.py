@@ -9,6 +9,18 @@ from datetime import UTC, datetime
 
 import orjson
 
+AUDIT_KEYS = ("actor", "action", "target")  # api/audit.py: who did what to what
+_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record whatever its arguments hold: a newline in a value (a user id,
+    a header, a frame) is written as ``\\n`` and cannot forge a second log line.
+    Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_ESCAPES)
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -18,7 +30,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("message_id", "user_id", "conn_id", "node_id"):
+        for key in ("message_id", "user_id", "conn_id", "node_id", *AUDIT_KEYS):
             if hasattr(record, key):
                 out[key] = getattr(record, key)
         if record.exc_info:
@@ -32,7 +44,7 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,8 +1,9 @@
 """This edge node's background work around its :class:`~api.hub.Hub` (centrifuge's
 ``node.go``): the pub/sub listener that feeds the hub (this node's channel, live
 topic frames, broadcasts), the presence refresh with heartbeat timeouts and the
-dead-node sweep, the drains it starts again, the ack batcher, and start, stop and
-the graceful close of every connection.
+dead-node sweep, the drains it starts again, the ack batcher, the close of
+connections whose token expired (:mod:`api.expiry`), and start, stop and the graceful
+close of every connection.
 """
 
 from __future__ import annotations
@@ -10,20 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 
-from consumers.resilience import forever
+from consumers.resilience import forever, transient
 from delivery import clock
 from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import FRAMES_OUT
 from delivery.presence import Conn
+from delivery.totals import Totals
 from delivery.transport import decode_envelope
 
+from . import control
 from .acks import AckBatcher
+from .auth import Verifier
 from .connection import Connection
 from .drain import drain
+from .expiry import Expiries
 from .hub import Hub
 from .protocol import CloseCode
 from .runtime import Runtime
@@ -32,9 +38,11 @@ log = logging.getLogger(__name__)
 
 
 class Node:
-    def __init__(self, runtime: Runtime, hub: Hub) -> None:
+    def __init__(self, runtime: Runtime, hub: Hub, verifier: Verifier | None = None) -> None:
         self.rt = runtime
         self.hub = hub
+        self.verifier = verifier or Verifier(runtime.settings)  # also for `refresh` frames
+        self.expiries = Expiries(hub)  # connections closed when their token expires
         s = runtime.settings
         self.heartbeat_timeout = s.heartbeat_timeout_seconds
         self.refresh_every = min(s.heartbeat_interval_seconds, s.heartbeat_timeout_seconds / 3)
@@ -44,6 +52,10 @@ class Node:
         self.tasks: list[asyncio.Task[None]] = []
         self._drains: set[asyncio.Task[None]] = set()
         self._listened = False
+        # An edge without consumers publishes its own totals (the consumers do otherwise)
+        self.totals: Totals | None = None
+        if runtime.consumers is None:
+            self.totals = Totals(runtime.redis, keyspace=runtime.keyspace, process=runtime.node_id)
 
     async def start(self) -> None:
         await self.rt.presence.heartbeat_node(self.rt.node_id)
@@ -52,14 +64,21 @@ class Node:
             asyncio.create_task(forever("node-listener", self._listen, self.stop_event)),
             asyncio.create_task(forever("presence", self.refresh, self.stop_event)),
         ]
+        if self.totals is not None:
+            await self.totals.publish()  # counted from the start
+            self.tasks.append(
+                asyncio.create_task(forever("totals", self.totals.publish, self.stop_event))
+            )
 
     # -- pub/sub listener -----------------------------------------------------------------
     async def _listen(self) -> float:
-        """This node's channel (message frames), live topic frames and broadcasts."""
+        """This node's channel (message frames), live topic frames, broadcasts and
+        operators' orders (api/control.py)."""
         ks = self.rt.keyspace
         own = ks.node_channel(self.rt.node_id)
+        orders = ks.control_channel(self.rt.node_id)
         async with self.rt.redis.pubsub() as ps:
-            await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel)
+            await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel, orders)
             log.info("node %s listening on %s", self.rt.node_id, own)
             if self._listened:  # back after an outage: frames published meanwhile were
                 for conn in self.hub.open_connections():  # retried or parked; drain them
@@ -78,6 +97,10 @@ class Node:
             self.hub.send_to_topic(env["t"], orjson.dumps(env["f"]).decode(), owner=env.get("o"))
         elif channel == ks.broadcast_channel:
             await self._broadcast(orjson.loads(data))
+        elif channel == ks.control_channel(self.rt.node_id):
+            order = control.Disconnect.decode(data)
+            if order is not None:
+                order.apply(self.hub)
         else:  # this node's own channel
             user, conns, frame, mid = decode_envelope(data)
             await self.hub.local_sink(user, conns, frame, mid)
@@ -93,7 +116,15 @@ class Node:
             else sum(hub.send_to_user(u, frame) for u in users)
         )
         FRAMES_OUT.labels("broadcast").inc(n)
-        report = self.rt.keyspace.broadcast_report(env["id"])
+        try:
+            await self._report(env["id"], n)
+        except Exception as e:  # the frames went out; only the count is lost
+            if not transient(e):
+                raise
+            log.warning("broadcast %s: could not count its connections (%s)", env["id"], e)
+
+    async def _report(self, broadcast_id: str, n: int) -> None:
+        report = self.rt.keyspace.broadcast_report(broadcast_id)
         async with self.rt.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(report, "nodes", 1)
             pipe.hincrby(report, "connections", n)
@@ -138,7 +169,11 @@ class Node:
     def drain_again(self, conn: Connection) -> None:
         """Drain a live connection again: its presence had been lost (messages were
         parked meanwhile) or its last drain failed."""
-        task = asyncio.create_task(drain(self.rt, conn))
+        self.spawn(drain(self.rt, conn))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, kept until it ends (drains, acks retried)."""
+        task = asyncio.create_task(work)
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
 
@@ -163,10 +198,13 @@ class Node:
         """Graceful shutdown: close every socket with 1001 (their endpoints hand the
         unacked messages back), then stop the loops and leave the node registry."""
         await self.close_all(CloseCode.GOING_AWAY)
+        self.expiries.stop()
         self.stop_event.set()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.totals is not None:
+            await self.totals.leave()
         try:
             await self.rt.presence.leave(self.rt.node_id)
         except Exception:  # Redis may be gone at shutdown; presence then expires

@@ -31,6 +31,7 @@ class ServerFrame(StrEnum):
     TOPIC = "topic"  # a live update of a subscribed topic
     TASKS = "tasks"  # the user's unfinished tasks, right after `connected`
     BROADCAST = "broadcast"  # a best-effort live notice
+    REFRESHED = "refreshed"  # a refresh was taken: the connection now lives until `exp`
 
 
 class ClientFrame(StrEnum):
@@ -42,6 +43,7 @@ class ClientFrame(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     REPLY = "reply"
     CANCEL = "cancel"
+    REFRESH = "refresh"  # a fresh token for the same user, before the current one expires
 
 
 class ErrorCode(StrEnum):
@@ -55,6 +57,15 @@ class ErrorCode(StrEnum):
     ALREADY_REPLIED = "already_replied"
     UNKNOWN_TASK = "unknown_task"
     TOO_MANY_TOPICS = "too_many_topics"
+    UNAVAILABLE = "unavailable"  # Redis refused (full, failing over): send it again later
+    REFRESH_REFUSED = "refresh_refused"  # the token is expired, malformed or wrongly signed
+    REFRESH_WRONG_SUBJECT = "refresh_wrong_subject"  # the token is another user's
+
+
+class CloseReason(StrEnum):
+    """Close reasons more precise than a code's own (see :class:`CloseCode`)."""
+
+    TOKEN_EXPIRED = "token_expired"  # 4401: the token's `exp` passed without a refresh
 
 
 class CloseCode(IntEnum):
@@ -81,6 +92,7 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401, "unauthorized"
     FORBIDDEN = 4403, "forbidden"
     HEARTBEAT_MISSED = 4408, "heartbeat missed"
+    DISCONNECTED = 4409, "disconnected by an operator"  # POST /v1/users/{id}/disconnect
     RATE_LIMITED = 4429, "rate limited"
 
 
@@ -130,6 +142,16 @@ def pong(ts: Any) -> str:
 def error(code: str, detail: str, **extra: Any) -> str:
     """``extra`` names what was refused (``id``, ``topic``, ``task_id``)."""
     return _text({"type": ServerFrame.ERROR, "code": code, "detail": detail, **extra})
+
+
+def refreshed(exp: float) -> str:
+    """``exp``: the new token's expiry, unix seconds (as the token has it)."""
+    return _text({"type": ServerFrame.REFRESHED, "exp": unix_seconds(exp)})
+
+
+def unix_seconds(exp: float) -> int | float:
+    """A token's ``exp`` for a frame: an integer unless the token had a fraction."""
+    return int(exp) if float(exp).is_integer() else exp
 
 
 def subscribed(topic: str) -> str:

@@ -1,5 +1,6 @@
 """Run the consumers of one process: the readers, the scheduler, the reclaimer of dead
-consumers' entries and housekeeping, each a resilient loop.
+consumers' entries, housekeeping and the process's published totals
+(:mod:`delivery.totals`), each a resilient loop.
 
 On one Redis server a single reader takes every partition's streams in one blocking
 ``XREADGROUP``; on Redis Cluster a command's keys must share a slot, so there is one
@@ -17,8 +18,10 @@ from delivery.keys import GROUP, Keyspace
 from delivery.redis_clients import is_cluster
 from delivery.store import Store
 from delivery.text import text
+from delivery.totals import Totals
 from delivery.transport import Transport
 
+from .heartbeat import Heartbeat
 from .resilience import Step, forever
 from .scheduler import Scheduler
 from .worker import Worker
@@ -52,6 +55,7 @@ class Consumers:
         block_ms: int = 1000,
         poison_deliveries: int = 5,
         scheduler_interval: float = 0.25,
+        heartbeat_seconds: float = 5.0,
         partitions: Sequence[int] | None = None,
     ) -> None:
         self.redis = client
@@ -70,6 +74,10 @@ class Consumers:
         self.scheduler = Scheduler(
             store=store, partitions=self.partitions, interval=scheduler_interval
         )
+        self.heartbeat = Heartbeat(
+            client, keyspace=keyspace, consumer=consumer, interval=heartbeat_seconds
+        )
+        self.totals = Totals(client, keyspace=keyspace, process=consumer)
         # what waits past the ack timeout is found at the scheduler's pace
         self.claim_every = scheduler_interval
         self.stop_event = asyncio.Event()
@@ -78,6 +86,8 @@ class Consumers:
 
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
+        await self.heartbeat.beat()  # counted alive from the start
+        await self.totals.publish()  # this process is counted from the start
         self.stop_event.clear()
         cluster = is_cluster(self.redis)
         groups = read_groups(self.keyspace, self.partitions, cluster=cluster)
@@ -87,6 +97,8 @@ class Consumers:
         self.tasks.append(self._spawn("scheduler", self.scheduler.step))
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
+        self.tasks.append(self._spawn("heartbeat", self.heartbeat.beat))
+        self.tasks.append(self._spawn("totals", self.totals.publish))
         self.started = True
         log.info(
             "consumers started: %s on %d partitions, %d readers",
@@ -101,6 +113,8 @@ class Consumers:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        await self.heartbeat.leave()
+        await self.totals.leave()
         await self.worker.close()
         self.started = False
         log.info("consumers stopped: %s", self.worker.consumer)

@@ -27,6 +27,7 @@ from delivery.text import text
 from delivery.transport import Transport
 
 from .readahead import OwnConnection, ReadAheadClient, parse_read, read_command
+from .resilience import transient
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Worker:
             await self._recreate_groups(e, parts)
             return 0
         entries = self._entries(resp)
-        await self.handle(entries)
+        await self._deliver(await self._dispatch_or_forgive(entries))
         return len(entries)
 
     async def _recreate_groups(self, error: ResponseError, parts: tuple[int, ...]) -> None:
@@ -143,7 +144,7 @@ class Worker:
         entries = self._entries(parse_read(raw))
         self._ahead.next_read = read
         try:
-            results = await self._dispatch(entries, via=self._ahead_store)
+            results = await self._dispatch_or_forgive(entries, via=self._ahead_store)
         except ResponseError:
             raise  # every reply was read: the connection is in step
         except BaseException:
@@ -234,13 +235,15 @@ class Worker:
         )
         total = 0
         entries: list[Entry] = []
+        counts: dict[str, int] = {}  # deliveries of the entries to dispatch
         for p, got in zip(parts, found, strict=True):
             self._cursors[p] = got.cursors  # type: ignore[assignment]
             for entry_id, mid in got.buried:
                 BURIED.inc()
                 log.warning("poison entry %s of message %s dead-lettered", entry_id, mid)
-            for prio, entry_id, fields in got.entries:
+            for prio, entry_id, deliveries, fields in got.entries:
                 entries.append(self._entry(self.keyspace.stream(p, prio), entry_id, fields))
+                counts[entry_id] = deliveries
             if got.overdue:
                 await self.store.retry_overdue(p, got.overdue)
             n = len(got.buried) + len(got.entries) + len(got.overdue)
@@ -249,8 +252,45 @@ class Worker:
             total += n
         if entries:
             RECLAIMED.inc(len(entries))
-            await self.handle(entries)
+            await self._deliver(await self._dispatch_or_forgive(entries, counts=counts))
         return total
+
+    async def _dispatch_or_forgive(
+        self,
+        entries: Sequence[Entry],
+        *,
+        via: Store | None = None,
+        counts: dict[str, int] | None = None,
+    ) -> list[Dispatched]:
+        """Dispatch; when Redis refused it (full, failing over, away), set the entries'
+        delivery counts back to what they were before this delivery, and raise.
+
+        Poison means "this entry makes its consumer fail", and the pending list counts
+        every delivery: without this, entries that waited out a full Redis were
+        dead-lettered as poison once it had refused them POISON_DELIVERIES times. A
+        refused dispatch wrote nothing (the scripts refuse whole, see
+        ``refuse_when_full``), so nothing else needs undoing. `counts`: the deliveries
+        the pending list reported (default 1: entries just read)."""
+        try:
+            return await self._dispatch(entries, via=via)
+        except Exception as e:
+            if transient(e) and entries:
+                await self._forgive(entries, counts or {})
+            raise
+
+    async def _forgive(self, entries: Sequence[Entry], counts: dict[str, int]) -> None:
+        by_count: dict[tuple[str, int], list[Any]] = {}
+        for e in entries:
+            before = max(counts.get(e.entry_id, 1) - 1, 0)
+            key = (self.keyspace.stream(e.partition, e.priority), before)
+            by_count.setdefault(key, []).append(e.entry_id)
+        try:  # XCLAIM is no write Redis refuses when full
+            pipe = self.redis.pipeline(transaction=False)
+            for (stream, before), ids in by_count.items():
+                pipe.xclaim(stream, GROUP, self.consumer, 0, ids, retrycount=before, justid=True)
+            await pipe.execute()
+        except Exception as e:  # out of reach: these entries keep one delivery more
+            log.info("could not set back the delivery counts of %d entries: %s", len(entries), e)
 
     def _entries(self, resp: Any) -> list[Entry]:
         out = []

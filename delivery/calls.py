@@ -155,7 +155,8 @@ class Reclaimed(NamedTuple):
 
     cursors: tuple[str, ...]  # how each stream's next scan goes on ('': its front only)
     overdue: list[Overdue]  # to retry
-    entries: list[tuple[str, str, dict[bytes, bytes]]]  # (priority, entry id, fields)
+    # to dispatch: (priority, entry id, deliveries counted, fields)
+    entries: list[tuple[str, str, int, dict[bytes, bytes]]]
     buried: list[tuple[str, str]]  # poison (entry id, message id), dead-lettered
 
 
@@ -284,10 +285,12 @@ class Reclaim:
         pos += 1 + 3 * n
         entries = []
         for _ in range(int(reply[pos])):
-            prio, entry, k = text(reply[pos + 1]), text(reply[pos + 2]), int(reply[pos + 3])
-            items = reply[pos + 4 : pos + 4 + k]
-            entries.append((prio, entry, dict(zip(items[::2], items[1::2], strict=True))))
-            pos += 3 + k
+            prio, entry = text(reply[pos + 1]), text(reply[pos + 2])
+            deliveries, k = int(reply[pos + 3]), int(reply[pos + 4])
+            items = reply[pos + 5 : pos + 5 + k]
+            fields = dict(zip(items[::2], items[1::2], strict=True))
+            entries.append((prio, entry, deliveries, fields))
+            pos += 4 + k
         pos += 1
         buried = [
             (text(reply[i]), text(reply[i + 1]))

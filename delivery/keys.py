@@ -32,8 +32,15 @@ DLQ_MAX_LEN = 100_000
 """Approximate length cap of each partition's dead-letter stream (``XADD MAXLEN ~``)."""
 PRESENCE_TTL_FACTOR = 2
 """Presence keys (``conns``, ``conn``) live this many heartbeat timeouts."""
+RESERVE_TTL_MS = 30_000
+"""A multi-call enqueue's reservations live this long if its scripts never run."""
 BROADCAST_REPORT_TTL_S = 300
 """A broadcast's report (nodes and connections that took it) lives this long."""
+SIGN_IN_TTL_S = 300
+"""A console sign-in code (``courier admin``) can be redeemed this long, once."""
+TOTALS_STALE_MS = 60_000
+"""A process's published totals (``totals``) older than this are dropped by the next
+publisher: the process stopped."""
 
 
 class Key(NamedTuple):
@@ -62,7 +69,7 @@ PARTITION_LAYOUT: dict[str, Key] = {
     "delayed": Key("delayed", "zset id->due ms", "members removed when promoted"),
     "parkx": Key("parkx", "zset id->park expiry ms", "members removed on unpark/expiry"),
     "dlq": Key("dlq", "stream", f"MAXLEN ~ DLQ_MAX_LEN ({DLQ_MAX_LEN})"),
-    "totals": Key("totals", "hash status->messages that reached it", "one per partition, no TTL"),
+    "reached": Key("reached", "hash status->messages that reached it", "one per partition, no TTL"),
     "msg": Key("m:{id}", "hash", "expires_at + retention; retention after final"),
     "idem": Key("idem:{user*}:{key}", "string -> id", "message ttl + retention"),
     "collapse": Key("ck:{user*}:{key}", "string -> id", "message ttl"),
@@ -84,6 +91,12 @@ PARTITION_LAYOUT: dict[str, Key] = {
         f"TASK_TTL_MS ({TASK_TTL_MS // DAY_MS} days)",
     ),
     "user_tasks": Key("u:{user}:tasks", "zset task id->updated ms (active tasks)", "like task"),
+    "reserve": Key(
+        "reserve:{token}",
+        "string: room for one call of a multi-call enqueue",
+        f"RESERVE_TTL_MS ({RESERVE_TTL_MS // 1000} s); deleted by its call's script",
+    ),
+    "gate": Key("gate", "never written (see refuse_when_full in _lib.lua)", "none"),
 }
 
 # The keys outside partitions (single-key commands only), built by :class:`Keyspace`.
@@ -96,6 +109,16 @@ GLOBAL_LAYOUT: dict[str, Key] = {
         "bcast:{id}",
         "hash nodes, connections",
         f"BROADCAST_REPORT_TTL_S ({BROADCAST_REPORT_TTL_S} s)",
+    ),
+    "sign_in": Key(
+        "signin:{code}",
+        "string -> admin token (console one-time link)",
+        f"SIGN_IN_TTL_S ({SIGN_IN_TTL_S} s); GETDEL on use",
+    ),
+    "totals": Key(
+        "totals",
+        "hash process -> JSON of its counters (delivery/totals.py)",
+        f"fields older than TOTALS_STALE_MS ({TOTALS_STALE_MS // 1000} s) dropped on publish",
     ),
 }
 
@@ -125,6 +148,12 @@ class Keyspace:
         """zset node id -> last heartbeat ms."""
         return self.global_key("nodes")
 
+    @property
+    def consumer_beats(self) -> str:
+        """zset consumer name -> last heartbeat ms (Redis TIME), refreshed by every
+        consumers process (consumers/heartbeat.py); members a day old are dropped."""
+        return f"{self.prefix}:consumers"
+
     def node_conns(self, node: str) -> str:
         """set of ``user|conn`` held by one node, for the dead-node sweep."""
         return self.global_key("node_conns", node=node)
@@ -132,6 +161,10 @@ class Keyspace:
     def node_channel(self, node: str) -> str:
         """pub/sub channel that carries frames to one edge node."""
         return f"{self.prefix}:node:{node}"
+
+    def control_channel(self, node: str) -> str:
+        """pub/sub channel of operators' orders to one edge node (api/control.py)."""
+        return f"{self.prefix}:control:{node}"
 
     @property
     def broadcast_channel(self) -> str:
@@ -151,6 +184,15 @@ class Keyspace:
     def broadcast_report(self, broadcast_id: str) -> str:
         """hash nodes/connections: how many nodes and connections took a broadcast."""
         return self.global_key("broadcast_report", id=broadcast_id)
+
+    def sign_in(self, code: str) -> str:
+        """string: the admin token a console sign-in code stands for."""
+        return self.global_key("sign_in", code=code)
+
+    @property
+    def totals(self) -> str:
+        """hash process -> its counters' totals, for deployment-wide rates."""
+        return self.global_key("totals")
 
     # -- partitions ------------------------------------------------------------------
     def partition_of(self, user_id: str) -> int:

@@ -10,13 +10,23 @@ end
 local function ack_one(user, by, retention, id)
   local mkey = key_msg(id)
   local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_ATTEMPTS, F_CREATED_AT, F_PRIORITY,
-    F_EVENTS, F_ENTRY)
+    F_EVENTS, F_ENTRY, F_DEAD_LETTER)
   local status, owner, attempt, created, prio, n = m[1], m[2], m[3], m[4], m[5], m[6]
   if not status then return 'unknown' end
   if owner ~= user then return 'forbidden' end
   if status == 'delivered' then return 'duplicate' end
-  if FINAL[status] or status == 'dead' then return 'final' end
-  if status == 'sent' then
+  if FINAL[status] then return 'final' end
+  if status == 'dead' then
+    -- the device got an attempt after all (its node stalled, Redis was full): the
+    -- message is delivered, and leaves the dead-letter stream so that no replay
+    -- delivers it twice
+    if m[8] then
+      redis.call('XDEL', key_dlq(), m[8])
+      redis.call('HDEL', mkey, F_DEAD_LETTER)
+    end
+    finish(mkey, id, user, status, 'delivered', n, attempt, by .. ',"late":true', retention,
+      'acked', nil, F_DELIVERED_AT, NOW_S)
+  elseif status == 'sent' then
     set_status(mkey, user, 'sent', 'delivered', n, attempt, 'acked', by, F_DELIVERED_AT, NOW_S)
     ack_inflight(prio, m[7])
     retain(mkey, retention)

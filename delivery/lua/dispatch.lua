@@ -16,6 +16,7 @@ local entry, id, user, prio, ck = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local hb_timeout, park_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 local out, tops = {}, {}
+refuse_when_full()
 dispatch_one(entry, id, user, prio, ck, hb_timeout, park_ttl, retention, out, {}, tops)
 settle(tops)
 return out

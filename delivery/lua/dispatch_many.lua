@@ -8,6 +8,7 @@ local hb_timeout, park_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local FIRST_ENTRY, PER_ENTRY = 4, 5
 local out, conns, tops = {}, {}, {}
+refuse_when_full()  -- the entries stay pending: read again once memory frees
 for i = FIRST_ENTRY, #ARGV, PER_ENTRY do
   dispatch_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], hb_timeout,
     park_ttl, retention, out, conns, tops)

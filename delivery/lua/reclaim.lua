@@ -19,12 +19,16 @@
 --   deliveries, 5 dlq max length, 6 dead keep ms, then the cursor of each stream
 --   (high, normal, low, drained)
 -- Returns a flat list: the 4 next cursors; n, then n overdue messages (id, in-flight
--- record, attempts made); m, then m entries to dispatch (priority, entry id, the number
--- of field items k, k items); b, then b poison entries buried (entry id, message id).
+-- record, attempts made); m, then m entries to dispatch (priority, entry id, deliveries
+-- counted, the number of field items k, k items); b, then b poison entries buried
+-- (entry id, message id).
 -- (delivery/calls.py: Reclaim)
 local consumer, min_idle, count = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local poison, dlq_max, dead_keep = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local FIRST_CURSOR = 7
+-- (XAUTOCLAIM is a write Redis does not refuse when it is full: refused here, so that
+-- while it is, no delivery is counted and nothing is dispatched or buried)
+refuse_when_full()
 local streams = {{'high', key_stream('high')}, {'normal', key_stream('normal')},
   {'low', key_stream('low')}, {'drained', key_drained()}}
 local cursors, overdue, dispatch, buried = {}, {}, {}, {}
@@ -78,6 +82,7 @@ for s, st in ipairs(streams) do
         entries = entries + 1
         dispatch[#dispatch + 1] = name
         dispatch[#dispatch + 1] = entry
+        dispatch[#dispatch + 1] = times[entry] or 1
         dispatch[#dispatch + 1] = #f
         for _, v in ipairs(f) do dispatch[#dispatch + 1] = v end
       end

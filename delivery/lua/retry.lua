@@ -15,6 +15,7 @@
 local reason = ARGV[1]
 local retention, dlq_max, dead_keep = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local FIRST_MESSAGE, PER_MESSAGE = 5, 3
+refuse_when_full()  -- a full Redis may have refused the acks: count no attempt then
 local out = {}
 for i = FIRST_MESSAGE, #ARGV, PER_MESSAGE do
   local id, record, delay = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])

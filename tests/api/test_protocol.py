@@ -30,6 +30,8 @@ def test_server_frames_are_compact_json_in_a_fixed_key_order() -> None:
     assert protocol.subscribed("task:1") == '{"type":"subscribed","topic":"task:1"}'
     assert protocol.unsubscribed("task:1") == '{"type":"unsubscribed","topic":"task:1"}'
     assert protocol.topic("task:1", {"s": 1}) == '{"type":"topic","topic":"task:1","data":{"s":1}}'
+    assert protocol.refreshed(1700000000) == '{"type":"refreshed","exp":1700000000}'
+    assert protocol.refreshed(1700000000.5) == '{"type":"refreshed","exp":1700000000.5}'
     assert protocol.tasks([{"task_id": "1"}]) == '{"type":"tasks","tasks":[{"task_id":"1"}]}'
     assert protocol.broadcast(broadcast_id="b1", payload_json=b'{"a": [1]}', system=True) == (
         '{"type":"broadcast","id":"b1","payload":{"a": [1]},"system":true}'

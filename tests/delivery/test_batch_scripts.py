@@ -91,7 +91,7 @@ async def test_ack_many(h: Harness) -> None:
     assert codes == ["ok", "ok", "forbidden", "ok", "unknown", "duplicate"]
     assert {await h.status(m) for m in mids} == {"delivered"}
     assert (await h.r.xpending(ks.stream(p, "normal"), GROUP))["pending"] == 0
-    assert await h.r.hget(ks.key(p, "totals"), "delivered") == b"3"
+    assert await h.r.hget(ks.key(p, "reached"), "delivered") == b"3"
     for mid in mids:
         last = (await raw_timeline(h.r, ks, mid))[-1]  # the duplicate added no event
         assert (last["e"], last["conn"], last["node"]) == ("acked", "c1", NODE)
@@ -130,7 +130,7 @@ async def test_a_batch_that_fails_midway_keeps_what_it_did_consistent(h: Harness
         entries[ok.id].entry_id,
         entries[bad.id].entry_id,
     }
-    assert await h.r.hget(ks.key(p, "totals"), "sent") == b"1"
+    assert await h.r.hget(ks.key(p, "reached"), "sent") == b"1"
 
 
 async def test_one_call_acknowledges_more_than_a_chunk_of_records(h: Harness) -> None:

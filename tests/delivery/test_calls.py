@@ -34,6 +34,7 @@ from delivery.calls import (
 )
 from delivery.edge_calls import Ack, AckCode, AckMany, AckRequest, Reply, ReplyCode, Unpark
 from delivery.enqueue import Accepted, EnqueueMany, Limits, build
+from delivery.exceptions import TooManyConnections
 from delivery.keys import GROUP, Keyspace
 from delivery.presence import Conn, Connect, Disconnect, Touch
 from delivery.status import Status
@@ -121,14 +122,14 @@ def test_scheduler_answers(which: int) -> None:
     assert reclaim.args() == ["w1", 30_000, 100, 5, 1000, 7, "1-0", "0-0", "0-0", "2-0"]
     reply = [b"", b"", b"", b"3-0"]  # how each stream's next scan goes on
     reply += [2, b"0-a", b"5-1", b"2", b"0-b", b"d6-0", b"1"]  # overdue
-    reply += [1, b"low", b"7-0", 4, b"m", b"0-c", b"u", b"bob"]  # to dispatch
+    reply += [1, b"low", b"7-0", 2, 4, b"m", b"0-c", b"u", b"bob"]  # to dispatch (2 deliveries)
     reply += [1, b"8-0", b"0-d"]  # buried as poison
     assert reclaim.parse(_both(reply)[which]) == Reclaimed(
         ("", "", "", "3-0"),
         [Overdue("0-a", "5-1", 2), Overdue("0-b", "d6-0", 1)],
-        [("low", "7-0", _both({b"m": b"0-c", b"u": b"bob"})[0])]
+        [("low", "7-0", 2, _both({b"m": b"0-c", b"u": b"bob"})[0])]
         if which == 0
-        else [("low", "7-0", {"m": "0-c", "u": "bob"})],
+        else [("low", "7-0", 2, {"m": "0-c", "u": "bob"})],
         [("8-0", "0-d")],
     )
     assert reclaim.parse([b""] * 4 + [0, 0, 0]) == Reclaimed(("",) * 4, [], [], [])
@@ -206,9 +207,11 @@ def test_enqueue_and_task_answers(which: int) -> None:
 
 def test_presence_calls_lay_out_their_arguments() -> None:
     c = Conn("a|b", "c1", NODE)
-    connect = Connect(P, c, 120_000, {"device": "phone"})
-    assert connect.args() == ["a|b", "c1", NODE, 120_000, "device", "phone"]
+    connect = Connect(P, c, 120_000, {"device": "phone"}, max_per_user=3, live_ms=60_000)
+    assert connect.args() == ["a|b", "c1", NODE, 120_000, 3, 60_000, "device", "phone"]
     assert connect.parse(1700000000000) == 1700000000000
+    with pytest.raises(TooManyConnections):
+        connect.parse(b"full")
     touch = Touch(P, 120_000, [c, Conn("x", "c2", NODE)])
     assert touch.args() == [120_000, "a|b", "c1", NODE, "x", "c2", NODE]
     assert touch.parse([b"c1"]) == ["c1"] and touch.parse(["c1"]) == ["c1"]

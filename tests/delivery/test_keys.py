@@ -57,7 +57,7 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
     #    hash per partition), one stream entry carrying what the frame needs.
     sent = await h.producer.send("alice", {"text": "hi"})
     msg = ks.msg(sent.id)
-    index, totals = ks.user("alice", "user_msgs"), ks.key(p, "totals")
+    index, totals = ks.user("alice", "user_msgs"), ks.key(p, "reached")
     stream = ks.stream(p, "normal")
     ttls = await _ttls(h)
     assert set(ttls) == streams | presence | {node_set, msg, index, totals}

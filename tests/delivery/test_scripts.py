@@ -103,7 +103,7 @@ async def test_enqueue(h: Harness) -> None:
     assert await h.r.get(ks.user("alice", "idem", key="i1")) == mid.encode()
     assert await h.r.get(ks.user("alice", "collapse", key="c1")) == mid.encode()
     assert await h.r.zscore(ks.user("alice", "user_msgs"), mid) == created
-    assert await h.r.hgetall(ks.key(p, "totals")) == {b"queued": b"1"}
+    assert await h.r.hgetall(ks.key(p, "reached")) == {b"queued": b"1"}
 
     # A delay: the delayed zset instead of a stream; a repeat of the key: no write.
     (later,) = build(
@@ -120,7 +120,7 @@ async def test_enqueue(h: Harness) -> None:
     assert res == [mid.encode(), b"queued", 0]
     assert await h.r.exists(ks.msg(repeat.args()[0])) == 0
     assert await h.r.xlen(ks.stream(p, "normal")) == 0
-    assert await h.r.hgetall(ks.key(p, "totals")) == {b"queued": b"1", b"scheduled": b"1"}
+    assert await h.r.hgetall(ks.key(p, "reached")) == {b"queued": b"1", b"scheduled": b"1"}
 
 
 async def test_enqueue_many(h: Harness) -> None:
@@ -155,7 +155,7 @@ async def test_enqueue_many(h: Harness) -> None:
     for field in (b"u", b"p", b"pl", b"ma", b"s"):
         assert one[field] == many[field], field
     assert (await h.store.get(ids[1])).timeline[0].event == "queued"
-    assert await h.r.hgetall(ks.key(p, "totals")) == {b"queued": b"3", b"scheduled": b"1"}
+    assert await h.r.hgetall(ks.key(p, "reached")) == {b"queued": b"3", b"scheduled": b"1"}
 
 
 async def test_dispatch(h: Harness) -> None:
@@ -192,9 +192,11 @@ async def test_dispatch(h: Harness) -> None:
     assert (outcome, push) == ("parked", None)
     pb = ks.partition_of("bob")
     bcreated = int(await h.r.hget(ks.msg(off.id), "ca"))
-    # score: priority (low = 2), then creation ms since 2024, then the entry's sequence
-    seq = int(entry.entry_id.split("-")[1])
-    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + seq
+    # score: priority (low = 2), then creation ms since 2024, then the entry's place in
+    # that millisecond (its ms after the creation, 0 .. 3, then its sequence)
+    ems, seq = (int(x) for x in entry.entry_id.split("-"))
+    tail = max(0, min(ems - bcreated, 3)) * 1024 + min(seq, 1023)
+    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + tail
     assert await h.r.zscore(ks.user("bob", "parked"), off.id) == score
     parkx = await h.r.zscore(ks.key(pb, "parkx"), off.id)
     assert parkx == (await raw_timeline(h.r, ks, off.id))[-1]["until"]
@@ -263,7 +265,7 @@ async def test_batches_add_up_like_one_call_per_message(h: Harness) -> None:
     await h.connect("alice")
     accepted = await h.producer.submit_many([{"user_id": "alice", "payload": i} for i in range(5)])
     ids = [a.id for (a,) in accepted]
-    totals, stream = ks.key(p, "totals"), ks.stream(p, "normal")
+    totals, stream = ks.key(p, "reached"), ks.stream(p, "normal")
     assert await h.r.hgetall(totals) == {b"queued": b"5"}
     assert set(await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)) == {i.encode() for i in ids}
 
@@ -338,7 +340,7 @@ async def test_ack(h: Harness) -> None:
     assert m[b"s"] == b"delivered" and m[b"da"] == raw[0]
     assert (await h.r.xpending(stream, GROUP))["pending"] == 0  # acknowledged with it
     assert 0 < await h.r.pttl(ks.msg(mid)) <= RETENTION
-    assert await h.r.hget(ks.key(p, "totals"), "delivered") == b"1"
+    assert await h.r.hget(ks.key(p, "reached"), "delivered") == b"1"
     # Final, forbidden and unknown ids change nothing.
     dead = await _dead(h)
     other = neighbour(ks, "alice")
@@ -347,8 +349,15 @@ async def test_ack(h: Harness) -> None:
         keys=[ks.part(p)], args=[other, "c", NODE, RETENTION, mid, dead, missing]
     )
     assert raw[1:] == [b"forbidden", b"forbidden", b"unknown"]
+    # A dead message acked late (its edge stalled): delivered, out of the dead letters.
+    assert await h.r.xlen(ks.key(p, "dlq")) == 1
     raw = await h.store.scripts.ack(keys=[ks.part(p)], args=["alice", "c", NODE, RETENTION, dead])
-    assert raw[1:] == [b"final"] and await h.status(dead) == "dead"
+    assert raw[1].decode().startswith("ok|") and await h.status(dead) == "delivered"
+    assert await h.r.xlen(ks.key(p, "dlq")) == 0
+    m = await h.r.hgetall(ks.msg(dead))
+    assert b"dl" not in m and 0 < await h.r.pttl(ks.msg(dead)) <= RETENTION
+    assert (await raw_timeline(h.r, ks, dead))[-1]["late"] is True
+    assert await h.r.hget(ks.key(p, "reached"), "delivered") == b"2"
 
 
 async def test_reclaim(h: Harness) -> None:
@@ -375,7 +384,8 @@ async def test_reclaim(h: Harness) -> None:
     assert res[:4] == [b""] * 4  # the front was overdue: claimed from there to the end
     assert res[4:8] == [1, late.encode(), late_entry, b"1"]  # overdue: id, record, attempts
     assert res[8] == 1 and res[9] == b"normal"  # one entry to dispatch, as its stream holds it
-    fields = dict(zip(res[12 : 12 + res[11]][::2], res[12 : 12 + res[11]][1::2], strict=True))
+    assert res[11] == 2  # deliveries: the dead reader's and this claim
+    fields = dict(zip(res[13 : 13 + res[12]][::2], res[13 : 13 + res[12]][1::2], strict=True))
     assert fields[b"m"] == unsent.encode() and res[-1] == 0  # nothing buried
     rows = {
         r["message_id"]: r["consumer"]
@@ -606,7 +616,8 @@ async def test_connect(h: Harness) -> None:
     ks = h.keyspace
     before = await server_ms(h.r)
     now = await h.store.scripts.connect(
-        keys=[ks.part_of_user("alice")], args=["alice", "c1", "n1", 5000, "device", "ios"]
+        keys=[ks.part_of_user("alice")],
+        args=["alice", "c1", "n1", 5000, 0, 2500, "device", "ios"],
     )
     assert before <= now <= await server_ms(h.r)
     conns = ks.user("alice", "conns")
@@ -620,6 +631,16 @@ async def test_connect(h: Harness) -> None:
         b"last_seen": str(now).encode(),
     }
     assert 4000 < await h.r.pttl(conns) <= 5000 and 4000 < await h.r.pttl(conn) <= 5000
+    # at most 1 live connection: another one is refused with nothing written, the same
+    # one again (a reconnect that kept its id) is not
+    full = await h.store.scripts.connect(
+        keys=[ks.part_of_user("alice")], args=["alice", "c2", "n1", 5000, 1, 2500]
+    )
+    assert full == b"full" and not await h.r.exists(ks.user("alice", "conn", conn="c2"))
+    again = await h.store.scripts.connect(
+        keys=[ks.part_of_user("alice")], args=["alice", "c1", "n1", 5000, 1, 2500]
+    )
+    assert isinstance(again, int)
 
 
 async def test_touch(h: Harness) -> None:

@@ -200,7 +200,8 @@ export class Courier extends Emitter {
    */
   reply(id, data) {
     this.#sendSoon({ type: "reply", id, data: data === undefined ? null : data });
-    if (this.#deliveries.isInflight(id)) this.#deliveries.settle(id);
+    // the server marks a replied message delivered: no ack frame on top of the reply
+    if (this.#deliveries.isInflight(id)) this.#deliveries.settle(id, { ack: false });
   }
 
   /**

@@ -100,9 +100,11 @@ export class Deliveries {
   /**
    * Handled (or acked by hand): remember the id, store it, ack it. Without an open
    * socket the ack waits for the redelivery, which is acked as a duplicate.
+   * `ack: false` when the server settles it itself (a reply counts as the ack).
    * @param {string} id
+   * @param {{ack?: boolean}} [options]
    */
-  settle(id) {
+  settle(id, { ack = true } = {}) {
     if (!this.seen.has(id)) {
       this.#inflight.delete(id);
       this.seen.add(id);
@@ -111,7 +113,7 @@ export class Deliveries {
         if (this.#toStore.length === 1) setTimeout(() => void this.flushStore(), 0);
       }
     }
-    this.acks()?.add(id);
+    if (ack) this.acks()?.add(id);
   }
 
   /**

@@ -1,0 +1,114 @@
+"""The live tail: lifecycle events as they happen, to operators (admin role), as
+Server-Sent Events. The console's "Live tail" page reads it.
+
+``GET /v1/events/tail?user_id=42&event=delivered&event=dead`` answers
+``text/event-stream``, one SSE event per lifecycle event::
+
+    id: 1718000000000-0
+    event: delivered
+    data: {"id": "3-8f2c...", "user_id": "42", "event": "delivered", "at": "...", ...}
+
+``id`` is the position in the events stream (a reconnecting reader sends it back as
+``Last-Event-ID`` and misses nothing the stream still holds); a comment line every
+:data:`KEEPALIVE_S` keeps proxies from closing a quiet tail.
+
+The events come from the deployment's events source (``Runtime.extras["events"]``,
+an :class:`EventSource`): the per-partition lifecycle events stream. Until a
+deployment records lifecycle events there is no source, and the route answers ``501``
+``events_disabled`` after checking the request, so the page can say so instead of
+showing an empty list that looks like silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query
+from starlette.responses import StreamingResponse
+
+from delivery.message import MAX_ID_LEN
+
+from . import docs
+from .auth import Principal
+from .deps import admin, runtime
+from .errors import ApiError
+from .runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+EVENTS = "events"  # the key of the source in Runtime.extras
+TAIL_EVENTS = ("delivered", "parked", "expired", "dead", "replied", "cancelled", "undelivered")
+"""The lifecycle events a producer cares about (and a tail may be filtered by)."""
+KEEPALIVE_S = 15.0
+
+
+class EventSource(Protocol):
+    """Where the tail reads lifecycle events: each as ``(position, event)`` where the
+    event has at least ``event`` (one of :data:`TAIL_EVENTS`), ``id`` and ``user_id``."""
+
+    def tail(
+        self, *, user_id: str | None, events: frozenset[str], after: str | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+
+
+def sse(position: str, event: dict[str, Any]) -> bytes:
+    """One Server-Sent Event (the data is one line of JSON, so no line splitting)."""
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        position.encode(),
+        str(event["event"]).encode(),
+        orjson.dumps(event),
+    )
+
+
+async def _stream(
+    source: EventSource, user_id: str | None, events: frozenset[str], after: str | None
+) -> AsyncIterator[bytes]:
+    it = aiter(source.tail(user_id=user_id, events=events, after=after))
+    yield b": live tail\n\n"
+    while True:
+        try:
+            position, event = await asyncio.wait_for(anext(it), KEEPALIVE_S)
+        except TimeoutError:
+            yield b": keep-alive\n\n"
+            continue
+        except StopAsyncIteration:
+            return
+        yield sse(position, event)
+
+
+@router.get(
+    "/events/tail",
+    responses={
+        200: {"description": "Server-Sent Events.", "content": {"text/event-stream": {}}},
+        **docs.errors(*docs.AUTH, 422, 501, 503),
+    },
+)
+async def live_tail(
+    user_id: str | None = Query(None, max_length=MAX_ID_LEN, description="Only this user."),
+    event: list[str] | None = Query(None, description=f"Only these: {', '.join(TAIL_EVENTS)}."),
+    last_event_id: str | None = Header(None, max_length=64),
+    _: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> StreamingResponse:
+    """Lifecycle events as they happen (SSE), optionally of one user and some events;
+    ``501 events_disabled`` while the deployment records no lifecycle events."""
+    unknown = sorted(set(event or ()) - set(TAIL_EVENTS))
+    if unknown:
+        raise ApiError(422, f"unknown event {unknown[0]!r}; one of {', '.join(TAIL_EVENTS)}")
+    source: EventSource | None = rt.extras.get(EVENTS)  # type: ignore[assignment]
+    if source is None:
+        raise ApiError(
+            501,
+            "lifecycle events are not enabled on this deployment: the live tail is "
+            "available once they are",
+            code="events_disabled",
+        )
+    chosen = frozenset(event or TAIL_EVENTS)
+    return StreamingResponse(
+        _stream(source, user_id, chosen, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
