@@ -27,7 +27,8 @@ DAY_MS = 86_400_000
 TASK_TTL_MS = 7 * DAY_MS
 """A task hash and its owner's active-task index live this long after the last report."""
 USER_INDEX_CAP = 10_000
-"""Members kept in a user's message index (``user_msgs``); the oldest are dropped."""
+"""Members kept in a user's message index (``user_msgs``); the oldest are dropped (checked
+on about one enqueue in 16: the index may exceed it by a few dozen meanwhile)."""
 DLQ_MAX_LEN = 100_000
 """Approximate length cap of each partition's dead-letter stream (``XADD MAXLEN ~``)."""
 PRESENCE_TTL_FACTOR = 2

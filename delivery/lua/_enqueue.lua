@@ -92,6 +92,7 @@ local function enqueue_one(id, user, payload, o)
   ids[#ids + 1] = NOW_S
   ids[#ids + 1] = id
   u.ttl, u.cap = o.index_ttl, o.cap
+  if string.byte(id, -1) == 48 then u.check = true end  -- ends in 0: check the cap
 
   if ck ~= '' then
     local ckey = key_collapse(user, ck)

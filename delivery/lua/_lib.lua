@@ -157,12 +157,14 @@ end
 
 local function flush_user(user, u)
   if u.ids then
-    -- enqueue: the index (capped, oldest dropped) and its lifetime: at least the index
-    -- ttl from now, so it is set to ttl + 1/16 whenever less than ttl is left (once
-    -- per 1/16 of the ttl for a busy user instead of a PEXPIRE per call)
+    -- enqueue: the index and its lifetime: at least the index ttl from now, so it is
+    -- set to ttl + 1/16 whenever less than ttl is left (once per 1/16 of the ttl for a
+    -- busy user instead of a PEXPIRE per call). Its cap (oldest dropped) is checked
+    -- when an id ends in 0 (ids are random: one enqueue in 16) or the call brought 16
+    -- and more: the index may exceed the cap by a few dozen until then.
     local uk = key_user_msgs(user)
     call_chunked('ZADD', uk, u.ids, 1000)
-    if redis.call('ZCARD', uk) > u.cap then
+    if (u.check or #u.ids >= 32) and redis.call('ZCARD', uk) > u.cap then
       redis.call('ZREMRANGEBYRANK', uk, 0, -(u.cap + 1))
     end
     if redis.call('PTTL', uk) < u.ttl then

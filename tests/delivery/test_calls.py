@@ -266,3 +266,31 @@ async def test_each_call_runs_against_its_script(h: Harness) -> None:
     assert await h.presence.scripts.run(Touch(prefix, 120_000, [Conn("alice", "c1", NODE)])) == []
     gone = Disconnect(prefix, Conn("alice", "c1", NODE), 60_000, "test", [])
     assert await h.presence.scripts.run(gone) == 0
+
+
+def test_a_plain_message_builds_as_the_model_builds_it() -> None:
+    """build() takes a dict of only user_id and payload without building MessageIn;
+    its call is the one the model gives, and anything invalid (or any other shape)
+    goes through the model, which says what is wrong."""
+    from delivery.exceptions import ValidationError
+    from delivery.message import MessageIn
+
+    limits = Limits(default_ttl_seconds=3600, max_attempts=7)
+    plain = {"user_id": "alice", "payload": {"n": 1}}
+    (fast,) = build(plain, keyspace=KS, limits=limits, keep=True)
+    (model,) = build(MessageIn.model_validate(plain), keyspace=KS, limits=limits, keep=True)
+    assert (fast.prefix, fast.user_id, fast.payload, fast.opts) == (
+        model.prefix,
+        model.user_id,
+        model.payload,
+        model.opts,
+    )
+    assert fast.id != model.id and fast.id.startswith("0-")
+    for bad, error in [
+        ({"user_id": "a{b}", "payload": 1}, "user_id: Value error, user_id must not"),
+        ({"user_id": "", "payload": 1}, "user_id: Value error, user_id must be 1 to"),
+        ({"user_id": "alice", "payload": None}, "payload is required"),
+        ({"user_id": 5, "payload": 1}, "user_id: Input should be a valid string"),
+    ]:
+        with pytest.raises(ValidationError, match=error):
+            build(bad, keyspace=KS, limits=limits)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import orjson
 import pytest
@@ -305,23 +306,37 @@ async def test_user_keys_live_at_least_the_index_ttl_after_an_enqueue(h: Harness
 
 
 async def test_user_index_is_capped(h: Harness) -> None:
-    """One enqueue_many call over the cap: the index keeps `cap` members (the oldest go
-    first; these share a millisecond) and a ttl."""
+    """The cap is checked when an id ends in 0 (one enqueue in 16: ids are random) or a
+    call brings 16 and more: the index then keeps `cap` members (the oldest go first;
+    these share a millisecond), and a ttl."""
     ks = h.keyspace
-    calls = [
-        c
-        for i in range(5)
-        for c in build({"user_id": "alice", "payload": i}, keyspace=ks, limits=Limits())
-    ]
+    index = ks.user("alice", "user_msgs")
     cap = 3
-    calls = [dataclasses.replace(c, opts=c.opts._replace(index_cap=cap)) for c in calls]
-    args = many_args(calls)
-    assert args[0] == 1 and len(args) == 1 + 13 + 5 * 4  # one option set, shared
-    res = await h.store.scripts.enqueue_many(keys=[ks.part_of_user("alice")], args=args)
-    assert res == [b"queued"] * 5
-    kept = await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)
-    assert len(kept) == 3 and set(kept) <= {c.args()[0].encode() for c in calls}
-    assert 0 < await h.r.pttl(ks.user("alice", "user_msgs"))
+
+    def calls(n: int, last: str) -> list[Any]:
+        out = [
+            c
+            for i in range(n)
+            for c in build({"user_id": "alice", "payload": i}, keyspace=ks, limits=Limits())
+        ]
+        return [
+            dataclasses.replace(c, id=c.id[:-1] + last, opts=c.opts._replace(index_cap=cap))
+            for c in out
+        ]
+
+    async def enqueue(batch: list[Any]) -> None:
+        args = many_args(batch)
+        assert args[0] == 1 and len(args) == 1 + 13 + len(batch) * 4  # one option set
+        res = await h.store.scripts.enqueue_many(keys=[ks.part_of_user("alice")], args=args)
+        assert res == [b"queued"] * len(batch)
+
+    await enqueue(calls(5, "1"))  # no id ends in 0, fewer than 16: not checked yet
+    assert await h.r.zcard(index) == 5
+    await enqueue(calls(1, "0"))  # checked: the oldest go
+    kept = await h.r.zrange(index, 0, -1)
+    assert len(kept) == cap and 0 < await h.r.pttl(index)
+    await enqueue(calls(16, "1"))  # sixteen in one call: checked too
+    assert await h.r.zcard(index) == cap
 
 
 async def test_ack(h: Harness) -> None:
