@@ -76,7 +76,8 @@ def _transition_table() -> str:
 @cache
 def prelude() -> str:
     """The whole prelude: ``P`` (``KEYS[1]``), the generated key functions, field
-    constants, member separator and transition table, then ``_lib.lua``."""
+    constants, member separator and transition table, then ``_lib.lua`` and
+    ``_streams.lua``."""
     return "\n".join(
         [
             "local P = KEYS[1]",
@@ -86,6 +87,7 @@ def prelude() -> str:
             lua_member_constants(),
             _transition_table(),
             resources.files("delivery.lua").joinpath("_lib.lua").read_text(),
+            resources.files("delivery.lua").joinpath("_streams.lua").read_text(),
         ]
     )
 
