@@ -10,26 +10,36 @@ end
 local function ack_one(user, by, retention, id)
   local mkey = key_msg(id)
   local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_ATTEMPTS, F_CREATED_AT, F_PRIORITY,
-    F_EVENTS, F_ENTRY, F_DEAD_LETTER)
+    F_EVENTS, F_ENTRY)
   local status, owner, attempt, created, prio, n = m[1], m[2], m[3], m[4], m[5], m[6]
   if not status then return 'unknown' end
   if owner ~= user then return 'forbidden' end
   if status == 'delivered' then return 'duplicate' end
   if FINAL[status] then return 'final' end
-  if status == 'dead' then
+  if status == 'sent' then  -- the common case first: the record acked with the call's
+    set_status(mkey, user, 'sent', 'delivered', n, attempt, 'acked', by, F_DELIVERED_AT, NOW_S)
+    local en = m[7]
+    if string.byte(en, 1) == 100 then  -- 'd': a drained message's record
+      ack_later(key_drained(), string.sub(en, 2))
+    else
+      ack_later(STREAMS[prio] or stream_of(prio), en)
+    end
+    if HAS_LT then
+      redis.call('PEXPIREAT', mkey, LATER[retention] or later(retention), 'LT')
+    else
+      retain(mkey, retention)
+    end
+  elseif status == 'dead' then
     -- the device got an attempt after all (its node stalled, Redis was full): the
     -- message is delivered, and leaves the dead-letter stream so that no replay
     -- delivers it twice
-    if m[8] then
-      redis.call('XDEL', key_dlq(), m[8])
+    local entry = redis.call('HGET', mkey, F_DEAD_LETTER)
+    if entry then
+      redis.call('XDEL', key_dlq(), entry)
       redis.call('HDEL', mkey, F_DEAD_LETTER)
     end
     finish(mkey, id, user, status, 'delivered', n, attempt, by .. ',"late":true', retention,
       'acked', nil, F_DELIVERED_AT, NOW_S)
-  elseif status == 'sent' then
-    set_status(mkey, user, 'sent', 'delivered', n, attempt, 'acked', by, F_DELIVERED_AT, NOW_S)
-    ack_inflight(prio, m[7])
-    retain(mkey, retention)
   else
     finish(mkey, id, user, status, 'delivered', n, attempt, by, retention, 'acked', nil,
       F_DELIVERED_AT, NOW_S)

@@ -11,12 +11,14 @@ local function dispatch_one(entry, id, user, prio, ck, hb_timeout, park_ttl, ret
   local stream = stream_of(prio)
   tops[stream] = entry  -- a stream's entries come in the order it holds them
   local mkey = key_msg(id)
-  local m = redis.call('HMGET', mkey, F_STATUS, F_EXPIRES_AT, F_ATTEMPTS, F_EVENTS, F_ENTRY)
+  local m = redis.call('HMGET', mkey, F_STATUS, F_EXPIRES_AT, F_ATTEMPTS, F_EVENTS)
   local status, n = m[1], m[4]
   if status ~= 'queued' then
     -- (a sent message whose in-flight record this very entry is, dispatched twice: a
     -- reader that stalled past the ack timeout while the reclaim took its entry over)
-    if status ~= 'sent' or m[5] ~= entry then ack_later(stream, entry) end
+    if status ~= 'sent' or redis.call('HGET', mkey, F_ENTRY) ~= entry then
+      ack_later(stream, entry)
+    end
     out[#out + 1] = 'skip'
     out[#out + 1] = status or 'gone'
     return
