@@ -15,7 +15,16 @@ from starlette.types import Receive, Scope, Send
 
 from delivery.settings import Settings
 
-from . import errors, examples, metrics_collector, routes_admin, routes_messages, routes_tasks, ws
+from . import (
+    errors,
+    examples,
+    metrics_collector,
+    routes_admin,
+    routes_messages,
+    routes_tasks,
+    routes_webhooks,
+    ws,
+)
 from .auth import Verifier
 from .body_limit import BodyLimit
 from .hub import Hub
@@ -80,6 +89,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     app.include_router(routes_messages.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_webhooks.router)
     app.include_router(ws.router)
     examples.install(app, settings)
 

@@ -15,7 +15,7 @@ import typer
 from delivery.settings import Settings
 
 from . import cli_admin, logs
-from .cli_common import BENCH_HINT, print_json, run_query
+from .cli_common import BENCH_HINT, check_settings, print_json, run_query
 from .cli_common import settings as _settings
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def serve(
 
     had_secret = bool(Settings().jwt_secret)
     settings = _settings(make_secret=True, host=host, port=port)
+    check_settings(settings)
     if not Settings().redis_url:
         settings = settings.model_copy(update={"redis_url": None})
     logs.configure(settings.log_level, settings.log_format)
@@ -103,6 +104,7 @@ def worker(
 ) -> None:
     """Consumers and scheduler only, for scaling out (no sockets)."""
     settings = _settings(metrics_port=metrics_port)
+    check_settings(settings)
     logs.configure(settings.log_level, settings.log_format)
     asyncio.run(_run_worker(settings))
 

@@ -35,6 +35,19 @@ def settings(*, make_secret: bool = False, **overrides: Any) -> Settings:
     return load_settings(make_secret=make_secret, **overrides)
 
 
+def check_settings(s: Settings) -> None:
+    """Settings that are text to parse (the webhook endpoints) are checked before anything
+    starts: a bad one ends the command with one line that names it (exit 2)."""
+    from delivery.exceptions import ValidationError
+    from delivery.webhooks import parse_endpoints
+
+    try:
+        parse_endpoints(s.webhooks)
+    except ValidationError as e:
+        typer.echo(f"courier: bad setting {e.detail}", err=True)
+        raise typer.Exit(2) from None
+
+
 def run_query(fn: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run one async query against Redis; Courier errors end the command with code 1."""
     from delivery.exceptions import CourierError

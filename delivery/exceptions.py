@@ -9,7 +9,8 @@
      ├── Conflict             the message is not in a state that allows this (HTTP 409)
      ├── IllegalTransition    a status change the table forbids (a bug if raised)
      ├── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
-     └── ReplyTimeout         no answer to a confirmation request in time
+     ├── ReplyTimeout         no answer to a confirmation request in time
+     └── WaitTimeout          a message did not reach the awaited event in time
 """
 
 from __future__ import annotations
@@ -60,4 +61,9 @@ class StoreUnavailable(CourierError):
 
 class ReplyTimeout(CourierError):
     code = "reply_timeout"
+    http_status = 504
+
+
+class WaitTimeout(CourierError):
+    code = "wait_timeout"
     http_status = 504

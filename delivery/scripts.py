@@ -49,6 +49,11 @@ NAMES = (
     "reply",
     "task",
     "cancel",
+    "wh_fanout",
+    "wh_claim",
+    "wh_done",
+    "wh_fail",
+    "wh_replay",
 )
 
 # Scripts that accept a message as part of their work include the enqueue function.

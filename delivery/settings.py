@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .keys import EVENTS_MAX_LEN
 from .members import check_id
 
 
@@ -69,6 +70,25 @@ class Settings(BaseSettings):
     claim_idle_seconds: float = Field(default=30, gt=0)
     poison_deliveries: int = Field(default=5, ge=1)
     scheduler_interval_seconds: float = Field(default=0.25, gt=0)
+
+    # Lifecycle events for producers (delivery/events.py): appended by the scripts that
+    # make each change, to one bounded stream per partition. Off: no event is written
+    # (producer.wait falls back to polling, webhooks and producer.events get nothing).
+    events: bool = True
+    events_max_len: int = Field(default=EVENTS_MAX_LEN, ge=1000)
+    # `undelivered` for messages not acked this long after enqueue (their own
+    # escalate_after_seconds wins); None: only messages that ask for it.
+    escalate_after_seconds: float | None = Field(default=None, gt=0)
+
+    # Webhooks (docs/operations.md): endpoints as a JSON list, checked at start
+    # (delivery/webhooks.py: parse_endpoints); more come from the admin API.
+    webhooks: str = ""
+    webhook_delivery: bool = True  # run the webhook dispatcher in worker and serve
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    webhook_max_in_flight: int = Field(default=8, ge=1, le=1000)
+    webhook_max_attempts: int = Field(default=16, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=5, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600, gt=0)
 
     log_level: str = "INFO"
     log_format: str = "text"
