@@ -125,7 +125,7 @@ class LifecycleEvent:
 
     @classmethod
     def from_entry(cls, partition: int, entry_id: Any, fields: dict[Any, Any]) -> LifecycleEvent:
-        f = {text(k): v for k, v in fields.items()}
+        f = {text(k): v for k, v in fields.items() if v not in (b"", "")}
         data: dict[str, Any] = {}
         for name, key in _DATA.items():
             if name in f:

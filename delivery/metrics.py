@@ -85,3 +85,6 @@ WEBHOOK_IN_FLIGHT = Gauge(
 EVENTS_FANNED_OUT = Counter(
     "courier_webhook_jobs_total", "Webhook jobs made from events (one per endpoint and event)"
 )
+ESCALATED = Counter(
+    "courier_undelivered_total", "Messages not acked by their escalate_after_seconds"
+)

@@ -110,7 +110,7 @@ class Producer:
         self.redis = client
         self.keyspace = keyspace
         self.limits = limits or Limits()
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, events_max_len=self.limits.events_max_len)
         self._waits: Waits | None = None
 
     @classmethod
@@ -265,7 +265,7 @@ class SyncProducer:
         self.redis = client
         self.keyspace = keyspace
         self.limits = limits or Limits()
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, events_max_len=self.limits.events_max_len)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> SyncProducer:

@@ -1,15 +1,15 @@
 -- enqueue_many: accept several messages of one partition in one atomic step (the
 -- producer's batch path: one call per partition instead of one per message).
 -- KEYS[1] partition prefix (P)
--- ARGV: 1 k, the number of option sets; then k option sets of 13 arguments each
---   (enqueue.lua's arguments 4 to 16: priority .. keep); then 4 arguments per message:
+-- ARGV: 1 k, the number of option sets; then k option sets of 14 arguments each
+--   (enqueue.lua's arguments 4 to 17: priority .. escalate_ms); then 4 arguments per message:
 --   id, user, payload (JSON), the number of its option set (1 .. k).
 -- The messages of a batch mostly share their options, so a message costs 4 arguments
 -- and the options are parsed once per set, not once per message.
 -- Returns {id, status, created} of each message, in order, flattened.
 -- (delivery/enqueue.py: EnqueueMany)
 local k = tonumber(ARGV[1])
-local PER_SET, PER_MESSAGE = 13, 4
+local PER_SET, PER_MESSAGE = 14, 4
 local opts = {}
 for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * PER_SET) end
 local out = {}
