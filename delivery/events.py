@@ -333,7 +333,10 @@ class EventLog:
         self, p: int, want: EventFilter, limit: int, before: str | None, scan: int
     ) -> list[LifecycleEvent]:
         stream = self.keyspace.events(p)
-        top = "+" if before is None else f"({split_event_id(before)[1]}"
+        top = "+"
+        if before is not None:  # older in the order (ms, seq, partition) of recent()
+            bp, entry = split_event_id(before)
+            top = entry if p < bp else f"({entry}"
         out: list[LifecycleEvent] = []
         seen = 0
         while len(out) < limit and seen < scan:

@@ -7,11 +7,12 @@ with the other consumers of a group, at least once.
         async for event in events:
             await handle(event)  # acked once the loop asks for the next ones
 
-An event is acked after the loop body that got it has finished and the iterator is asked
-for more (acks go in one round trip per batch), or when the ``async with`` block ends
-without an error. An event whose body raised, or that a consumer killed mid-way had
-read, stays pending and goes to a consumer of the group again after
-``claim_idle_seconds``: handle events idempotently, by ``event.id``. Events the filter
+An event counts as handled once the loop asks for the next one; handled events are
+acked together (one round trip) before the next read and when the ``async with`` block
+ends, whether it ends normally or by an error (then the event whose body raised is not
+acked). An event whose body raised, or that a consumer killed mid-way had read, stays
+pending and goes to a consumer of the group again after ``claim_idle_seconds``: handle
+events idempotently, by ``event.id``. Events the filter
 does not want are acked at once (for this group only; other groups see them).
 """
 
@@ -83,7 +84,9 @@ class EventSubscription:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None and self.auto_ack:
+        if self.auto_ack:
+            if exc is not None and self._handed:  # the last one's body raised: keep it
+                self._handed.pop()
             await self._ack_handed()
         self._closed = True
 
