@@ -5,8 +5,9 @@ Two kinds of loop, each a resilient loop of this process (``courier worker`` and
 
 - **fan-out**: the consumer group ``webhooks`` reads the events of every partition; each
   event becomes one job per endpoint that wants its type, in the same script as its ack
-  (``wh_fanout``). A process killed after reading leaves the events pending; another
-  takes them over after ``claim_idle``.
+  (``wh_fanout``); an endpoint gets the events from when this loop knows it (within
+  ``refresh_seconds`` of its creation). A process killed after reading leaves the
+  events pending; another takes them over after ``claim_idle``.
 - **senders**, one per endpoint: claim due jobs with a lease (a killed sender's job is
   claimed again when the lease ends), POST each (Standard Webhooks headers, see
   :mod:`delivery.webhooks`), at most ``max_in_flight`` at once and each within the
@@ -145,6 +146,8 @@ class WebhookDispatcher:
 
     async def start(self) -> None:
         self._stop.clear()
+        await self.group.ensure()
+        self._grouped = True
         await self.refresh()
         self._loops = [
             asyncio.create_task(forever("webhook-endpoints", self._refresh_step, self._stop)),
@@ -194,9 +197,10 @@ class WebhookDispatcher:
 
     # -- fan-out --------------------------------------------------------------------------
     async def fan_out_step(self) -> float | None:
-        """Read events (reclaiming a dead consumer's now and then) and make their jobs."""
-        if not self.senders:
-            return self.config.idle_seconds  # nobody to tell: the events wait in the group
+        """Read events (reclaiming a dead consumer's now and then) and make their jobs.
+        With no endpoint the events are read and acked all the same: an endpoint added
+        later gets the events from then on, not a backlog (COURIER_WEBHOOK_DELIVERY=false
+        saves the reading where no webhooks are used)."""
         if not self._grouped:
             await self.group.ensure()
             self._grouped = True

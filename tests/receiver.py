@@ -76,7 +76,10 @@ class Receiver:
 
     async def start(self) -> Receiver:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning",
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)

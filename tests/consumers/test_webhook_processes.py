@@ -54,7 +54,12 @@ async def test_a_worker_killed_mid_request_leaves_the_event_to_another(
     procs = []
     try:
         a = worker_process(
-            redis_url, keyspace, "worker-a", str(tmp_path / "a.log"), webhooks=hooks.decode(), **SETTINGS
+            redis_url,
+            keyspace,
+            "worker-a",
+            str(tmp_path / "a.log"),
+            webhooks=hooks.decode(),
+            **SETTINGS,
         )
         procs.append(a)
         producer = Producer(r, keyspace=keyspace)
@@ -70,7 +75,12 @@ async def test_a_worker_killed_mid_request_leaves_the_event_to_another(
         (first,) = receiver.requests
         assert receiver.answered == []
         b = worker_process(
-            redis_url, keyspace, "worker-b", str(tmp_path / "b.log"), webhooks=hooks.decode(), **SETTINGS
+            redis_url,
+            keyspace,
+            "worker-b",
+            str(tmp_path / "b.log"),
+            webhooks=hooks.decode(),
+            **SETTINGS,
         )
         procs.append(b)
 
