@@ -191,6 +191,12 @@ class EventFilter:
         return sorted({keyspace.partition_of(u) for u in self.users})
 
 
+def share(block_ms: int | None, groups: int) -> int | None:
+    """Each of ``groups`` blocking reads in turn waits this long, so that a round over
+    all of them takes ``block_ms`` (Redis Cluster: one read per partition)."""
+    return None if block_ms is None else max(block_ms // max(groups, 1), 10)
+
+
 def slot_groups(client: Any, partitions: Sequence[int]) -> list[list[int]]:
     """Partitions one multi-stream read may take: all on one server, one each on Redis
     Cluster (each partition's keys have a slot of their own)."""
@@ -255,7 +261,9 @@ class EventGroup:
     async def read(self, *, count: int = 100, block_ms: int | None = 1000) -> list[LifecycleEvent]:
         """New events for this consumer (one blocking read per slot group)."""
         out: list[LifecycleEvent] = []
-        for parts in slot_groups(self.redis, self.partitions):
+        groups = slot_groups(self.redis, self.partitions)
+        block_ms = share(block_ms, len(groups))
+        for parts in groups:
             streams: dict[Any, Any] = {self.keyspace.events(p): ">" for p in parts}
             reply = await self.redis.xreadgroup(
                 self.group, self.consumer, streams, count=count, block=block_ms
@@ -362,10 +370,12 @@ class EventLog:
         parts = want.partitions(self.keyspace)
         cursors = {self.keyspace.events(p): await self._last_id(p) for p in parts}
         streams = {self.keyspace.events(p): p for p in parts}
+        groups = slot_groups(self.redis, parts)
+        block = share(block_ms, len(groups))
         while True:
-            for group in slot_groups(self.redis, parts):
+            for group in groups:
                 keys = {self.keyspace.events(p): cursors[self.keyspace.events(p)] for p in group}
-                reply = await self.redis.xread(keys, count=500, block=block_ms)  # type: ignore[arg-type]
+                reply = await self.redis.xread(keys, count=500, block=block)  # type: ignore[arg-type]
                 for stream, entries in reply.items() if isinstance(reply, dict) else reply or []:
                     if entries:
                         cursors[text(stream)] = text(entries[-1][0])

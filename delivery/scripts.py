@@ -55,6 +55,7 @@ NAMES = (
     "wh_done",
     "wh_fail",
     "wh_replay",
+    "wh_drop",
 )
 
 # Scripts that accept a message as part of their work include the enqueue function.

@@ -5,9 +5,10 @@ Jobs live in the partition of their event (keys ``wh_due``, ``wh_jobs``, ``wh_co
 ``wh_dlq`` of :data:`delivery.keys.PARTITION_LAYOUT`), so fanning an event out is
 atomic with acking it (``lua/wh_fanout.lua``), and every later change of a job is one
 script too: claimed with a lease (``wh_claim``), finished (``wh_done``), failed and
-rescheduled or dead-lettered (``wh_fail``), replayed or purged (``wh_replay``). Due
-times and leases are Redis server time. An endpoint's counters and last result (key
-``wh_stat``) are bookkeeping written after each attempt.
+rescheduled or dead-lettered (``wh_fail``), replayed or purged (``wh_replay``), dropped
+with its endpoint (``wh_drop``). Due times and leases are Redis server time. An
+endpoint's counters and last result (key ``wh_stat``) are bookkeeping written after each
+attempt.
 """
 
 from __future__ import annotations
@@ -140,6 +141,21 @@ class ReplayDead:
         return text(reply)
 
 
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """``wh_drop.lua``: a deleted endpoint's jobs in one partition."""
+
+    SCRIPT: ClassVar[str] = "wh_drop"
+    prefix: str
+    endpoint: str
+
+    def args(self) -> list[Any]:
+        return [self.endpoint]
+
+    def parse(self, reply: Any) -> int:
+        return int(reply)
+
+
 _STAT_INTS = ("attempts", "delivered", "failed", "dead", "consecutive_failures")
 
 
@@ -187,11 +203,8 @@ class WebhookStore:
         self._not_static(endpoint_id, "deleted")
         if not await self.redis.hdel(self.keyspace.webhooks, endpoint_id):
             raise NotFound(f"no webhook endpoint {endpoint_id!r}")
-        for p in range(self.keyspace.partitions):
-            pipe = self.redis.pipeline(transaction=True)  # one partition: one slot
-            pipe.delete(self._key(p, "wh_due", endpoint_id), self._key(p, "wh_jobs", endpoint_id))
-            pipe.hdel(self._key(p, "wh_counts"), f"{endpoint_id}|pending")
-            await pipe.execute()
+        calls = [Drop(self.keyspace.part(p), endpoint_id) for p in range(self.keyspace.partitions)]
+        await self.scripts.run_many(calls, self.redis)
         await self.redis.delete(self.keyspace.webhook_stat(endpoint_id))
 
     def _not_static(self, endpoint_id: str, what: str) -> None:
