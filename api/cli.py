@@ -154,6 +154,9 @@ def send(
     priority: str = typer.Option("normal", help="high, normal or low"),
     delay: float | None = typer.Option(None, help="Deliver after this many seconds."),
     ttl: int | None = typer.Option(None, help="Seconds until it expires."),
+    escalate_after: float | None = typer.Option(
+        None, help="`undelivered` when no device acked it this many seconds after it was due."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Enqueue one message for a user."""
@@ -166,7 +169,14 @@ def send(
         raise typer.BadParameter(f"payload is not JSON: {e}") from None
     producer = SyncProducer.from_settings(_settings())
     try:
-        a = producer.send(user, body, priority=priority, delay_seconds=delay, ttl_seconds=ttl)
+        a = producer.send(
+            user,
+            body,
+            priority=priority,
+            delay_seconds=delay,
+            ttl_seconds=ttl,
+            escalate_after_seconds=escalate_after,
+        )
     except CourierError as e:
         typer.echo(f"error: {e.detail}", err=True)
         raise typer.Exit(2) from None
