@@ -12,6 +12,9 @@ COPY pyproject.toml README.md ./
 COPY delivery ./delivery
 COPY consumers ./consumers
 COPY api ./api
+# The operators' console (/admin, `courier admin`): outside the product packages, but
+# shipped with them; its page files are package data, vendored (no npm in the image).
+COPY console ./console
 # bench/ (the benchmarks, `courier bench`) is not copied: the image is the product only,
 # and `courier bench` there says how to install it. pyproject.toml finds packages, so
 # the install below works without it.

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Receive, Scope, Send
 
+from delivery.events import EventLog
 from delivery.settings import Settings
 
 from . import (
@@ -20,9 +21,11 @@ from . import (
     examples,
     metrics_collector,
     routes_admin,
+    routes_admin_ops,
     routes_messages,
     routes_tasks,
     routes_webhooks,
+    tail,
     ws,
 )
 from .auth import Verifier
@@ -33,6 +36,11 @@ from .responses import OrjsonResponse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# What lives outside the product and adds to the app (today the operators' console,
+# the top-level console/ package, at /admin) plugs in through this entry-point group
+# of pyproject.toml: each is called with the app, and nothing here imports it.
+WEB_PLUGINS = "courier.web"
 
 
 def body_limit(settings: Settings) -> int:
@@ -52,6 +60,21 @@ class CourierApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def install_plugins(app: FastAPI) -> list[str]:
+    """Let each installed :data:`WEB_PLUGINS` entry point add to the app; their names."""
+    from importlib.metadata import entry_points
+
+    names = []
+    for ep in entry_points(group=WEB_PLUGINS):
+        try:
+            ep.load()(app)
+        except ImportError as e:
+            log.warning("web plugin %s not available: %s", ep.name, e)
+            continue
+        names.append(ep.name)
+    return names
+
+
 def create_app(settings: Settings | None = None, *, consumers: bool = True) -> FastAPI:
     settings = settings or Settings()
     verifier = Verifier(settings)
@@ -60,6 +83,8 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(max_connections=settings.max_connections)
         rt = Runtime.build(settings, with_consumers=consumers, local=hub.local_sink)
+        if settings.events:  # the live tail's source (api/tail.py)
+            rt.extras[tail.EVENTS] = tail.StreamEvents(EventLog(rt.redis, keyspace=rt.keyspace))
         node = Node(rt, hub, verifier)
         app.state.runtime = rt
         app.state.hub = hub
@@ -88,9 +113,12 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     app.add_middleware(BodyLimit, max_bytes=body_limit(settings))
     app.include_router(routes_messages.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_admin_ops.router)
+    app.include_router(tail.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_webhooks.router)
     app.include_router(ws.router)
+    install_plugins(app)
     examples.install(app, settings)
 
     @app.get("/healthz", tags=["ops"])

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+AUDIT_KEYS = ("actor", "action", "target")  # api/audit.py: who did what to what
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -18,7 +20,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("message_id", "user_id", "conn_id", "node_id"):
+        for key in ("message_id", "user_id", "conn_id", "node_id", *AUDIT_KEYS):
             if hasattr(record, key):
                 out[key] = getattr(record, key)
         if record.exc_info:

@@ -20,8 +20,10 @@ from delivery import clock
 from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import FRAMES_OUT
 from delivery.presence import Conn
+from delivery.totals import Totals
 from delivery.transport import decode_envelope
 
+from . import control
 from .acks import AckBatcher
 from .auth import Verifier
 from .connection import Connection
@@ -49,6 +51,10 @@ class Node:
         self.tasks: list[asyncio.Task[None]] = []
         self._drains: set[asyncio.Task[None]] = set()
         self._listened = False
+        # An edge without consumers publishes its own totals (the consumers do otherwise)
+        self.totals: Totals | None = None
+        if runtime.consumers is None:
+            self.totals = Totals(runtime.redis, keyspace=runtime.keyspace, process=runtime.node_id)
 
     async def start(self) -> None:
         await self.rt.presence.heartbeat_node(self.rt.node_id)
@@ -57,14 +63,21 @@ class Node:
             asyncio.create_task(forever("node-listener", self._listen, self.stop_event)),
             asyncio.create_task(forever("presence", self.refresh, self.stop_event)),
         ]
+        if self.totals is not None:
+            await self.totals.publish()  # counted from the start
+            self.tasks.append(
+                asyncio.create_task(forever("totals", self.totals.publish, self.stop_event))
+            )
 
     # -- pub/sub listener -----------------------------------------------------------------
     async def _listen(self) -> float:
-        """This node's channel (message frames), live topic frames and broadcasts."""
+        """This node's channel (message frames), live topic frames, broadcasts and
+        operators' orders (api/control.py)."""
         ks = self.rt.keyspace
         own = ks.node_channel(self.rt.node_id)
+        orders = ks.control_channel(self.rt.node_id)
         async with self.rt.redis.pubsub() as ps:
-            await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel)
+            await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel, orders)
             log.info("node %s listening on %s", self.rt.node_id, own)
             if self._listened:  # back after an outage: frames published meanwhile were
                 for conn in self.hub.open_connections():  # retried or parked; drain them
@@ -83,6 +96,10 @@ class Node:
             self.hub.send_to_topic(env["t"], orjson.dumps(env["f"]).decode(), owner=env.get("o"))
         elif channel == ks.broadcast_channel:
             await self._broadcast(orjson.loads(data))
+        elif channel == ks.control_channel(self.rt.node_id):
+            order = control.Disconnect.decode(data)
+            if order is not None:
+                order.apply(self.hub)
         else:  # this node's own channel
             user, conns, frame, mid = decode_envelope(data)
             await self.hub.local_sink(user, conns, frame, mid)
@@ -173,6 +190,8 @@ class Node:
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.totals is not None:
+            await self.totals.leave()
         try:
             await self.rt.presence.leave(self.rt.node_id)
         except Exception:  # Redis may be gone at shutdown; presence then expires

@@ -91,6 +91,7 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401, "unauthorized"
     FORBIDDEN = 4403, "forbidden"
     HEARTBEAT_MISSED = 4408, "heartbeat missed"
+    DISCONNECTED = 4409, "disconnected by an operator"  # POST /v1/users/{id}/disconnect
     RATE_LIMITED = 4429, "rate limited"
 
 

@@ -12,6 +12,7 @@ from delivery.dead_letters import DeadLetters
 from delivery.queries import MAX_PAGE, Queries
 from delivery.status import Status
 
+from . import audit
 from .auth import Principal
 from .deps import admin, runtime
 from .responses import OrjsonResponse
@@ -102,24 +103,28 @@ async def replay_dead_letter(
 ) -> Any:
     """A fresh cycle of attempts for a dead message (409 when it is not dead)."""
     status = await dead_letters(rt).replay(message_id, by=who.user_id)
+    audit.record(who.user_id, "replay", message_id)
     return OrjsonResponse({"id": message_id, "status": status}, status_code=202)
 
 
 @router.delete("/dead-letters/{message_id}", response_class=OrjsonResponse)
 async def purge_dead_letter(
-    message_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+    message_id: str, who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
     """Remove one message's dead-letter entry; the message itself stays dead."""
     n = await dead_letters(rt).purge(message_id)
+    audit.record(who.user_id, "purge", message_id, entries=n)
     return OrjsonResponse({"id": message_id, "purged": n})
 
 
 @router.delete("/dead-letters", response_class=OrjsonResponse)
 async def purge_all_dead_letters(
-    _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+    who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
     """Empty the dead-letter stream of every partition."""
-    return OrjsonResponse({"purged": await dead_letters(rt).purge_all()})
+    n = await dead_letters(rt).purge_all()
+    audit.record(who.user_id, "purge all dead letters", purged=n)
+    return OrjsonResponse({"purged": n})
 
 
 @router.get("/stats", response_class=OrjsonResponse)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import typer
 
 from api.cli_common import BENCH_HINT
 
 bench_app = typer.Typer(
-    help="Benchmarks: enqueue, e2e, peer, raw, connections, drain, overload.", no_args_is_help=True
+    help="Benchmarks: enqueue, e2e, peer, raw, floor, connections, drain, overload.",
+    no_args_is_help=True,
 )
 
 USERS = typer.Option(1000, help="Connected WebSocket clients, one user each.")
@@ -132,9 +134,63 @@ def peer(
     json_out: bool = JSON,
     quiet: bool = QUIET,
     compare: bool = COMPARE,
+    peer: str = typer.Option(
+        "socketio",
+        "--peer",
+        help="socketio (python-socketio + its Redis manager), node (Socket.IO 4.8 + "
+        "@socket.io/redis-adapter, redis-emitter producer; npm ci on first use) or all.",
+    ),
+    rounds: int = typer.Option(
+        1, min=1, help="Interleaved rounds of every side (the order rotates); ranges."
+    ),
 ) -> None:
-    """python-socketio (AsyncServer + AsyncRedisManager), beside Courier's e2e."""
-    _versus("peer", users, messages, rate, loadgens, json_out, quiet, compare)
+    """Courier's e2e beside python-socketio and/or Node Socket.IO: same clients, same
+    messages, CPU per message per process role."""
+    from .flows import Opts
+    from .report import out, show
+    from .versus import PEERS, attach_e2e, run_rounds, spread_table, summary
+
+    if peer not in (*PEERS, "all"):
+        typer.echo(f"--peer must be one of {', '.join(PEERS)}, all (got {peer!r})", err=True)
+        raise typer.Exit(2)
+    peers = list(PEERS) if peer == "all" else [peer]
+    if "node" in peers:
+        from .nodepeer import NodeMissing, tools
+
+        try:
+            tools()
+        except NodeMissing as e:
+            typer.echo(f"courier bench peer: {e}", err=True)
+            raise typer.Exit(2) from None
+    kinds = [*peers, "e2e"] if compare else peers
+    o = Opts(users=users, messages=messages, rate=rate, loadgens=loadgens, quiet=quiet)
+    got = _run(run_rounds(o, kinds, rounds))
+    summ = summary(got)
+    first = got[0]
+    main = first[peers[0]]
+    if compare:
+        for p in peers:
+            attach_e2e(first[p], first["e2e"])
+    notes = []
+    if rounds > 1 or len(kinds) > 2:
+        main.extra["rounds"] = rounds
+        main.extra["summary"] = summ
+        main.extra["runs"] = [r.to_json() for rd in got for r in rd.values()]
+    if compare:
+        for p in peers:
+            ratio = summ[p]["ratio_e2e_to_this"]
+            notes.append(
+                f"Courier e2e / {p} throughput: [bold]{ratio['min']}x[/]"
+                + (f" - {ratio['max']}x" if ratio["max"] != ratio["min"] else "")
+            )
+    if rounds == 1:
+        show(list(first.values()), title="courier bench peer", json_out=False, notes=notes)
+    else:
+        out.print(spread_table(summ, f"courier bench peer: {rounds} interleaved rounds"))
+        for n in notes:
+            out.print(n)
+    if json_out:
+        print(orjson.dumps(main.to_json()).decode(), flush=True)
 
 
 @bench_app.command()
@@ -182,6 +238,45 @@ def enqueue(
         json_out=json_out,
         notes=[f"producer / bare XADD pipeline: [bold]{ratio}[/] (goal >= 0.5)"],
     )
+
+
+@bench_app.command()
+def floor(
+    users: int = typer.Option(500, help="Connected WebSocket clients of the e2e run."),
+    messages: int = typer.Option(50_000, help="Messages of the e2e run."),
+    rounds: int = typer.Option(3, min=1, help="Rounds (e2e, then the isolated measures)."),
+    isolated: int = typer.Option(
+        24_000, help="Messages per round for today's scripts and for the floor, isolated."
+    ),
+    cycle: int = typer.Option(3_000, help="Isolated: accept, dispatch, ack this many at a time."),
+    benchmark_requests: int = typer.Option(
+        50_000, help="redis-benchmark requests per command and pipeline depth."
+    ),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """Redis per delivered message: today's scripts, step by step, against the floor of
+    the commands a guaranteed delivery cannot avoid (redis-benchmark, INFO commandstats)."""
+    from rich.console import Console
+
+    from .floor import FloorOpts, run_floor
+    from .floor_report import show as show_floor
+
+    fo = FloorOpts(
+        users=users,
+        messages=messages,
+        rounds=rounds,
+        isolated=max(isolated, cycle),
+        cycle=cycle,
+        benchmark_requests=benchmark_requests,
+        quiet=quiet,
+    )
+    res = _run(run_floor(fo))
+    wide = Console(highlight=False, width=180)  # the tables are wider than a terminal
+    wide.print(f"[bold]courier bench floor[/]: {rounds} round(s), ranges min - max")
+    show_floor(res.extra["summary"], wide)
+    if json_out:
+        print(orjson.dumps(res.to_json()).decode(), flush=True)
 
 
 @bench_app.command()

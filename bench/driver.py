@@ -32,13 +32,22 @@ class Child:
         self.reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, stack: Stack, role: str, module: str, cfg: dict[str, Any]) -> Child:
+    async def start(
+        cls,
+        stack: Stack,
+        role: str,
+        module: str,
+        cfg: dict[str, Any],
+        *,
+        argv: Sequence[str] | None = None,
+        cwd: Path | None = None,
+    ) -> Child:
+        """``python -m module CONFIG_JSON``, or ``argv`` + CONFIG_JSON (another program)."""
         logf = _logfile(stack.dir / f"{role}{len(stack.usage.procs)}.log")
         proc = await asyncio.create_subprocess_exec(
-            PY,
-            "-m",
-            module,
+            *(argv or (PY, "-m", module)),
             dumps(cfg),
+            cwd=cwd,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=logf,

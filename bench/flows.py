@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,9 @@ class Opts:
     ack_delay_ms: float = ACK_DELAY_MS
     profile: bool = False  # py-spy on the server and SLOWLOG on Redis: cost per layer
     server_settings: dict[str, Any] = field(default_factory=dict)
+    # e2e: a task started with the messages (bench floor traces Redis with it); it is
+    # awaited before the run's figures are read, so it must end by itself
+    during: Callable[[Target], Coroutine[Any, Any, None]] | None = None
 
 
 @dataclass
@@ -84,10 +88,15 @@ async def courier_target(stack: Stack, o: Opts, **settings: Any) -> Target:
 
 async def finish_loadgens(stack: Stack, lg: Loadgens) -> dict[str, Any]:
     """Read CPU and memory (the measured phase ends now), then collect the loadgens."""
-    cpu, rss = stack.usage.cpu_seconds(), stack.usage.rss()
+    cpu, rss, ctx = stack.usage.cpu_seconds(), stack.usage.rss(), stack.usage.context()
     got = await lg.finish()
-    got.update(cpu_seconds=cpu, rss_mb=rss)
+    got.update(cpu_seconds=cpu, rss_mb=rss, machine=ctx)
     return got
+
+
+def cpu_per_message(cpu_seconds: dict[str, float], messages: int) -> dict[str, float]:
+    """CPU microseconds per message, per process role."""
+    return {role: round(s * 1e6 / max(messages, 1), 1) for role, s in cpu_seconds.items()}
 
 
 def finish_result(
@@ -123,6 +132,8 @@ def finish_result(
             "reconnects": got.get("reconnects", 0),
             "errors": got.get("errors", {}),
             "cdf_ms": cdf_points(lat),
+            "cpu_us_per_msg": cpu_per_message(got["cpu_seconds"], done),
+            "machine": got.get("machine", {}),
             **extra,
         },
     )
@@ -187,6 +198,7 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
         t0 = time.time()
         enough = asyncio.Event()
         prod = asyncio.create_task(paced(o.messages, send, rate=o.rate, concurrency=2, stop=enough))
+        side = asyncio.create_task(o.during(target)) if o.during else None
         done, last_poll = 0, 0.0
         last_move, last_seen = time.monotonic(), -1
         while True:
@@ -213,6 +225,8 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
         produce_s = await prod if prod.done() else None
         enough.set()  # a stopped run: batches in flight finish before anything is counted
         await prod
+        if side is not None:
+            await side
         got = await finish_loadgens(stack, lg)
         counts = await status_counts(r, stat_keys)
         layers = await finish_profile(stack, r, spy, got, done) if o.profile else {}

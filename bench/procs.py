@@ -95,14 +95,26 @@ class Proc:
         self.cpu0 = self.cpu()
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, every process)."""
+    t = psutil.cpu_times()
+    return float(sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq")))
+
+
 class Usage:
-    """CPU seconds (since :meth:`mark`) and RSS per role, summed over its processes."""
+    """CPU seconds (since :meth:`mark`) and RSS per role, summed over its processes;
+    and what else ran on the machine meanwhile (:meth:`context`)."""
 
     def __init__(self) -> None:
         self.procs: list[Proc] = []
         self.me = psutil.Process()
         self.me_cpu0 = 0.0
+        self.tools0 = 0.0
         self.peak_rss: dict[str, float] = {}
+        self.t0 = 0.0
+        self.busy0 = 0.0
+        self.load0 = 0.0
+        self.load_max = 0.0
 
     def add(self, p: Proc) -> Proc:
         self.procs.append(p)
@@ -113,10 +125,33 @@ class Usage:
             p.mark()
         t = self.me.cpu_times()
         self.me_cpu0 = t.user + t.system
+        self.tools0 = t.children_user + t.children_system
+        self.t0 = time.monotonic()
+        self.busy0 = machine_busy_seconds()
+        self.load0 = self.load_max = os.getloadavg()[0]
 
     def sample(self) -> None:
         for role, mb in self.rss().items():
             self.peak_rss[role] = max(self.peak_rss.get(role, 0.0), mb)
+        self.load_max = max(self.load_max, os.getloadavg()[0])
+
+    def context(self) -> dict[str, Any]:
+        """The machine during the measured phase (since :meth:`mark`): its 1-minute load
+        average (at the start, the highest seen, at the end; it counts this benchmark's
+        own processes too) and the CPU seconds that processes other than this
+        benchmark's used (other engineers' work on a shared machine)."""
+        ours = sum(self.cpu_seconds().values())
+        busy = machine_busy_seconds() - self.busy0
+        load = os.getloadavg()[0]
+        return {
+            "load_avg_1m": {
+                "start": round(self.load0, 2),
+                "max": round(max(self.load_max, load), 2),
+                "end": round(load, 2),
+            },
+            "measured_s": round(time.monotonic() - self.t0, 3),
+            "other_cpu_s": round(max(busy - ours, 0.0), 3),
+        }
 
     def cpu_seconds(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -124,6 +159,10 @@ class Usage:
             out[p.role] = round(out.get(p.role, 0.0) + p.cpu() - p.cpu0, 3)
         t = self.me.cpu_times()
         out["bench"] = round(t.user + t.system - self.me_cpu0, 3)
+        # short-lived tools the bench ran and waited for meanwhile (redis-benchmark)
+        tools = t.children_user + t.children_system - self.tools0
+        if tools > 0.005:
+            out["tools"] = round(tools, 3)
         return out
 
     def rss(self) -> dict[str, float]:

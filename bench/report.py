@@ -74,7 +74,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-HIDDEN = {"cdf_ms", "runs"}
+HIDDEN = {"cdf_ms", "runs", "summary", "e2e_cdf_ms"}
 
 
 def table(results: Sequence[Result], title: str) -> Table:

@@ -1,5 +1,6 @@
 """Run the consumers of one process: the readers, the scheduler, the reclaimer of dead
-consumers' entries and housekeeping, each a resilient loop.
+consumers' entries, housekeeping and the process's published totals
+(:mod:`delivery.totals`), each a resilient loop.
 
 On one Redis server a single reader takes every partition's streams in one blocking
 ``XREADGROUP``; on Redis Cluster a command's keys must share a slot, so there is one
@@ -17,6 +18,7 @@ from delivery.keys import GROUP, Keyspace
 from delivery.redis_clients import is_cluster
 from delivery.store import Store
 from delivery.text import text
+from delivery.totals import Totals
 from delivery.transport import Transport
 
 from .resilience import Step, forever
@@ -76,6 +78,7 @@ class Consumers:
         self.scheduler = Scheduler(
             store=store, partitions=self.partitions, interval=scheduler_interval
         )
+        self.totals = Totals(client, keyspace=keyspace, process=consumer)
         self.claim_every = max(claim_idle_ms / 2000, 0.05)
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -83,6 +86,7 @@ class Consumers:
 
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
+        await self.totals.publish()  # this process is counted from the start
         self.stop_event.clear()
         cluster = is_cluster(self.redis)
         groups = read_groups(self.keyspace, self.partitions, cluster=cluster)
@@ -92,6 +96,7 @@ class Consumers:
         self.tasks.append(self._spawn("scheduler", self.scheduler.step))
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
+        self.tasks.append(self._spawn("totals", self.totals.publish))
         if self.webhooks is not None:
             await self.webhooks.start()
         self.started = True
@@ -110,6 +115,7 @@ class Consumers:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        await self.totals.leave()
         await self.worker.close()
         self.started = False
         log.info("consumers stopped: %s", self.worker.consumer)

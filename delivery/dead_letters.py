@@ -63,6 +63,20 @@ class DeadLetters:
         log.info("dead letter %s purged", message_id, extra={"message_id": message_id})
         return removed
 
+    async def replay_all(self, *, by: str = "operator") -> int:
+        """Replay every dead message of every partition's stream; how many were.
+        Entries whose message is no longer dead (replayed meanwhile, or gone) are left."""
+        total = 0
+        for p in range(self.keyspace.partitions):
+            for _entry, mid in await self.queries.dead_letter_entries(p):
+                try:
+                    await self.store.replay(mid, by=by)
+                except (NotFound, Conflict):
+                    continue
+                total += 1
+        log.info("replayed %d dead letters", total)
+        return total
+
     async def purge_all(self) -> int:
         """Empty every partition's dead-letter stream; returns how many entries went."""
         total = 0

@@ -363,12 +363,19 @@ class EventLog:
         *,
         types: str | Iterable[str] | None = None,
         users: Iterable[str] | None = None,
+        after: str | None = None,
         block_ms: int = 1000,
     ) -> AsyncIterator[LifecycleEvent]:
-        """Events as they happen from now on, oldest first, until the caller stops."""
+        """Events as they happen, oldest first in each partition, until the caller stops:
+        from now on, or after the event id ``after`` (a reader that reconnects; every
+        partition is read from that event's time on). ValueError: not an event id."""
         want = EventFilter.of(types, users)
         parts = want.partitions(self.keyspace)
-        cursors = {self.keyspace.events(p): await self._last_id(p) for p in parts}
+        start = None if after is None else split_event_id(after)[1]
+        cursors = {
+            self.keyspace.events(p): start if start is not None else await self._last_id(p)
+            for p in parts
+        }
         streams = {self.keyspace.events(p): p for p in parts}
         groups = slot_groups(self.redis, parts)
         block = share(block_ms, len(groups))

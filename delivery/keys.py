@@ -39,6 +39,11 @@ BROADCAST_REPORT_TTL_S = 300
 EVENTS_MAX_LEN = 100_000
 """Default approximate length cap of each partition's events stream (``XADD MAXLEN ~``;
 the setting ``COURIER_EVENTS_MAX_LEN``)."""
+SIGN_IN_TTL_S = 300
+"""A console sign-in code (``courier admin``) can be redeemed this long, once."""
+TOTALS_STALE_MS = 60_000
+"""A process's published totals (``totals``) older than this are dropped by the next
+publisher: the process stopped."""
 
 
 class Key(NamedTuple):
@@ -134,6 +139,16 @@ GLOBAL_LAYOUT: dict[str, Key] = {
         "hash: an endpoint's attempts, successes, failures, last result",
         "deleted with the endpoint",
     ),
+    "sign_in": Key(
+        "signin:{code}",
+        "string -> admin token (console one-time link)",
+        f"SIGN_IN_TTL_S ({SIGN_IN_TTL_S} s); GETDEL on use",
+    ),
+    "totals": Key(
+        "totals",
+        "hash process -> JSON of its counters (delivery/totals.py)",
+        f"fields older than TOTALS_STALE_MS ({TOTALS_STALE_MS // 1000} s) dropped on publish",
+    ),
 }
 
 PRIORITIES = ("high", "normal", "low")
@@ -170,6 +185,10 @@ class Keyspace:
         """pub/sub channel that carries frames to one edge node."""
         return f"{self.prefix}:node:{node}"
 
+    def control_channel(self, node: str) -> str:
+        """pub/sub channel of operators' orders to one edge node (api/control.py)."""
+        return f"{self.prefix}:control:{node}"
+
     @property
     def broadcast_channel(self) -> str:
         return f"{self.prefix}:broadcast"
@@ -197,6 +216,15 @@ class Keyspace:
     def broadcast_report(self, broadcast_id: str) -> str:
         """hash nodes/connections: how many nodes and connections took a broadcast."""
         return self.global_key("broadcast_report", id=broadcast_id)
+
+    def sign_in(self, code: str) -> str:
+        """string: the admin token a console sign-in code stands for."""
+        return self.global_key("sign_in", code=code)
+
+    @property
+    def totals(self) -> str:
+        """hash process -> its counters' totals, for deployment-wide rates."""
+        return self.global_key("totals")
 
     # -- partitions ------------------------------------------------------------------
     def partition_of(self, user_id: str) -> int:

@@ -192,6 +192,17 @@ class Queries:
             "online": {"devices": len(devices), "connections": devices},
         }
 
+    async def connections(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's live connections: device, address, node, connected since, last
+        seen (presence's connection hashes)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(self.keyspace.user(user_id, "conns"), "-inf", "+inf", withscores=True)
+        pipe.time()
+        conns, now = await pipe.execute()
+        cutoff = clock.time_ms(now) - self.heartbeat_timeout_ms
+        live = [(text(m), int(score)) for m, score in conns if int(score) >= cutoff]
+        return await self._devices(user_id, live)
+
     async def _devices(self, user_id: str, live: list[tuple[str, int]]) -> list[dict[str, Any]]:
         """Details of the user's live connections (``connect.lua`` keeps them)."""
         if not live:

@@ -12,6 +12,7 @@ Without the bench/ package (the Docker image) or without the `bench` extra,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +43,12 @@ def _run_in_an_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.chdir(tmp_path)
 
 
-def bench(*args: str) -> dict:
+def bench(*args: str, timeout: float = 100) -> dict:
     proc = subprocess.run(
         [COURIER, "bench", *args, "--json", "--quiet"],
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
@@ -87,10 +88,74 @@ def test_peer_runs_beside_e2e_with_the_ratio() -> None:
     )
 
 
+@pytest.mark.skipif(
+    not (shutil.which("node") and shutil.which("npm")), reason="node and npm are not on PATH"
+)
+@pytest.mark.timeout(420)  # the first run installs the Node packages
+def test_node_peer_gets_the_same_clients_and_messages() -> None:
+    # Socket.IO 4.8 on Node (redis-adapter), a redis-emitter producer in its own process;
+    # `npm ci` runs first when bench/node/node_modules is missing or stale.
+    body = bench("peer", "--peer", "node", "--users", "20", "--messages", "200", timeout=400)
+    assert body["scenario"] == "peer" and body["side"] == "node" and body["users"] == 20
+    assert body["lost"] == 0 and body["duplicates"] == 0 and body["connect_success_rate"] == 1.0
+    assert body["acked_at_server"] == 200 and body["emitted"] == 200
+    assert {"server", "producer", "redis", "loadgen"} <= body["cpu_seconds"].keys()
+    assert body["e2e_lost"] == 0
+    assert body["ratio_e2e_to_peer"] == pytest.approx(
+        body["e2e_throughput_msgs_per_s"] / body["throughput_msgs_per_s"], rel=0.01
+    )
+
+
+def test_all_peers_in_interleaved_rounds_give_ranges() -> None:
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("node and npm are not on PATH")
+    body = bench("peer", "--peer", "all", "--rounds", "2", "--users", "20", "--messages", "200")
+    summary = body["summary"]
+    assert set(summary) == {"socketio", "node", "e2e"}
+    for side in summary.values():
+        t = side["throughput_msgs_per_s"]
+        assert len(t["values"]) == 2 and 0 < t["min"] <= t["median"] <= t["max"]
+        assert side["lost"]["max"] == 0
+    runs = body["runs"]
+    assert len(runs) == 6 and {r["round"] for r in runs} == {1, 2}
+    # the order rotates: no side runs first in both rounds
+    firsts = {r["round"]: r["side"] for r in runs if r["position"] == 1}
+    assert firsts[1] != firsts[2]
+    assert all(r["machine"]["other_cpu_s"] >= 0 for r in runs)
+
+
 def test_raw_ceiling_delivers_the_same_frames() -> None:
     body = bench("raw", "--users", "20", "--messages", "200", "--no-compare")
     assert body["scenario"] == "raw" and body["lost"] == 0
     assert body["throughput_msgs_per_s"] > 0
+
+
+def test_floor_sets_todays_scripts_against_the_floor() -> None:
+    body = bench(
+        "floor",
+        *("--users", "20", "--messages", "400", "--rounds", "1"),
+        *("--isolated", "600", "--cycle", "300", "--benchmark-requests", "2000"),
+    )
+    assert body["scenario"] == "floor" and body["lost"] == 0 and body["rounds"] == 1
+    s = body["summary"]
+    steps = s["floor_steps"]
+    assert {"append", "record", "read", "sent", "inflight_add", "delivered", "retain"} <= set(steps)
+    for name in ("append", "record", "sent", "delivered"):  # one each per message
+        assert steps[name]["calls_per_msg"]["min"] == 1.0
+        assert steps[name]["us_per_call"]["min"] > 0
+    today = s["today"]
+    for script in ("enqueue_many", "dispatch_many", "ack_many"):
+        assert today[script]["script_us_per_msg"]["min"] > 0
+        assert today[script]["commands"], script  # the commands it ran, charged to it
+        lua = today[script]["lua_us_per_msg"]["min"]
+        inner = today[script]["commands_in_scripts_us_per_msg"]["min"]
+        assert lua + inner == pytest.approx(today[script]["script_us_per_msg"]["min"], abs=0.01)
+    # today does more than the floor of the same messages
+    assert s["floor_commands_us_per_msg"]["max"] < s["today_scripts_us_per_msg"]["min"]
+    assert s["no_aof"]["floor_scripts_us_per_msg"]["min"] > 0  # (CPU ticks: 10 ms)
+    assert s["e2e"]["redis_cpu_us_per_msg"]["min"] > 0
+    run = body["runs"][0]
+    assert {r["step"] for r in run["isolated"]["redis_benchmark"]} >= {"append", "status write"}
 
 
 def test_connections_are_held_and_measured() -> None:

@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("delivery", "consumers", "api")
 LAYER = {"delivery": 0, "consumers": 1, "api": 2}
-OUTSIDE = ("bench", "clients", "tests", "examples", "scripts")
+OUTSIDE = ("bench", "clients", "console", "tests", "examples", "scripts")
 
 
 def _module_name(path: Path) -> str:

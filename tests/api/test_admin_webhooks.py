@@ -139,3 +139,26 @@ async def test_recent_events_filtered_by_user_and_type(edge: EdgeFactory) -> Non
     assert bad.status_code == 422
     bad = await admin(node, "GET", "/v1/events", params={"before": "yesterday"})
     assert bad.status_code == 422 and bad.json()["error"]["detail"].startswith("before:")
+
+
+async def test_the_live_tail_streams_a_users_events_as_they_happen(edge: EdgeFactory) -> None:
+    node = await edge()
+    headers = {**bearer(node, "admin"), "Accept": "text/event-stream"}
+    params = {"user_id": "tia", "event": ["parked", "delivered"]}
+    async with node.http.stream("GET", "/v1/events/tail", params=params, headers=headers) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        await node.send("tom", {"n": 0})  # another user: not shown
+        mid = await node.send("tia", {"n": 1})  # offline: parked
+        block: list[str] = []
+        async for line in r.aiter_lines():
+            if line.startswith(":"):
+                continue
+            if not line and block:
+                break
+            if line:
+                block.append(line)
+    fields = dict(x.split(": ", 1) for x in block)
+    data = orjson.loads(fields["data"])
+    assert fields["event"] == "parked" and (data["id"], data["user_id"]) == (mid, "tia")
+    assert data["event"] == "parked" and data["at"].endswith("Z") and "parked_until" in data
+    assert fields["id"].count(":") == 1  # the event id: a reconnect resumes from it
