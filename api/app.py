@@ -17,6 +17,7 @@ from delivery.events import EventLog
 from delivery.settings import Settings
 
 from . import (
+    docs,
     errors,
     examples,
     metrics_collector,
@@ -106,7 +107,12 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
         summary="Guaranteed message delivery to users over WebSocket, on Redis Streams.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url=None,  # served offline by api/docs.py
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
+    app.openapi = lambda: docs.openapi(app)  # type: ignore[method-assign]
+    docs.install(app)
     app.state.settings = settings
     app.state.verifier = verifier
     errors.install(app)
@@ -126,7 +132,23 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={
+            **docs.ok(
+                200, "Ready.", {"status": "ok", "checks": {"redis": "ok", "consumers": "ok"}}
+            ),
+            **docs.ok(
+                503,
+                "Not ready: the failing check says why (this route's own shape).",
+                {
+                    "status": "unavailable",
+                    "checks": {"redis": "unreachable: ...", "consumers": "ok"},
+                },
+            ),
+        },
+    )
     async def readyz(request: Request) -> Any:
         """Redis answers and the consumers run."""
         rt: Runtime = request.app.state.runtime
@@ -146,7 +168,11 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
 
     metrics_collector.install()
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+    )
     async def metrics(request: Request) -> Response:
         """Prometheus text: this process's counters plus the deployment's Redis gauges."""
         body = await metrics_collector.render(request.app.state.runtime)

@@ -1,6 +1,8 @@
-"""JWT verification (pyjwt): HS256 with the shared secret by default, RS256/ES256
-with a public key when configured. Claims: ``sub`` (user id), ``exp`` (required),
-``role`` (user, service or admin)."""
+"""JWT verification (pyjwt): HS256 with the shared secret by default; HS384/HS512
+with the same secret, RS*/PS*/ES*/EdDSA with a public key when configured
+(:class:`delivery.settings.JwtAlgorithm`: ``none`` is not one). Claims: ``sub`` (user
+id: 1 to 200 characters, no control characters, braces or lone surrogates), ``exp``
+(required), ``role`` (user, service or admin)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from enum import StrEnum
 import jwt
 
 from delivery import clock
-from delivery.settings import Settings
+from delivery.exceptions import SettingsError
+from delivery.message import check_name
+from delivery.settings import JwtAlgorithm, Settings
 
 
 class Role(StrEnum):
@@ -34,11 +38,14 @@ class AuthError(Exception):
 
 class Verifier:
     def __init__(self, settings: Settings) -> None:
-        self.algorithm = settings.jwt_algorithm
-        key = settings.jwt_public_key if self.algorithm != "HS256" else settings.jwt_secret
+        self.algorithm = JwtAlgorithm(settings.jwt_algorithm)
+        # A symmetric algorithm never takes the public key as its secret: anyone who
+        # has the key could sign tokens with it.
+        symmetric = self.algorithm.symmetric
+        key = settings.jwt_secret if symmetric else settings.jwt_public_key
         if not key:
-            needs = "COURIER_JWT_SECRET" if self.algorithm == "HS256" else "COURIER_JWT_PUBLIC_KEY"
-            raise ValueError(f"{self.algorithm} tokens need {needs}")
+            needs = "COURIER_JWT_SECRET" if symmetric else "COURIER_JWT_PUBLIC_KEY"
+            raise SettingsError(f"{self.algorithm.value} tokens need {needs}")
         self.key: str = key
 
     def verify(self, token: str | None) -> Principal:
@@ -48,7 +55,7 @@ class Verifier:
             claims = jwt.decode(
                 token,
                 self.key,
-                algorithms=[self.algorithm],  # never "none", never another family
+                algorithms=[self.algorithm.value],  # never "none", never another family
                 options={"require": ["exp", "sub"]},
             )
         except jwt.ExpiredSignatureError:
@@ -56,8 +63,12 @@ class Verifier:
         except jwt.InvalidTokenError as e:
             raise AuthError(f"invalid token: {e}") from None
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub:
-            raise AuthError("sub must be a non-empty string")
+        if not isinstance(sub, str):
+            raise AuthError("sub must be a string")
+        try:
+            check_name(sub, "sub")
+        except ValueError as e:
+            raise AuthError(str(e)) from None
         try:
             role = Role(claims.get("role", "user"))
         except ValueError:

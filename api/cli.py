@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
 
+from delivery.message import Priority
 from delivery.settings import Settings
 
 from . import cli_admin, logs
-from .cli_common import BENCH_HINT, check_settings, print_json, run_query
+from .auth import Role
+from .cli_common import BENCH_HINT, fail, print_json, run_query
 from .cli_common import settings as _settings
 
 if TYPE_CHECKING:
@@ -30,59 +31,47 @@ log = logging.getLogger("courier")
 PLUGINS = "courier.commands"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"courier {version('courier')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Courier: guaranteed message delivery to users."""
+
+
 @app.command()
 def serve(
     host: str | None = typer.Option(None, help="Interface to listen on [COURIER_HOST]."),
-    port: int | None = typer.Option(None, help="Port [COURIER_PORT]."),
+    port: int | None = typer.Option(None, min=1, max=65535, help="Port [COURIER_PORT]."),
     consumers: bool = typer.Option(True, help="Run consumers and scheduler in this process."),
 ) -> None:
     """HTTP + WebSocket edge + consumers + scheduler in one process."""
-    from .app import create_app
-    from .redis_server import RedisServer
-    from .server import Server, config
+    from . import launch
+    from .instance import InstanceError
 
-    had_secret = bool(Settings().jwt_secret)
-    settings = _settings(make_secret=True, host=host, port=port)
-    check_settings(settings)
-    if not Settings().redis_url:
-        settings = settings.model_copy(update={"redis_url": None})
-    logs.configure(settings.log_level, settings.log_format)
-    if not had_secret:
-        typer.echo(
-            f"No COURIER_JWT_SECRET set: using the one kept in {settings.data_dir}/jwt.secret."
-        )
-    embedded = None
-    url_file = Path(settings.data_dir) / "redis.url"
-    if not settings.redis_url:
-        embedded = RedisServer(Path(settings.data_dir) / "redis").start()
-        url_file.write_text(embedded.url)
-        settings = settings.model_copy(update={"redis_url": embedded.url})
-        typer.echo(
-            f"No COURIER_REDIS_URL set: started an embedded Redis at {embedded.url} "
-            f"(data in {embedded.data_dir}, AOF on)."
-        )
-    base = f"http://{settings.host}:{settings.port}"
-    typer.echo(
-        f"Courier on {base}  (API docs {base}/docs, WebSocket ws://{settings.host}:"
-        f"{settings.port}/v1/ws)\n"
-        f"Try:  courier token alice            # a user token for the WebSocket\n"
-        f"      courier token backend --role service   # may POST {base}/v1/messages"
-    )
-    _examples_banner(settings)
-    # uvicorn re-raises SIGTERM after its graceful shutdown; make that a normal exit so
-    # the embedded Redis below is stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        # Server closes WebSockets with 1001 and hands unacked messages back before
-        # uvicorn's own shutdown (which would close them with 1012).
-        server = Server(config(create_app(settings, consumers=consumers), settings), settings)
-        server.run()
-        if not server.started:
-            raise typer.Exit(3)
-    finally:
-        if embedded is not None:
-            embedded.stop()
-            url_file.unlink(missing_ok=True)
+        settings = _settings(redis=False, make_secret=True, host=host, port=port)
+        had_secret = bool(Settings().jwt_secret)  # valid: _settings read the same
+        code = launch.serve(
+            settings,
+            consumers=consumers,
+            had_secret=had_secret,
+            echo=typer.echo,
+            after_banner=_examples_banner,
+        )
+    except InstanceError as e:
+        fail(str(e))
+    if code:
+        raise typer.Exit(code)
 
 
 def _examples_banner(settings: Settings) -> None:
@@ -104,7 +93,6 @@ def worker(
 ) -> None:
     """Consumers and scheduler only, for scaling out (no sockets)."""
     settings = _settings(metrics_port=metrics_port)
-    check_settings(settings)
     logs.configure(settings.log_level, settings.log_format)
     asyncio.run(_run_worker(settings))
 
@@ -132,16 +120,22 @@ async def _run_worker(settings: Settings) -> None:
 @app.command()
 def token(
     user: str,
-    role: str = typer.Option("user", help="user, service or admin"),
-    ttl: int = typer.Option(3600, help="Seconds until it expires."),
+    role: Role = typer.Option(Role.USER, help="Who the token is for."),
+    ttl: int = typer.Option(3600, min=1, help="Seconds until it expires (> 0)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Print a token signed with COURIER_JWT_SECRET, for trying things out."""
     from .auth import issue
 
-    jwt = issue(_settings(), user, role=role, ttl=ttl)
+    s = _settings(redis=False)
+    if not s.jwt_secret:
+        fail(
+            f"no JWT secret: set COURIER_JWT_SECRET, or start `courier serve` once (it keeps "
+            f"one in {Path(s.data_dir) / 'jwt.secret'})"
+        )
+    jwt = issue(s, user, role=role.value, ttl=ttl)
     if json_out:
-        out = {"token": jwt, "user_id": user, "role": role, "expires_in": ttl}
+        out = {"token": jwt, "user_id": user, "role": role.value, "expires_in": ttl}
         typer.echo(orjson.dumps(out).decode())
         return
     typer.echo(jwt)
@@ -151,15 +145,19 @@ def token(
 def send(
     user: str,
     payload: str = typer.Argument(..., help="The payload, as JSON."),
-    priority: str = typer.Option("normal", help="high, normal or low"),
-    delay: float | None = typer.Option(None, help="Deliver after this many seconds."),
-    ttl: int | None = typer.Option(None, help="Seconds until it expires."),
+    priority: Priority = typer.Option(Priority.NORMAL),
+    delay: float | None = typer.Option(None, min=0, help="Deliver after this many seconds."),
+    ttl: int | None = typer.Option(None, min=1, help="Seconds until it expires (> 0)."),
     escalate_after: float | None = typer.Option(
-        None, help="`undelivered` when no device acked it this many seconds after it was due."
+        None,
+        min=0,
+        help="`undelivered` when no device acked it this many seconds after it was due.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Enqueue one message for a user."""
+    from redis.exceptions import RedisError
+
     from delivery.exceptions import CourierError
     from delivery.producer import SyncProducer
 
@@ -167,12 +165,13 @@ def send(
         body = orjson.loads(payload)
     except orjson.JSONDecodeError as e:
         raise typer.BadParameter(f"payload is not JSON: {e}") from None
-    producer = SyncProducer.from_settings(_settings())
+    s = _settings()
+    producer = SyncProducer.from_settings(s)
     try:
         a = producer.send(
             user,
             body,
-            priority=priority,
+            priority=priority.value,
             delay_seconds=delay,
             ttl_seconds=ttl,
             escalate_after_seconds=escalate_after,
@@ -180,6 +179,8 @@ def send(
     except CourierError as e:
         typer.echo(f"error: {e.detail}", err=True)
         raise typer.Exit(2) from None
+    except RedisError as e:
+        fail(f"Redis at {s.redis_url} failed: {type(e).__name__}: {e}")
     typer.echo(orjson.dumps(a.to_json()).decode() if json_out else f"{a.id} {a.status}")
 
 

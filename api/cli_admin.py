@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .cli_common import JSON_OPT, print_json, run_query
+from .cli_common import JSON_OPT, YES_OPT, confirm, print_json, run_query
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -55,8 +55,8 @@ def stats(json_out: bool = JSON_OPT) -> None:
     )
     tables.print_rows(
         "consumers",
-        ["consumer", "alive", "pending", "idle ms"],
-        [[c["name"], c["alive"], c["pending"], c["idle_ms"]] for c in s["consumers"]],
+        ["consumer", "alive", "pending", "last beat"],
+        [[c["name"], c["alive"], c["pending"], c["last_beat"]] for c in s["consumers"]],
     )
 
 
@@ -89,7 +89,7 @@ def user(
             ("user_id", data["user_id"]),
             ("total", data["total"]),
             ("delivery rate", data["delivery_rate"]),
-            ("ack ms mean / p95", f"{lat['mean']} / {lat['p95']}"),
+            ("ack ms mean / p95", f"{tables.cell(lat['mean'])} / {tables.cell(lat['p95'])}"),
             ("devices online", data["online"]["devices"]),
             *((s, n) for s, n in data["counts"].items() if n),
         ]
@@ -142,40 +142,66 @@ def dlq_list(
 
 
 @dlq_app.command("replay")
-def dlq_replay(message_id: str, json_out: bool = JSON_OPT) -> None:
-    """Give a dead message a fresh cycle of attempts."""
-    from .routes_admin import dead_letters
+def dlq_replay(
+    message_id: str | None = typer.Argument(None, help="The dead message to replay."),
+    all_: bool = typer.Option(False, "--all", help="Replay every dead letter."),
+    yes: bool = YES_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Give a dead message (or, with --all, every one) a fresh cycle of attempts."""
+    from .routes_admin import dead_letters, queries
 
-    async def go(rt: Runtime) -> str:
-        return await dead_letters(rt).replay(message_id, by="cli")
+    _one_or_all(message_id, all_)
 
-    status = run_query(go)
+    async def go(rt: Runtime) -> Any:
+        if message_id is not None:
+            return await dead_letters(rt).replay(message_id, by="cli")
+        n = (await queries(rt).stats())["dead_letters"]
+        confirm(f"Replay all {n} dead letters (each is delivered again)?", yes=yes)
+        return await dead_letters(rt).replay_all(by="cli")
+
+    out = run_query(go)
+    if message_id is None:
+        if json_out:
+            return print_json({"replayed": out})
+        typer.echo(f"replayed {out} dead letter{'' if out == 1 else 's'}")
+        return
     if json_out:
-        return print_json({"id": message_id, "status": status})
-    typer.echo(f"{message_id} {status} (a fresh cycle of attempts)")
+        return print_json({"id": message_id, "status": out})
+    typer.echo(f"{message_id} {out} (a fresh cycle of attempts)")
 
 
 @dlq_app.command("purge")
 def dlq_purge(
     message_id: str | None = typer.Argument(None, help="The message whose entry goes."),
     all_: bool = typer.Option(False, "--all", help="Empty every partition's stream."),
+    yes: bool = YES_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Remove one message's dead-letter entry, or all of them with --all."""
-    from .routes_admin import dead_letters
+    """Remove one message's dead-letter entry, or all of them with --all (asks first)."""
+    from .routes_admin import dead_letters, queries
 
-    if (message_id is None) == (not all_):
-        typer.echo("error: give a message id or --all (not both)", err=True)
-        raise typer.Exit(2)
+    _one_or_all(message_id, all_)
 
     async def go(rt: Runtime) -> int:
         dl = dead_letters(rt)
-        return await (dl.purge_all() if message_id is None else dl.purge(message_id))
+        if message_id is not None:
+            confirm(f"Remove the dead-letter entry of {message_id} (it stays dead)?", yes=yes)
+            return await dl.purge(message_id)
+        n = (await queries(rt).stats())["dead_letters"]
+        confirm(f"Remove all {n} dead-letter entries of every partition?", yes=yes)
+        return await dl.purge_all()
 
     n = run_query(go)
     if json_out:
         return print_json({"id": message_id, "purged": n} if message_id else {"purged": n})
     typer.echo(f"purged {n} dead-letter entr{'y' if n == 1 else 'ies'}")
+
+
+def _one_or_all(message_id: str | None, all_: bool) -> None:
+    if (message_id is None) == (not all_):
+        typer.echo("error: give a message id or --all (not both)", err=True)
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

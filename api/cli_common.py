@@ -1,5 +1,6 @@
-"""What the ``courier`` commands share: settings, one async query against Redis, JSON
-output and the install hint of the optional ``bench`` group.
+"""What the ``courier`` commands share: settings (and which Redis they talk to), one
+async query against Redis, confirmations, JSON output and the install hint of the
+optional ``bench`` group.
 
 ``api/cli.py`` and ``api/cli_admin.py`` both import this module; it imports neither.
 """
@@ -7,8 +8,9 @@ output and the install hint of the optional ``bench`` group.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -21,41 +23,59 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+YES_OPT = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 
 BENCH_HINT = (
-    "courier bench needs the `bench` extra{why}. From a source checkout install it with: "
-    "COURIER_EXTRAS=bench ./scripts/bootstrap (or .venv/bin/pip install -e '.[bench]')."
+    "courier bench needs the `bench` extra{why}. From a source checkout, ./scripts/bootstrap "
+    "installs it (requirements/dev.txt), or: .venv/bin/pip install -e '.[bench]'."
 )
 
 
-def settings(*, make_secret: bool = False, **overrides: Any) -> Settings:
-    """The servers' settings (``COURIER_*``, the data folder's secret), with overrides."""
+def fail(message: str, code: int = 1) -> NoReturn:
+    """End the command with one line on stderr."""
+    typer.echo(f"courier: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings(*, redis: bool = True, make_secret: bool = False, **overrides: Any) -> Settings:
+    """The servers' settings (``COURIER_*``, the data folder's secret), with overrides.
+
+    With `redis`, the Redis URL is ``COURIER_REDIS_URL`` or the running instance's
+    (api/instance.py), answered a PING, and one line on stderr says which it is;
+    otherwise the command ends in one line. Settings that make no sense end the
+    command with one line too (exit 2)."""
+    from delivery.exceptions import SettingsError
+
+    from .instance import InstanceError, resolve_redis
+    from .preflight import check_redis
     from .runtime import load_settings
 
-    return load_settings(make_secret=make_secret, **overrides)
-
-
-def check_settings(s: Settings) -> None:
-    """Settings that are text to parse (the webhook endpoints) are checked before anything
-    starts: a bad one ends the command with one line that names it (exit 2)."""
-    from delivery.exceptions import ValidationError
-    from delivery.webhooks import parse_endpoints
-
     try:
-        parse_endpoints(s.webhooks)
-    except ValidationError as e:
-        typer.echo(f"courier: bad setting {e.detail}", err=True)
-        raise typer.Exit(2) from None
+        s = load_settings(make_secret=make_secret, redis=False, **overrides)
+        if not redis:
+            return s
+        url, source = resolve_redis(s.redis_url, s.data_dir)
+        version = check_redis(url, source=source, cluster=s.redis_cluster)
+    except SettingsError as e:
+        fail(e.detail, 2)
+    except InstanceError as e:
+        fail(str(e))
+    typer.echo(f"courier: Redis {version} at {url} ({source})", err=True)
+    return s.model_copy(update={"redis_url": url})
 
 
 def run_query(fn: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run one async query against Redis; Courier errors end the command with code 1."""
+    from redis.exceptions import RedisError
+
     from delivery.exceptions import CourierError
 
     from .runtime import Runtime
 
+    s = settings()
+
     async def go() -> T:
-        rt = Runtime.build(settings(), with_consumers=False)
+        rt = Runtime.build(s, with_consumers=False)
         try:
             return await fn(rt)
         finally:
@@ -66,6 +86,20 @@ def run_query(fn: Callable[[Runtime], Awaitable[T]]) -> T:
     except CourierError as e:
         typer.echo(f"error: {e.detail}", err=True)
         raise typer.Exit(1) from None
+    except RedisError as e:
+        fail(f"Redis at {s.redis_url} failed: {type(e).__name__}: {e}")
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask before a destructive action; --yes skips it. Without a terminal to ask on,
+    the command refuses (exit 2) rather than guess."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{question} Refused: no terminal to confirm on; add --yes.", code=2)
+    if not typer.confirm(question, default=False):
+        typer.echo("Nothing done.")
+        raise typer.Exit(1)
 
 
 def print_json(data: Any) -> None:

@@ -11,6 +11,13 @@ A closing connection queues no more frames (:meth:`Connection.offer` refuses the
 and serves no more client frames; its writer sends what is queued and the close
 frame (a client that does not take them within CLOSE_GRACE seconds is dropped).
 
+What one connection may hold is bounded: ``queue_size`` frames and ``max_chars``
+characters queued and not yet written to its socket (the socket's own buffer is
+bounded by the same figure, see :class:`api.wire.EdgeProtocol`), and ``max_unacked``
+messages pushed and not acknowledged. A connection past a bound is closed (1008): its
+unacknowledged messages go back and reach it again, under flow control, when it
+reconnects.
+
 A node holds thousands of these for hours, so they are small: slots, a plain list as
 the outbox, and futures made only while somebody waits (the writer for frames, the
 drain for acks) instead of a Queue and Events per connection."""
@@ -30,6 +37,7 @@ from .protocol import CloseCode, reason_of
 from .wire import Wire
 
 CLOSE_GRACE = 2.0  # how long a closing connection may flush its outbox and say goodbye
+UNACKED_REASON = "too many unacknowledged messages: ack what you receive"
 
 
 class State(Enum):
@@ -78,6 +86,7 @@ class Connection:
         "_room",
         "_state",
         "_watchdog",
+        "_writing",
         "address",
         "bucket",
         "close_code",
@@ -87,9 +96,12 @@ class Connection:
         "drain_more",
         "draining",
         "last_seen",
+        "max_chars",
+        "max_unacked",
         "needs_drain",
         "node_id",
         "outbox",
+        "outbox_chars",
         "queue_size",
         "role",
         "token_exp",
@@ -109,6 +121,8 @@ class Connection:
         node_id: str,
         queue_size: int,
         bucket: TokenBucket,
+        max_chars: int = 4 * 1024 * 1024,
+        max_unacked: int = 10_000,
         device: str = "",
         address: str = "",
         token_exp: float = math.inf,
@@ -121,7 +135,11 @@ class Connection:
         self.device = device
         self.address = address
         self.outbox: list[str] = []  # frames the writer has not taken yet
+        self.outbox_chars = 0  # their characters
+        self._writing = 0  # characters the writer took and is still writing
         self.queue_size = queue_size
+        self.max_chars = max_chars
+        self.max_unacked = max_unacked
         self.unacked: dict[str, float] = {}  # message id -> when it was pushed (monotonic)
         self.needs_drain = False  # a drain failed: the node's refresh starts another
         self.draining = False  # one drain at a time (see api.drain.drain)
@@ -149,25 +167,56 @@ class Connection:
         check_transition(self._state, new)
         self._state = new
 
-    def offer(self, frame: str, message_id: str | None = None, *, first: bool = False) -> bool:
+    @property
+    def queued_chars(self) -> int:
+        """Characters offered and not yet written to the socket."""
+        return self.outbox_chars + self._writing
+
+    def offer(
+        self,
+        frame: str,
+        message_id: str | None = None,
+        *,
+        first: bool = False,
+        soft: bool = False,
+    ) -> bool:
         """Queue a frame for the writer; False when closed or the reader is too slow.
         ``first`` puts it before everything queued (the greeting: a message pushed while
-        the connection registered must not go out before ``connected``)."""
+        the connection registered must not go out before ``connected``). Past a bound
+        the connection is closed (1008), unless ``soft`` (the drain, which hands what
+        does not fit back and waits for room): then the frame is only refused."""
         if self._state is not State.OPEN:
             return False
         if first:
             self.outbox.insert(0, frame)
+            self.outbox_chars += len(frame)
             self._wake()
             return True
-        if len(self.outbox) >= self.queue_size:
+        full = (
+            len(self.outbox) >= self.queue_size or self.queued_chars + len(frame) > self.max_chars
+        )
+        too_many = message_id is not None and len(self.unacked) >= self.max_unacked
+        if full or too_many:
+            if soft:
+                return False
             self.outbox.clear()  # it would never catch up; its unacked messages go back
-            self.request_close(CloseCode.SLOW_READER)
+            self.outbox_chars = 0
+            self.request_close(CloseCode.SLOW_READER, None if full else UNACKED_REASON)
             return False
         self.outbox.append(frame)
+        self.outbox_chars += len(frame)
         if message_id is not None:
             self.unacked[message_id] = clock.monotonic()
         self._wake()
         return True
+
+    def control_frame(self) -> bool:
+        """A protocol-level ping or pong came (see :class:`api.wire.EdgeProtocol`): it
+        counts against the rate limit like any frame; False (and 4429) when over it."""
+        if self.bucket.take():
+            return True
+        self.request_close(CloseCode.RATE_LIMITED)
+        return False
 
     def request_close(self, code: int, reason: str | None = None) -> None:
         """OPEN -> CLOSING: ask the writer to close the socket with `code` after what is
@@ -215,10 +264,18 @@ class Connection:
             self._ready.set_result(None)
 
     def take_outbox(self) -> list[str]:
-        """Everything queued, for the writer."""
+        """Everything queued, for the writer (their characters count as queued until
+        :meth:`written`)."""
         frames, self.outbox = self.outbox, []
+        self._writing += self.outbox_chars
+        self.outbox_chars = 0
         self._made_room()
         return frames
+
+    def written(self) -> None:
+        """The writer wrote what it took to the socket."""
+        self._writing = 0
+        self._made_room()
 
     async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Until acks or the writer make room for more frames; False after `timeout` s.

@@ -41,20 +41,31 @@ async def _drain(rt: Runtime, conn: Connection) -> None:
     window = rt.settings.drain_window
     wait = rt.settings.ack_timeout_seconds
     total = 0
-    # At most `window` unacked, and never more than half the outbox: live messages must
-    # still fit in it, or the connection would be closed as a slow reader.
+    # At most `window` unacked, and never more than half the outbox (in frames and in
+    # characters): live messages must still fit in it, or the connection would be
+    # closed as a slow reader.
     share = max(1, conn.queue_size // 2)
+    share_chars = conn.max_chars // 2
     refill = max(1, min(window, share) // 4)  # refill once a quarter is free again
+    frame_size = rt.settings.max_payload_bytes  # until this drain's frames say better
     while conn.is_open:
         room = min(window - len(conn.unacked), share - len(conn.outbox))
-        if room < refill:
+        queued = conn.queued_chars
+        fits = (
+            (share_chars - queued) // max(frame_size, 256)
+            if queued
+            else max(1, share_chars // max(frame_size, 256))
+        )
+        if room < refill or fits < 1:
             if not await conn.wait_room(wait):
                 await _forget_settled(rt, conn)  # acked by another device, expired ...
             continue
-        batch = await _unpark(rt, conn, room)
+        batch = await _unpark(rt, conn, min(room, fits))
         if batch is None:
             return
         remaining, pushes = batch
+        if pushes:
+            frame_size = sum(len(p.payload_json) for p in pushes) // len(pushes) + 200
         total += await _offer(rt, conn, pushes)
         if remaining == 0:
             if conn.drain_more:
@@ -90,10 +101,11 @@ async def _unpark(rt: Runtime, conn: Connection, room: int) -> tuple[int, list[P
 
 async def _offer(rt: Runtime, conn: Connection, pushes: list[Push]) -> int:
     """Queue the pushes on the connection; how many it took."""
-    refused = [p.id for p in pushes if not conn.offer(p.frame().decode(), p.id)]
+    refused = [p.id for p in pushes if not conn.offer(p.frame().decode(), p.id, soft=True)]
     if refused:
-        # The connection closed (or overflowed) while unpark ran: these are `sent` to
-        # it and would wait for the ack timeout; retry them now, no attempt used.
+        # The connection closed (or its outbox filled up) while unpark ran: these are
+        # `sent` to it and would wait for the ack timeout; retry them now, no attempt
+        # used (they come back through dispatch or the next drain).
         try:
             await rt.store.nack(refused, reason="unreachable")
         except Exception:  # they are retried after the ack timeout instead

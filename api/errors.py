@@ -1,7 +1,11 @@
-"""Every error leaves as ``{"error": {"code", "detail"}}`` with a fitting status."""
+"""Every error leaves as ``{"error": {"code", "detail"}}`` with a fitting status, never
+as plain text: Redis refusing writes (out of memory, a failover, a cluster that is
+down) or out of reach is ``503`` with ``Retry-After`` (``redis_full`` or
+``redis_unavailable``), anything unforeseen ``500 internal_error``."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,10 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from redis import exceptions as rex
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from consumers.resilience import redis_full, transient
 from delivery.exceptions import CourierError
-from delivery.metrics import REDIS_ERRORS
+from delivery.metrics import REDIS_ERRORS, REDIS_REFUSED
 
 from .responses import OrjsonResponse
+
+log = logging.getLogger(__name__)
 
 _CODES = {
     400: "bad_request",
@@ -54,6 +61,30 @@ def _validation_detail(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "invalid_request", f"{loc}: {err.get('msg')}"
 
 
+FULL_RETRY_AFTER = 5  # seconds: memory frees when consumers and operators act
+DOWN_RETRY_AFTER = 1
+
+
+def redis_error_response(exc: BaseException) -> OrjsonResponse:
+    """The answer to a request that Redis refused or could not take."""
+    REDIS_ERRORS.labels("http").inc()
+    if redis_full(exc):
+        REDIS_REFUSED.labels("http").inc()
+        detail = "Redis is out of memory and refuses writes; nothing was written; retry later"
+        return _unavailable("redis_full", detail, FULL_RETRY_AFTER)
+    if transient(exc):
+        detail = f"Redis is unavailable ({type(exc).__name__}); nothing was written; retry"
+        return _unavailable("redis_unavailable", detail, DOWN_RETRY_AFTER)
+    log.error("Redis refused a request", exc_info=exc)
+    return OrjsonResponse(body("internal_error", "internal error"), status_code=500)
+
+
+def _unavailable(code: str, detail: str, retry_after: int) -> OrjsonResponse:
+    return OrjsonResponse(
+        body(code, detail), status_code=503, headers={"Retry-After": str(retry_after)}
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> OrjsonResponse:
@@ -68,13 +99,14 @@ def install(app: FastAPI) -> None:
         status, code, detail = _validation_detail(exc)
         return OrjsonResponse(body(code, detail), status_code=status)
 
-    @app.exception_handler(rex.ConnectionError)
-    @app.exception_handler(rex.TimeoutError)
-    @app.exception_handler(rex.BusyLoadingError)
-    async def _redis_down(_: Request, exc: Exception) -> OrjsonResponse:
-        REDIS_ERRORS.labels("http").inc()
-        detail = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
-        return OrjsonResponse(body("redis_unavailable", detail), status_code=503)
+    @app.exception_handler(rex.RedisError)
+    async def _redis(_: Request, exc: Exception) -> OrjsonResponse:
+        return redis_error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def _unforeseen(_: Request, exc: Exception) -> OrjsonResponse:
+        log.error("unhandled error", exc_info=exc)
+        return OrjsonResponse(body("internal_error", "internal error"), status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:

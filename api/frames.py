@@ -8,17 +8,17 @@ connection lives on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from consumers.resilience import transient
 from delivery import clock
-from delivery.exceptions import NotFound
-from delivery.message import MAX_ID_LEN
+from delivery.exceptions import NotFound, ValidationError
+from delivery.message import MAX_ID_LEN, json_bytes
 from delivery.presence import Conn
 
-from . import protocol
+from . import protocol, strict_json
 from .auth import AuthError
 from .protocol import MAX_ACK_IDS, MAX_TOPICS, ClientFrame, ErrorCode
 
@@ -49,8 +49,8 @@ def _str(frame: dict[str, Any], field: str) -> str:
 def parse(text: str) -> dict[str, Any]:
     """A client frame as a JSON object with a string 'type'; FrameError otherwise."""
     try:
-        frame = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        frame = strict_json.loads(text)
+    except json.JSONDecodeError:
         raise FrameError(ErrorCode.INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise FrameError(ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type'")
@@ -107,8 +107,14 @@ async def _ping(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
     ts = frame.get("ts")
     if ts is None:
         ts = clock.wall_ms()
-    if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
-        node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
+    elif not isinstance(ts, int | float | str | bool):
+        raise FrameError(ErrorCode.INVALID_FRAME, "'ts' must be a number or a string")
+    try:
+        if await node.rt.presence.touch([Conn(conn.user_id, conn.conn_id, conn.node_id)]):
+            node.drain_again(conn)  # its presence had been lost: what was parked meanwhile
+    except Exception as e:  # Redis full or away: the client is alive all the same
+        if not transient(e):
+            raise
     conn.offer(protocol.pong(ts))
 
 
@@ -152,7 +158,7 @@ async def _reply(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
         user_id=conn.user_id,
         conn_id=conn.conn_id,
         message_id=mid,
-        data=orjson.dumps(frame["data"]),
+        data=_data(frame["data"]),
     )
     if code in ("unknown", "forbidden"):
         raise _unknown_message(mid)
@@ -160,6 +166,13 @@ async def _reply(node: Node, conn: Connection, frame: dict[str, Any]) -> None:
         raise FrameError(ErrorCode.REPLY_NOT_REQUESTED, f"message {mid} asked for no reply", id=mid)
     if code == "duplicate":
         raise FrameError(ErrorCode.ALREADY_REPLIED, f"message {mid} was answered already", id=mid)
+
+
+def _data(value: Any) -> bytes:
+    try:
+        return json_bytes(value, "'data'")
+    except ValidationError as e:
+        raise FrameError(ErrorCode.INVALID_FRAME, e.detail) from None
 
 
 async def _cancel(node: Node, conn: Connection, frame: dict[str, Any]) -> None:

@@ -10,6 +10,16 @@ from datetime import UTC, datetime
 import orjson
 
 AUDIT_KEYS = ("actor", "action", "target")  # api/audit.py: who did what to what
+_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record whatever its arguments hold: a newline in a value (a user id,
+    a header, a frame) is written as ``\\n`` and cannot forge a second log line.
+    Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_ESCAPES)
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,7 +44,7 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -37,6 +37,7 @@ class RedisCollector(Collector):
         self.redis_up: float | None = None
         self.ping_seconds: float | None = None
         self.consumers_running: float | None = None
+        self.memory: tuple[float, float] | None = None  # used, maxmemory (0: no limit)
 
     def collect(self) -> Iterator[Metric]:
         if self.redis_up is not None:
@@ -53,6 +54,10 @@ class RedisCollector(Collector):
                 "1 when this process's consumers and scheduler run",
                 self.consumers_running,
             )
+        if self.memory is not None:
+            used, limit = self.memory
+            yield _gauge("courier_redis_memory_used_bytes", "Redis used_memory", used)
+            yield _gauge("courier_redis_maxmemory_bytes", "Redis maxmemory (0: no limit)", limit)
         s = self.snapshot
         if s is None:
             return
@@ -64,7 +69,11 @@ class RedisCollector(Collector):
             ("courier_dead_letters", "dead_letters", "Entries in the dead-letter streams"),
             ("courier_online_users", "online_users", "Users with a live connection (presence)"),
             ("courier_nodes_alive", "nodes_alive", "Edge nodes whose heartbeat is recent"),
-            ("courier_consumers_alive", "consumers_alive", "Group consumers seen recently"),
+            (
+                "courier_consumers_alive",
+                "consumers_alive",
+                "Consumers processes whose heartbeat is recent",
+            ),
         ):
             yield _gauge(name, doc, s[key])
         conns = GaugeMetricFamily(
@@ -119,6 +128,7 @@ async def refresh(rt: Runtime) -> None:
         await asyncio.wait_for(rt.redis.ping(), REFRESH_TIMEOUT)
         COLLECTOR.ping_seconds = clock.monotonic() - t0
         COLLECTOR.snapshot = await asyncio.wait_for(queries(rt).stats(), REFRESH_TIMEOUT)
+        COLLECTOR.memory = _memory(await asyncio.wait_for(rt.redis.info("memory"), REFRESH_TIMEOUT))
         COLLECTOR.redis_up = 1.0
     except Exception as e:  # unreachable or too slow: say so instead of failing the scrape
         REDIS_ERRORS.labels("metrics").inc()
@@ -126,6 +136,19 @@ async def refresh(rt: Runtime) -> None:
         COLLECTOR.redis_up = 0.0
         COLLECTOR.ping_seconds = None
         COLLECTOR.snapshot = None
+        COLLECTOR.memory = None
+
+
+def _memory(info: Any) -> tuple[float, float] | None:
+    """(used_memory, maxmemory) of INFO memory; on Redis Cluster (one answer per node)
+    the fullest node's."""
+    if "used_memory" in info:
+        return float(info["used_memory"]), float(info.get("maxmemory", 0))
+    rows = [v for v in info.values() if isinstance(v, dict) and "used_memory" in v]
+    if not rows:
+        return None
+    full = max(rows, key=lambda v: v["used_memory"] / (v.get("maxmemory") or float("inf")))
+    return float(full["used_memory"]), float(full.get("maxmemory", 0))
 
 
 async def render(rt: Runtime, registry: CollectorRegistry = REGISTRY) -> bytes:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 
-from consumers.resilience import forever
+from consumers.resilience import forever, transient
 from delivery import clock
 from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import FRAMES_OUT
@@ -115,7 +116,15 @@ class Node:
             else sum(hub.send_to_user(u, frame) for u in users)
         )
         FRAMES_OUT.labels("broadcast").inc(n)
-        report = self.rt.keyspace.broadcast_report(env["id"])
+        try:
+            await self._report(env["id"], n)
+        except Exception as e:  # the frames went out; only the count is lost
+            if not transient(e):
+                raise
+            log.warning("broadcast %s: could not count its connections (%s)", env["id"], e)
+
+    async def _report(self, broadcast_id: str, n: int) -> None:
+        report = self.rt.keyspace.broadcast_report(broadcast_id)
         async with self.rt.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(report, "nodes", 1)
             pipe.hincrby(report, "connections", n)
@@ -160,7 +169,11 @@ class Node:
     def drain_again(self, conn: Connection) -> None:
         """Drain a live connection again: its presence had been lost (messages were
         parked meanwhile) or its last drain failed."""
-        task = asyncio.create_task(drain(self.rt, conn))
+        self.spawn(drain(self.rt, conn))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, kept until it ends (drains, acks retried)."""
+        task = asyncio.create_task(work)
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
 

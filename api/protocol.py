@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     ALREADY_REPLIED = "already_replied"
     UNKNOWN_TASK = "unknown_task"
     TOO_MANY_TOPICS = "too_many_topics"
+    UNAVAILABLE = "unavailable"  # Redis refused (full, failing over): send it again later
     REFRESH_REFUSED = "refresh_refused"  # the token is expired, malformed or wrongly signed
     REFRESH_WRONG_SUBJECT = "refresh_wrong_subject"  # the token is another user's
 

@@ -12,13 +12,14 @@ from delivery.dead_letters import DeadLetters
 from delivery.queries import MAX_PAGE, Queries
 from delivery.status import Status
 
-from . import audit
+from . import audit, docs
 from .auth import Principal
 from .deps import admin, runtime
 from .responses import OrjsonResponse
 from .runtime import Runtime
+from .strict_json import StrictRoute
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], route_class=StrictRoute)
 
 
 def queries(rt: Runtime) -> Queries:
@@ -27,7 +28,7 @@ def queries(rt: Runtime) -> Queries:
         rt.redis,
         keyspace=rt.keyspace,
         heartbeat_timeout_ms=int(s.heartbeat_timeout_seconds * 1000),
-        consumer_alive_ms=int(max(s.claim_idle_seconds * 1000, s.read_block_ms * 10)),
+        consumer_alive_ms=int(s.consumer_heartbeat_seconds * 3000),  # three beats missed
     )
 
 
@@ -43,7 +44,14 @@ def _ms(dt: datetime | None) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
-@router.get("/messages/{message_id}", response_class=OrjsonResponse)
+@router.get(
+    "/messages/{message_id}",
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(200, "Status and timeline.", docs.MESSAGE_VIEW),
+        **docs.errors(*docs.AUTH, 404, 503),
+    },
+)
 async def message_status(
     message_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -52,7 +60,11 @@ async def message_status(
     return OrjsonResponse(await queries(rt).message(message_id))
 
 
-@router.get("/users/{user_id}/messages", response_class=OrjsonResponse)
+@router.get(
+    "/users/{user_id}/messages",
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.AUTH, 422, 503),
+)
 async def user_messages(
     user_id: str,
     status: Status | None = Query(None, description="only messages in this status"),
@@ -77,7 +89,9 @@ async def user_messages(
     )
 
 
-@router.get("/users/{user_id}/stats", response_class=OrjsonResponse)
+@router.get(
+    "/users/{user_id}/stats", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 503)
+)
 async def user_stats(
     user_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -85,7 +99,9 @@ async def user_stats(
     return OrjsonResponse(await queries(rt).user_stats(user_id))
 
 
-@router.get("/dead-letters", response_class=OrjsonResponse)
+@router.get(
+    "/dead-letters", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 422, 503)
+)
 async def list_dead_letters(
     limit: int = Query(50, ge=1, le=MAX_PAGE),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
@@ -97,7 +113,15 @@ async def list_dead_letters(
     return OrjsonResponse({"dead_letters": page.items, "next_cursor": page.next_cursor})
 
 
-@router.post("/dead-letters/{message_id}/replay", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/dead-letters/{message_id}/replay",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(202, "Queued again.", {"id": docs.MESSAGE_ID, "status": "queued"}),
+        **docs.errors(*docs.AUTH, 404, 409, 503),
+    },
+)
 async def replay_dead_letter(
     message_id: str, who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -107,7 +131,14 @@ async def replay_dead_letter(
     return OrjsonResponse({"id": message_id, "status": status}, status_code=202)
 
 
-@router.delete("/dead-letters/{message_id}", response_class=OrjsonResponse)
+@router.delete(
+    "/dead-letters/{message_id}",
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(200, "Entry removed.", {"id": docs.MESSAGE_ID, "purged": 1}),
+        **docs.errors(*docs.AUTH, 404, 409, 503),
+    },
+)
 async def purge_dead_letter(
     message_id: str, who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -117,7 +148,11 @@ async def purge_dead_letter(
     return OrjsonResponse({"id": message_id, "purged": n})
 
 
-@router.delete("/dead-letters", response_class=OrjsonResponse)
+@router.delete(
+    "/dead-letters",
+    response_class=OrjsonResponse,
+    responses={**docs.ok(200, "Entries removed.", {"purged": 12}), **docs.errors(*docs.AUTH, 503)},
+)
 async def purge_all_dead_letters(
     who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -127,7 +162,7 @@ async def purge_all_dead_letters(
     return OrjsonResponse({"purged": n})
 
 
-@router.get("/stats", response_class=OrjsonResponse)
+@router.get("/stats", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 503))
 async def stats(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) -> Any:
     """Stream depths, pending, lag, delayed/inflight/parked, dead letters, nodes with
     their connections and users, consumers alive."""

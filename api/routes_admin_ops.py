@@ -18,7 +18,7 @@ from delivery.message import MAX_ID_LEN, iso_ms
 from delivery.tasks import topic_of
 from delivery.totals import Totals
 
-from . import audit, control
+from . import audit, control, docs
 from .auth import Principal
 from .deps import admin, runtime
 from .responses import OrjsonResponse
@@ -44,7 +44,11 @@ class TestMessageIn(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
 
 
-@router.post("/users/{user_id}/disconnect", response_class=OrjsonResponse)
+@router.post(
+    "/users/{user_id}/disconnect",
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.BODY, *docs.AUTH, 503),
+)
 async def disconnect_user(
     user_id: str,
     request: Request,
@@ -76,7 +80,11 @@ async def disconnect_user(
     )
 
 
-@router.get("/users/{user_id}/connections", response_class=OrjsonResponse)
+@router.get(
+    "/users/{user_id}/connections",
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.AUTH, 503),
+)
 async def user_connections(
     user_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -85,7 +93,12 @@ async def user_connections(
     return OrjsonResponse({"user_id": user_id, "connections": conns})
 
 
-@router.post("/users/{user_id}/test-message", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/users/{user_id}/test-message",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.BODY, *docs.AUTH, 503),
+)
 async def test_message(
     user_id: str,
     body: TestMessageIn | None = Body(None),
@@ -106,7 +119,9 @@ async def test_message(
     return OrjsonResponse(accepted.to_json(), status_code=202)
 
 
-@router.get("/users/{user_id}/tasks", response_class=OrjsonResponse)
+@router.get(
+    "/users/{user_id}/tasks", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 503)
+)
 async def user_tasks(
     user_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -126,7 +141,15 @@ async def user_tasks(
     return OrjsonResponse({"user_id": user_id, "tasks": ordered})
 
 
-@router.post("/dead-letters/replay", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/dead-letters/replay",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(202, "Queued again.", {"replayed": 12}),
+        **docs.errors(*docs.AUTH, 503),
+    },
+)
 async def replay_all_dead_letters(
     who: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -137,7 +160,7 @@ async def replay_all_dead_letters(
     return OrjsonResponse({"replayed": n}, status_code=202)
 
 
-@router.get("/stats/totals", response_class=OrjsonResponse)
+@router.get("/stats/totals", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 503))
 async def totals(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) -> Any:
     """What every live Courier process counted since it started (enqueued, delivered,
     retried, parked, expired, dead), each stamped with Redis time: two readings make
@@ -146,7 +169,7 @@ async def totals(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) 
     return OrjsonResponse(await reader.read())
 
 
-@router.get("/stats/redis", response_class=OrjsonResponse)
+@router.get("/stats/redis", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 503))
 async def redis_health(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) -> Any:
     """Redis as this edge sees it: PING time, version, role, uptime, memory and its
     limit and policy, clients, commands per second, AOF."""

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from delivery.enqueue import build
 from delivery.exceptions import ValidationError
 from delivery.message import MessageIn
 
+from . import docs
 from .auth import Principal
 from .deps import runtime, service
 from .responses import OrjsonResponse
 from .runtime import Runtime
+from .strict_json import StrictRoute
 
-router = APIRouter(prefix="/v1", tags=["messages"])
+router = APIRouter(prefix="/v1", tags=["messages"], route_class=StrictRoute)
 
 
 class BatchIn(BaseModel):
@@ -24,9 +26,17 @@ class BatchIn(BaseModel):
     messages: list[MessageIn] = Field(min_length=1)
 
 
-@router.post("/messages", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/messages",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(202, "Accepted: one id (or one per recipient).", docs.ACCEPTED),
+        **docs.errors(*docs.BODY, *docs.AUTH, 503),
+    },
+)
 async def enqueue(
-    msg: MessageIn,
+    msg: MessageIn = Body(openapi_examples=docs.MESSAGE_EXAMPLES),
     _: Principal = Depends(service),
     rt: Runtime = Depends(runtime),
 ) -> Any:
@@ -41,9 +51,17 @@ async def enqueue(
     )
 
 
-@router.post("/messages/batch", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/messages/batch",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(202, "Accepted, in order.", {"messages": [{"index": 0, **docs.ACCEPTED}]}),
+        **docs.errors(*docs.BODY, *docs.AUTH, 503),
+    },
+)
 async def enqueue_batch(
-    batch: BatchIn,
+    batch: BatchIn = Body(openapi_examples={"two users": {"value": docs.BATCH_EXAMPLE}}),
     _: Principal = Depends(service),
     rt: Runtime = Depends(runtime),
 ) -> Any:

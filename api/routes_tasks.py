@@ -7,26 +7,32 @@ import secrets
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from delivery.message import MAX_ID_LEN
+from delivery.message import check_name, json_bytes
 from delivery.tasks import TaskUpdate
 
-from . import protocol
+from . import docs, protocol
 from .auth import Principal, Role
 from .deps import principal, runtime, service
 from .errors import ApiError
 from .responses import OrjsonResponse
 from .runtime import Runtime
+from .strict_json import StrictRoute
 
-router = APIRouter(prefix="/v1", tags=["tasks"])
+router = APIRouter(prefix="/v1", tags=["tasks"], route_class=StrictRoute)
 
 
-@router.post("/tasks/{task_id}/status", status_code=202, response_class=OrjsonResponse)
+@router.post(
+    "/tasks/{task_id}/status",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.BODY, *docs.AUTH, 503),
+)
 async def publish_task_status(
     task_id: str,
-    update: TaskUpdate,
+    update: TaskUpdate = Body(openapi_examples={"progress": {"value": docs.TASK_EXAMPLE}}),
     _: Principal = Depends(service),
     rt: Runtime = Depends(runtime),
 ) -> Any:
@@ -36,7 +42,9 @@ async def publish_task_status(
     return OrjsonResponse(out, status_code=202)
 
 
-@router.get("/tasks/{task_id}", response_class=OrjsonResponse)
+@router.get(
+    "/tasks/{task_id}", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 404, 503)
+)
 async def get_task(
     task_id: str,
     user_id: str | None = Query(None, description="Admins name the owner."),
@@ -52,7 +60,7 @@ async def get_task(
     return OrjsonResponse(await rt.producer.get_task(task_id, owner))
 
 
-@router.get("/tasks", response_class=OrjsonResponse)
+@router.get("/tasks", response_class=OrjsonResponse, responses=docs.errors(401, 503))
 async def my_tasks(who: Principal = Depends(principal), rt: Runtime = Depends(runtime)) -> Any:
     """The caller's tasks that have not ended."""
     return OrjsonResponse({"tasks": await rt.producer.active_tasks(who.user_id)})
@@ -70,18 +78,23 @@ class BroadcastIn(BaseModel):
     )
 
 
-@router.post("/broadcast", response_class=OrjsonResponse)
+@router.post(
+    "/broadcast", response_class=OrjsonResponse, responses=docs.errors(*docs.BODY, *docs.AUTH, 503)
+)
 async def broadcast(
     body: BroadcastIn, _: Principal = Depends(service), rt: Runtime = Depends(runtime)
 ) -> Any:
     """Push a live frame to every online user (or the listed ones) and report how many
     connections got it. Best effort: offline users never see it; for guaranteed
     delivery to a list of users, POST /v1/messages with `recipients`."""
-    payload = orjson.dumps(body.payload)
+    payload = json_bytes(body.payload, "payload")
     if len(payload) > rt.settings.max_payload_bytes:
         raise ApiError(413, f"payload over {rt.settings.max_payload_bytes} bytes")
-    if body.users and any(not u or len(u) > MAX_ID_LEN for u in body.users):
-        raise ApiError(422, "users must be 1 to 200 character ids")
+    for u in body.users or ():
+        try:
+            check_name(u, "users[]")
+        except ValueError as e:
+            raise ApiError(422, str(e)) from None
     bid = secrets.token_hex(8)
     frame = protocol.broadcast(broadcast_id=bid, payload_json=payload, system=body.system)
     env = orjson.dumps({"id": bid, "u": body.users, "f": orjson.Fragment(frame)})

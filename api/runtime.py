@@ -30,8 +30,6 @@ from delivery.webhooks import parse_endpoints
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 def make_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -103,8 +101,10 @@ class Runtime:
         with_consumers: bool = True,
         node_id: str | None = None,
     ) -> Runtime:
+        if not settings.redis_url:  # never a guess: see load_settings
+            raise ValueError("settings.redis_url is not set: use api.runtime.load_settings()")
         client = redis_client(
-            settings.redis_url or DEFAULT_REDIS_URL,
+            settings.redis_url,
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
@@ -112,7 +112,13 @@ class Runtime:
         node = node_id or settings.node_id or make_node_id()
         timing = Timing.from_settings(settings)
         store = Store(client, keyspace=ks, timing=timing)
-        transport = RedisTransport(client, keyspace=ks, node_id=node, local=local)
+        transport = RedisTransport(
+            client,
+            keyspace=ks,
+            node_id=node,
+            local=local,
+            heartbeat_timeout_ms=int(settings.heartbeat_timeout_seconds * 1000),
+        )
         webhooks = WebhookStore(client, keyspace=ks, static=parse_endpoints(settings.webhooks))
         consumers = None
         if with_consumers:
@@ -137,6 +143,7 @@ class Runtime:
                 poison_deliveries=settings.poison_deliveries,
                 scheduler_interval=settings.scheduler_interval_seconds,
                 webhooks=dispatcher,
+                heartbeat_seconds=settings.consumer_heartbeat_seconds,
             )
         return cls(
             settings=settings,
@@ -161,21 +168,34 @@ class Runtime:
         await self.redis.aclose()
 
 
-def load_settings(*, make_secret: bool = False, **overrides: object) -> Settings:
-    """Settings from the environment, completed from the local data folder: the URL of
-    the embedded Redis a running `courier serve` started, and its generated JWT secret
-    (made when `make_secret` and none exists). For the CLI, examples and scripts."""
+def load_settings(
+    *, make_secret: bool = False, redis: bool = True, **overrides: object
+) -> Settings:
+    """Settings from the environment (``COURIER_*``), completed from the data folder:
+    the Redis of the `courier serve` running there (unless ``COURIER_REDIS_URL`` is
+    set) and its generated JWT secret (made when `make_secret` and none exists).
+
+    The documented way for the CLI, scripts and producers to find Courier::
+
+        producer = Producer.from_settings(load_settings())
+
+    Raises :class:`api.instance.InstanceError` (one line: what to do) when `redis` and
+    no instance runs there and no URL is set; never falls back to another Redis."""
     import secrets as _secrets
-    from pathlib import Path
+
+    from .instance import DataFolder, resolve_redis
 
     s = Settings()
-    data = Path(s.data_dir)
-    if not s.redis_url and (data / "redis.url").exists():
-        overrides.setdefault("redis_url", (data / "redis.url").read_text().strip())
+    folder = DataFolder(s.data_dir)
+    if redis:
+        given = overrides.get("redis_url") or s.redis_url
+        url, source = resolve_redis(given if isinstance(given, str) else None, s.data_dir)
+        overrides["redis_url"] = url
+        log.info("Redis %s (%s)", url, source)
     if not s.jwt_secret:
-        secret_file = data / "jwt.secret"
+        secret_file = folder.secret_file
         if not secret_file.exists() and make_secret:
-            data.mkdir(parents=True, exist_ok=True)
+            folder.path.mkdir(parents=True, exist_ok=True)
             secret_file.touch(mode=0o600)
             secret_file.write_text(_secrets.token_urlsafe(32))
         if secret_file.exists():

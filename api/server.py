@@ -14,12 +14,14 @@ import gc
 import logging
 import resource
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
 from delivery.settings import Settings
 
+from .http_limits import HttpLimits, protocol_class
 from .protocol import CloseCode
 from .wire import EdgeProtocol
 
@@ -33,6 +35,9 @@ def config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     kwargs: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
+        # uvicorn's httptools protocol with bounds on request heads (api/http_limits.py)
+        "http": protocol_class(HttpLimits.from_settings(settings)),
+        "timeout_keep_alive": settings.keepalive_timeout_seconds,
         "ws": EdgeProtocol,  # uvicorn's websockets-sansio, plus batched writes
         "ws_max_size": settings.max_frame_bytes,
         "ws_per_message_deflate": settings.ws_compression,
@@ -94,11 +99,14 @@ class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, settings: Settings | None = None) -> None:
         super().__init__(config)
         self.max_connections = (settings or Settings()).max_connections
+        self.on_started: Callable[[], None] | None = None  # e.g. courier serve's banner
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         raise_open_files(self.max_connections)
         await super().startup(sockets)
         tune_gc()
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:  # no new connections while the sockets close

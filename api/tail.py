@@ -34,6 +34,7 @@ from delivery import clock
 from delivery.events import EventLog, event_id, split_event_id
 from delivery.message import MAX_ID_LEN, iso_ms
 
+from . import docs
 from .auth import Principal
 from .deps import admin, runtime
 from .errors import ApiError
@@ -120,7 +121,13 @@ async def _stream(
         yield sse(position, event)
 
 
-@router.get("/events/tail")
+@router.get(
+    "/events/tail",
+    responses={
+        200: {"description": "Server-Sent Events.", "content": {"text/event-stream": {}}},
+        **docs.errors(*docs.AUTH, 422, 501, 503),
+    },
+)
 async def live_tail(
     user_id: str | None = Query(None, max_length=MAX_ID_LEN, description="Only this user."),
     event: list[str] | None = Query(None, description=f"Only these: {', '.join(TAIL_EVENTS)}."),

@@ -14,16 +14,22 @@ ASGI server or uvicorn WebSocket implementation).
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.websockets import WebSocket
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import OPEN
+
+from .http_limits import error_response
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "courier.wire"
 SEND_TIMEOUT = 10.0  # how long a send may wait for a client that does not read
@@ -84,11 +90,56 @@ class Inbox:
 class EdgeProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol offering itself as ``courier.wire``,
     and lighter per connection: see :class:`Inbox`; the handshake's request and
-    response are dropped once sent."""
+    response are dropped once sent.
+
+    It also bounds what a peer can make it hold. A handshake that ``websockets``
+    refuses (a header line over 8 KB, too many headers, no valid request) is answered
+    in JSON (431, 414 or 400) and closed; uvicorn left it open without an answer.
+    Protocol-level ping and pong frames count against the connection's rate limit
+    (:meth:`Connection.control_frame`, bound by :meth:`Wire.bind`), and a peer that
+    sends pings but never reads is dropped once the socket's unsent bytes pass
+    ``max_buffered`` instead of having its pongs buffered without end."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]  # uvicorn declares an asyncio.Queue
+        self.control: Callable[[], bool] | None = None  # the rate limit of control frames
+        self.max_buffered = 4 * 1024 * 1024
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        exc = self.conn.handshake_exc
+        if exc is not None and not self.handshake_initiated and not self.transport.is_closing():
+            self._refuse_handshake(exc)
+
+    def _refuse_handshake(self, exc: Exception) -> None:
+        name = type(exc).__name__
+        if name in ("HeaderLineTooLong", "TooManyHeaders"):
+            status, code = 431, "headers_too_large"
+        elif name == "RequestLineTooLong":
+            status, code = 414, "uri_too_long"
+        else:
+            status, code = 400, "bad_request"
+        log.info("refused a WebSocket handshake: %s", exc)
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        self.transport.pause_reading()
+        self.transport.write(error_response(status, code, f"WebSocket handshake refused: {exc}"))
+        self.transport.close()
+
+    def _control_allowed(self) -> bool:
+        if self.transport.get_write_buffer_size() > self.max_buffered:
+            log.info("dropped a client that does not read (%d bytes unsent)", self.max_buffered)
+            self.abort()
+            return False
+        return self.control is None or self.control()
+
+    def handle_ping(self) -> None:
+        if self._control_allowed():
+            super().handle_ping()
+
+    def handle_pong(self, event: Frame) -> None:
+        if self._control_allowed():
+            super().handle_pong(event)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -158,6 +209,10 @@ class Wire:
         """The client's next ASGI receive events (here: one at a time)."""
         return [await self.ws.receive()]
 
+    def bind(self, control: Callable[[], bool], *, max_buffered: int) -> None:
+        """The connection's limits for what the protocol handles by itself (control
+        frames, the socket's buffer); plain ASGI offers no hook for them."""
+
     async def send(self, frames: Sequence[str]) -> None:
         for text in frames:
             async with asyncio.timeout(SEND_TIMEOUT):
@@ -202,6 +257,10 @@ class FastWire(Wire):
 
     async def receive_many(self) -> list[Any]:
         return await self.proto.receive_many()
+
+    def bind(self, control: Callable[[], bool], *, max_buffered: int) -> None:
+        self.proto.control = control
+        self.proto.max_buffered = max_buffered
 
     def abort(self) -> None:
         self.proto.abort()

@@ -23,7 +23,9 @@ from fastapi import APIRouter, WebSocket
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
-from delivery.message import MAX_ID_LEN, iso_ms
+from consumers.resilience import retrying, transient
+from delivery.exceptions import TooManyConnections
+from delivery.message import iso_ms
 from delivery.metrics import DISCONNECTS
 from delivery.presence import Conn
 
@@ -34,11 +36,13 @@ from .drain import drain
 from .frames import FrameError, ack, dispatch
 from .inbound import Ack, Action, Close, Closed, Refuse, Serve, plan
 from .node import Node
-from .protocol import CloseCode, close_label
+from .protocol import CloseCode, ErrorCode, close_label
 from .wire import Wire
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+
+REDIS_BUSY = "Redis is unavailable or full; try again later"
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -115,8 +119,6 @@ def _admit(
         return CloseCode.UNAUTHORIZED, e.detail
     if user_id is not None and user_id != who.user_id:
         return CloseCode.FORBIDDEN, "the path user is not the token's subject"
-    if len(who.user_id) > MAX_ID_LEN:
-        return CloseCode.FORBIDDEN, "user id too long"
     if node.hub.full:
         return CloseCode.TRY_AGAIN_LATER, CloseCode.TRY_AGAIN_LATER.reason
     return who
@@ -125,7 +127,7 @@ def _admit(
 def _connection(ws: WebSocket, node: Node, who: Principal) -> Connection:
     settings = node.rt.settings
     client = ws.client
-    return Connection(
+    conn = Connection(
         Wire.of(ws),
         conn_id=secrets.token_hex(8),
         user_id=who.user_id,
@@ -133,19 +135,39 @@ def _connection(ws: WebSocket, node: Node, who: Principal) -> Connection:
         node_id=node.rt.node_id,
         queue_size=settings.send_queue_size,
         bucket=TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst),
+        max_chars=settings.send_queue_bytes,
+        max_unacked=settings.max_unacked,
         device=(ws.query_params.get("device") or ws.headers.get("user-agent") or "")[:200],
         address=f"{client.host}:{client.port}" if client else "",
         token_exp=who.exp,
     )
+    conn.wire.bind(conn.control_frame, max_buffered=settings.send_queue_bytes)
+    return conn
 
 
 async def _serve(node: Node, conn: Connection) -> None:
     rt = node.rt
-    now = await rt.presence.connect(
-        Conn(conn.user_id, conn.conn_id, conn.node_id),
-        device=conn.device,
-        address=conn.address,
-    )
+    try:
+        now = await rt.presence.connect(
+            Conn(conn.user_id, conn.conn_id, conn.node_id),
+            max_per_user=rt.settings.max_connections_per_user,
+            device=conn.device,
+            address=conn.address,
+        )
+    except TooManyConnections:
+        limit = rt.settings.max_connections_per_user
+        log.info("refused %s: user has %d connections", conn.conn_id, limit, extra=conn.log_ids())
+        conn.request_close(CloseCode.RATE_LIMITED, f"too many connections of this user ({limit})")
+        await _writer(conn)
+        return
+    except Exception as e:
+        if not transient(e):
+            raise
+        # Redis is full or away: refuse cleanly, the client retries with backoff
+        log.warning("refused %s: Redis unavailable (%s)", conn.conn_id, e, extra=conn.log_ids())
+        conn.request_close(CloseCode.TRY_AGAIN_LATER, REDIS_BUSY)
+        await _writer(conn)
+        return
     log.info(
         "connected %s user=%s device=%r",
         conn.conn_id,
@@ -188,6 +210,7 @@ async def _writer(conn: Connection) -> None:
         while True:
             if conn.outbox:
                 await wire.send(conn.take_outbox())
+                conn.written()
             elif conn.is_open:
                 await conn.frames_ready()
             else:
@@ -222,19 +245,38 @@ async def _carry_out(node: Node, conn: Connection, action: Action) -> None:
     closed it)."""
     match action:
         case Ack(ids):
-            await ack(node, conn, ids)
+            try:
+                await ack(node, conn, ids)
+            except Exception as e:
+                if not transient(e):
+                    raise
+                node.spawn(_ack_later(node, conn, ids))  # the client acked: it counts
         case Serve(frame):
             if conn.is_open:
                 try:
                     await dispatch(node, conn, frame)
                 except FrameError as e:
                     conn.offer(e.frame())
+                except Exception as e:
+                    if not transient(e):
+                        raise
+                    conn.offer(protocol.error(ErrorCode.UNAVAILABLE, REDIS_BUSY))
         case Refuse(frame):
             conn.offer(frame)
         case Close(code):
             conn.request_close(code)
         case Closed(code):
             conn.closed(code)
+
+
+async def _ack_later(node: Node, conn: Connection, ids: list[str]) -> None:
+    """Acks Redis could not take (full, failing over): retried until it takes them,
+    even after the connection closed, so that a message a device acked while Redis was
+    full ends delivered."""
+    try:
+        await retrying("ack", lambda: ack(node, conn, ids))
+    except Exception:
+        log.warning("acks of %s lost: %s", conn.conn_id, ids[:5], exc_info=True)
 
 
 async def _refuse(ws: WebSocket, code: CloseCode, reason: str) -> None:

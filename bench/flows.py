@@ -13,9 +13,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from api.redis_server import free_port
+from api.runtime import load_settings
 from delivery.keys import Keyspace
 from delivery.producer import Limits, Producer
-from delivery.settings import Settings
 
 from .common import ACK_DELAY_MS, Ticker, paced, payload, user_ids, user_of
 from .driver import Child, Loadgens
@@ -65,9 +65,9 @@ class Target:
 
 async def courier_target(stack: Stack, o: Opts, **settings: Any) -> Target:
     if o.url:
-        s = Settings()
+        s = load_settings()  # COURIER_REDIS_URL, else the running courier serve's Redis
         stack.secret = s.jwt_secret or stack.secret
-        stack.redis_url = s.redis_url or "redis://127.0.0.1:6379/0"
+        stack.redis_url = s.require_redis_url()
         host, _, port = o.url.split("://", 1)[-1].rstrip("/").partition(":")
         return Target(
             [f"ws://{host}:{port}"],

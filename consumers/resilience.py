@@ -11,7 +11,7 @@ from typing import TypeVar
 from redis import exceptions as rex
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from delivery.metrics import REDIS_ERRORS
+from delivery.metrics import REDIS_ERRORS, REDIS_REFUSED
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -20,17 +20,35 @@ Step = Callable[[], Awaitable[float | None]]
 """One turn of a loop: it answers how long to rest before the next (None: none)."""
 
 
+# redis-py names these errors by class (and strips their code from the text); the
+# texts are what a script's error carries on Redis 6.2, or a pipeline's.
+_GOING_AWAY = (
+    rex.ReadOnlyError,  # a failover made our primary a replica
+    rex.ClusterDownError,
+    rex.TryAgainError,
+    rex.NoScriptError,  # Redis restarted and lost its script cache mid-pipeline
+)
+_GOING_AWAY_TEXT = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOSCRIPT")
+
+
+def redis_full(exc: BaseException) -> bool:
+    """Redis refused a write because it is out of memory (``maxmemory`` with the
+    ``noeviction`` policy Courier needs): transient, it passes when memory frees."""
+    if isinstance(exc, rex.OutOfMemoryError):
+        return True
+    return isinstance(exc, rex.ResponseError) and "OOM command not allowed" in str(exc)
+
+
 def transient(exc: BaseException) -> bool:
-    """Errors that a Redis restart or failover causes and that go away by themselves."""
-    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | rex.BusyLoadingError | OSError):
+    """Errors that go away by themselves: Redis restarting, failing over, full, or out
+    of reach. Nothing they interrupted counts against a message (no attempt, no
+    poison delivery: see ``Worker``)."""
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *_GOING_AWAY)):
+        return True  # BusyLoadingError (LOADING) is a ConnectionError
+    if redis_full(exc):
         return True
     if isinstance(exc, rex.ResponseError):
-        text = str(exc)
-        # NOSCRIPT: Redis restarted and lost its script cache in the middle of a
-        # pipeline; running the step again reloads the scripts.
-        return text.startswith(
-            ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOSCRIPT")
-        )
+        return str(exc).startswith(_GOING_AWAY_TEXT)
     return False
 
 
@@ -40,6 +58,8 @@ async def retrying(name: str, step: Callable[[], Awaitable[T]]) -> T:
     def _log(state: RetryCallState) -> None:
         REDIS_ERRORS.labels(name).inc()
         exc = state.outcome.exception() if state.outcome else None
+        if exc is not None and redis_full(exc):
+            REDIS_REFUSED.labels(name).inc()
         log.warning("%s: redis unavailable (%s); retry %d", name, exc, state.attempt_number)
 
     async for attempt in AsyncRetrying(

@@ -21,6 +21,7 @@ from delivery.text import text
 from delivery.totals import Totals
 from delivery.transport import Transport
 
+from .heartbeat import Heartbeat
 from .resilience import Step, forever
 from .scheduler import Scheduler
 from .webhooks import GROUP as WEBHOOK_GROUP
@@ -57,6 +58,7 @@ class Consumers:
         claim_idle_ms: int = 30_000,
         poison_deliveries: int = 5,
         scheduler_interval: float = 0.25,
+        heartbeat_seconds: float = 5.0,
         partitions: Sequence[int] | None = None,
         webhooks: WebhookDispatcher | None = None,
     ) -> None:
@@ -78,6 +80,9 @@ class Consumers:
         self.scheduler = Scheduler(
             store=store, partitions=self.partitions, interval=scheduler_interval
         )
+        self.heartbeat = Heartbeat(
+            client, keyspace=keyspace, consumer=consumer, interval=heartbeat_seconds
+        )
         self.totals = Totals(client, keyspace=keyspace, process=consumer)
         self.claim_every = max(claim_idle_ms / 2000, 0.05)
         self.stop_event = asyncio.Event()
@@ -86,6 +91,7 @@ class Consumers:
 
     async def start(self) -> None:
         await self.worker.ensure_groups(self.partitions)
+        await self.heartbeat.beat()  # counted alive from the start
         await self.totals.publish()  # this process is counted from the start
         self.stop_event.clear()
         cluster = is_cluster(self.redis)
@@ -96,6 +102,7 @@ class Consumers:
         self.tasks.append(self._spawn("scheduler", self.scheduler.step))
         self.tasks.append(self._spawn("reclaimer", self._reclaim))
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
+        self.tasks.append(self._spawn("heartbeat", self.heartbeat.beat))
         self.tasks.append(self._spawn("totals", self.totals.publish))
         if self.webhooks is not None:
             await self.webhooks.start()
@@ -115,6 +122,7 @@ class Consumers:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        await self.heartbeat.leave()
         await self.totals.leave()
         await self.worker.close()
         self.started = False

@@ -27,6 +27,7 @@ from delivery.text import text
 from delivery.transport import Transport
 
 from .readahead import OwnConnection, ReadAheadClient, parse_read, read_command
+from .resilience import transient
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class Worker:
             await self._recreate_groups(e, parts)
             return 0
         entries = self._entries(resp)
-        await self.handle(entries)
+        await self._deliver(await self._dispatch_or_forgive(entries))
         return len(entries)
 
     async def _recreate_groups(self, error: ResponseError, parts: tuple[int, ...]) -> None:
@@ -135,7 +136,7 @@ class Worker:
         entries = self._entries(parse_read(raw))
         self._ahead.next_read = read
         try:
-            results = await self._dispatch(entries, via=self._ahead_store)
+            results = await self._dispatch_or_forgive(entries, via=self._ahead_store)
         except ResponseError:
             raise  # every reply was read: the connection is in step
         except BaseException:
@@ -232,11 +233,48 @@ class Worker:
                 log.warning("poison entry %s of message %s dead-lettered", e.entry_id, e.message_id)
                 await self.store.bury_entry(e, "poison")
             RECLAIMED.inc(len(entries))
-            await self.handle(entries)
+            await self._deliver(await self._dispatch_or_forgive(entries, counts=counts))
             total += len(claimed)
         if total:
             log.info("reclaimed %d pending entries on partition %d", total, partition)
         return total
+
+    async def _dispatch_or_forgive(
+        self,
+        entries: Sequence[Entry],
+        *,
+        via: Store | None = None,
+        counts: dict[str, int] | None = None,
+    ) -> list[Dispatched]:
+        """Dispatch; when Redis refused it (full, failing over, away), set the entries'
+        delivery counts back to what they were before this delivery, and raise.
+
+        Poison means "this entry makes its consumer fail", and the pending list counts
+        every delivery: without this, entries that waited out a full Redis were
+        dead-lettered as poison once it had refused them POISON_DELIVERIES times. A
+        refused dispatch wrote nothing (the scripts refuse whole, see
+        ``refuse_when_full``), so nothing else needs undoing. `counts`: the deliveries
+        the pending list reported (default 1: entries just read)."""
+        try:
+            return await self._dispatch(entries, via=via)
+        except Exception as e:
+            if transient(e) and entries:
+                await self._forgive(entries, counts or {})
+            raise
+
+    async def _forgive(self, entries: Sequence[Entry], counts: dict[str, int]) -> None:
+        by_count: dict[tuple[str, int], list[Any]] = {}
+        for e in entries:
+            before = max(counts.get(e.entry_id, 1) - 1, 0)
+            key = (self.keyspace.stream(e.partition, e.priority), before)
+            by_count.setdefault(key, []).append(e.entry_id)
+        try:  # XCLAIM is no write Redis refuses when full
+            pipe = self.redis.pipeline(transaction=False)
+            for (stream, before), ids in by_count.items():
+                pipe.xclaim(stream, GROUP, self.consumer, 0, ids, retrycount=before, justid=True)
+            await pipe.execute()
+        except Exception as e:  # out of reach: these entries keep one delivery more
+            log.info("could not set back the delivery counts of %d entries: %s", len(entries), e)
 
     async def _delivery_counts(self, stream: str, claimed: list[Any]) -> dict[str, int]:
         rows = await self.redis.xpending_range(

@@ -16,7 +16,7 @@ from .text import text
 class AckCode(StrEnum):
     OK = "ok"  # delivered now
     DUPLICATE = "duplicate"  # delivered already
-    FINAL = "final"  # expired, dead or cancelled: nothing changes
+    FINAL = "final"  # expired or cancelled: nothing changes (a dead one is delivered)
     FORBIDDEN = "forbidden"  # another user's message
     UNKNOWN = "unknown"  # no such message (or not in this user's partition)
 

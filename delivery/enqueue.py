@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
-import orjson
 from pydantic import ValidationError as PydanticValidationError
 
 from . import clock
 from .exceptions import PayloadTooLarge, ValidationError
 from .keys import EVENTS_MAX_LEN, USER_INDEX_CAP, Keyspace, partition_of
-from .message import MessageIn, Priority, id_in
+from .message import MessageIn, Priority, id_in, json_bytes
 from .settings import Settings
 from .text import text
 
@@ -95,6 +94,7 @@ class Enqueue:
     user_id: str
     payload: bytes
     opts: EnqueueOptions
+    reservation: str | None = None  # KEYS[2]: see delivery.producer.reserve
 
     def args(self) -> list[Any]:
         return [self.id, self.user_id, self.payload, *self.opts]
@@ -113,6 +113,7 @@ class EnqueueMany:
     SCRIPT: ClassVar[str] = "enqueue_many"
     prefix: str
     calls: Sequence[Enqueue]
+    reservation: str | None = None  # KEYS[2]: see delivery.producer.reserve
 
     def args(self) -> list[Any]:
         return many_args(self.calls)
@@ -150,7 +151,7 @@ def build(
             msg = MessageIn.model_validate(msg)
         except PydanticValidationError as e:
             raise ValidationError(first_error(e)) from None
-    payload = orjson.dumps(msg.payload)
+    payload = json_bytes(msg.payload, "payload")
     if len(payload) > limits.max_payload_bytes:
         raise PayloadTooLarge(
             f"payload is {len(payload)} bytes; the limit is {limits.max_payload_bytes}"

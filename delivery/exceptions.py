@@ -9,6 +9,9 @@
      ├── Conflict             the message is not in a state that allows this (HTTP 409)
      ├── IllegalTransition    a status change the table forbids (a bug if raised)
      ├── StoreUnavailable     Redis could not be reached after retries (HTTP 503)
+     ├── TooManyConnections   a user has MAX_CONNECTIONS_PER_USER live connections (4429)
+     ├── SettingsError        a setting (or a combination) that cannot work; one line
+     ├── NotConfigured        a setting the call needs is missing (no Redis URL)
      ├── ReplyTimeout         no answer to a confirmation request in time
      └── WaitTimeout          a message did not reach the awaited event in time
 """
@@ -57,6 +60,26 @@ class IllegalTransition(CourierError):
 class StoreUnavailable(CourierError):
     code = "redis_unavailable"
     http_status = 503
+
+
+class TooManyConnections(CourierError):
+    """A user already has MAX_CONNECTIONS_PER_USER live connections."""
+
+    code = "too_many_connections"
+    http_status = 429
+
+
+class SettingsError(CourierError, ValueError):
+    """Settings refused at start: the message is one line naming the setting."""
+
+    code = "bad_settings"
+
+
+class NotConfigured(CourierError):
+    """A setting the call needs is missing (no Redis URL): never a guess."""
+
+    code = "not_configured"
+    http_status = 500
 
 
 class ReplyTimeout(CourierError):

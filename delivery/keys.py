@@ -34,6 +34,8 @@ DLQ_MAX_LEN = 100_000
 """Approximate length cap of each partition's dead-letter stream (``XADD MAXLEN ~``)."""
 PRESENCE_TTL_FACTOR = 2
 """Presence keys (``conns``, ``conn``) live this many heartbeat timeouts."""
+RESERVE_TTL_MS = 30_000
+"""A multi-call enqueue's reservations live this long if its scripts never run."""
 BROADCAST_REPORT_TTL_S = 300
 """A broadcast's report (nodes and connections that took it) lives this long."""
 EVENTS_MAX_LEN = 100_000
@@ -118,6 +120,12 @@ PARTITION_LAYOUT: dict[str, Key] = {
         "fields removed with the endpoint",
     ),
     "wh_dlq": Key("wh:dlq", "stream (WebhookDeadField)", f"MAXLEN ~ DLQ_MAX_LEN ({DLQ_MAX_LEN})"),
+    "reserve": Key(
+        "reserve:{token}",
+        "string: room for one call of a multi-call enqueue",
+        f"RESERVE_TTL_MS ({RESERVE_TTL_MS // 1000} s); deleted by its call's script",
+    ),
+    "gate": Key("gate", "never written (see refuse_when_full in _lib.lua)", "none"),
 }
 
 # The keys outside partitions (single-key commands only), built by :class:`Keyspace`.
@@ -176,6 +184,12 @@ class Keyspace:
     def nodes(self) -> str:
         """zset node id -> last heartbeat ms."""
         return self.global_key("nodes")
+
+    @property
+    def consumer_beats(self) -> str:
+        """zset consumer name -> last heartbeat ms (Redis TIME), refreshed by every
+        consumers process (consumers/heartbeat.py); members a day old are dropped."""
+        return f"{self.prefix}:consumers"
 
     def node_conns(self, node: str) -> str:
         """set of ``user|conn`` held by one node, for the dead-node sweep."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .exceptions import ValidationError
 from .fields import MessageField
 from .keys import partition_of
 from .status import Status
@@ -42,11 +44,32 @@ def id_in(partition: int) -> str:
     return f"{partition}-{secrets.token_hex(10)}"
 
 
-def _check_name(value: str, what: str) -> str:
+# Control characters (C0, DEL, C1: a newline in an id would forge log lines), the line
+# and paragraph separators, braces (hash tags) and lone surrogates (not UTF-8: Redis
+# and JSON could not carry them).
+_NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f{}\u2028\u2029\ud800-\udfff]")
+
+
+def json_bytes(value: Any, what: str) -> bytes:
+    """``value`` as compact JSON; ValidationError (422) saying why when it cannot be
+    written: nested deeper than 254 levels, an integer outside 64 bits, a string that
+    is not UTF-8 (a lone surrogate), a type JSON does not have."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as e:
+        why = str(e)
+        if "Recursion" in why:
+            why = "nested deeper than 254 levels"
+        raise ValidationError(f"{what} cannot be stored as JSON: {why}") from None
+
+
+def check_name(value: str, what: str) -> str:
+    """A user id, key or topic as Courier stores it; ValueError (saying what is wrong)
+    otherwise."""
     if not value or len(value) > MAX_ID_LEN:
         raise ValueError(f"{what} must be 1 to {MAX_ID_LEN} characters")
-    if any(ord(c) < 32 or c in "{}" for c in value):
-        raise ValueError(f"{what} must not contain control characters or braces")
+    if _NOT_IN_NAMES.search(value):
+        raise ValueError(f"{what} must not contain control characters, braces or lone surrogates")
     return value
 
 
@@ -74,7 +97,7 @@ class MessageIn(BaseModel):
     @field_validator("user_id", "idempotency_key", "collapse_key", "topic")
     @classmethod
     def _names(cls, v: str | None, info: Any) -> str | None:
-        return None if v is None else _check_name(v, info.field_name)
+        return None if v is None else check_name(v, info.field_name)
 
     @field_validator("recipients")
     @classmethod
@@ -85,7 +108,7 @@ class MessageIn(BaseModel):
             raise ValueError("recipients must not be empty")
         seen: dict[str, None] = {}
         for r in v:
-            seen[_check_name(r, "recipient")] = None
+            seen[check_name(r, "recipient")] = None
         return list(seen)
 
     @model_validator(mode="after")

@@ -60,6 +60,11 @@ CONNECTIONS = Gauge("courier_connections", "Open WebSocket connections on this p
 FRAMES_OUT = Counter("courier_frames_sent_total", "Frames pushed to sockets", ["type"])
 DISCONNECTS = Counter("courier_disconnects_total", "Closed connections, by close code", ["code"])
 REDIS_ERRORS = Counter("courier_redis_errors_total", "Redis errors retried", ["loop"])
+REDIS_REFUSED = Counter(
+    "courier_redis_refused_writes_total",
+    "Writes Redis refused because it is out of memory (maxmemory)",
+    ["loop"],
+)
 WEBHOOK_ATTEMPTS = Counter(
     "courier_webhook_attempts_total",
     "Webhook requests, by endpoint and result (ok, http_4xx, http_5xx, timeout, error)",

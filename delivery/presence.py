@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import redis.asyncio as aioredis
 
 from . import clock
+from .exceptions import TooManyConnections
 from .keys import PRESENCE_TTL_FACTOR, Keyspace
 from .members import check_id, node_member, parse_conn_member, parse_node_member
 from .scripts import Scripts
@@ -44,15 +45,28 @@ class Connect:
     conn: Conn
     ttl_ms: int
     details: dict[str, str]  # ConnField.DEVICE, ConnField.ADDRESS ...
+    max_per_user: int = 0  # live connections the user may have (0: any number)
+    live_ms: int = 0  # a connection seen within it is live (the heartbeat timeout)
 
     def args(self) -> list[Any]:
         c = self.conn
-        out: list[Any] = [c.user_id, c.conn_id, c.node_id, self.ttl_ms]
+        out: list[Any] = [
+            c.user_id,
+            c.conn_id,
+            c.node_id,
+            self.ttl_ms,
+            self.max_per_user,
+            self.live_ms,
+        ]
         for k, v in self.details.items():
             out += (k, v)
         return out
 
     def parse(self, reply: Any) -> int:
+        if reply in (b"full", "full"):
+            raise TooManyConnections(
+                f"user {self.conn.user_id!r} has {self.max_per_user} live connections already"
+            )
         return int(reply)
 
 
@@ -109,9 +123,10 @@ class Presence:
         self.ttl_ms = heartbeat_timeout_ms * PRESENCE_TTL_FACTOR
         self.scripts = Scripts(client)
 
-    async def connect(self, conn: Conn, **details: str) -> int:
+    async def connect(self, conn: Conn, *, max_per_user: int = 0, **details: str) -> int:
         """Register a connection (details: ``ConnField`` names such as ``device``);
-        returns the server time in ms."""
+        returns the server time in ms. Raises :class:`TooManyConnections` (nothing
+        registered) when the user has `max_per_user` live connections already."""
         check_id(conn.node_id, "node id")
         check_id(conn.conn_id, "connection id")
         # One round trip: the node's list of its connections first (what leave() and the
@@ -119,7 +134,14 @@ class Presence:
         # then connect.lua as a bare EVALSHA.
         pipe = self.redis.pipeline(transaction=False)
         pipe.sadd(self.keyspace.node_conns(conn.node_id), node_member(conn.user_id, conn.conn_id))
-        call = Connect(self.keyspace.part_of_user(conn.user_id), conn, self.ttl_ms, details)
+        call = Connect(
+            self.keyspace.part_of_user(conn.user_id),
+            conn,
+            self.ttl_ms,
+            details,
+            max_per_user=max_per_user,
+            live_ms=self.timeout_ms,
+        )
         (now,) = await self.scripts.pipelined([self.scripts.call(call)], pipe=pipe)
         return call.parse(now)
 

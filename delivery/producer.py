@@ -11,6 +11,7 @@ reports go through it too) counts once in ``courier_enqueued_total``.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from .enqueue import Accepted, Enqueue, EnqueueMany, Limits, build, first_error
 from .events import EventType
 from .exceptions import NotFound, ReplyTimeout, ValidationError, WaitTimeout
 from .fields import MessageField
-from .keys import Keyspace
+from .keys import RESERVE_TTL_MS, Keyspace, partition_from_id
 from .message import MessageIn
 from .metrics import ENQUEUED
 from .redis_clients import async_client, sync_client
@@ -62,6 +63,69 @@ def _chunks(plans: Sequence[Sequence[Enqueue]]) -> list[Enqueue | EnqueueMany]:
             chunk = calls[k : k + ENQUEUE_CHUNK]
             out.append(chunk[0] if len(chunk) == 1 else EnqueueMany(prefix, chunk))
     return out
+
+
+RESERVE_PER_MESSAGE = 512
+"""Bytes a message costs Redis besides its payload (hash fields, timeline, stream entry,
+index), as a multi-call request reserves them."""
+
+
+def rooms(keyspace: Keyspace, chunks: Sequence[Enqueue | EnqueueMany]) -> list[tuple[str, int]]:
+    """All or nothing across the calls of one request: Redis refuses a write that could
+    grow its memory once it is full, and it may fill up between two calls of one
+    pipeline (other partitions, other chunks), leaving a request half written. So a
+    request of several calls first reserves room for each (a string of about its size
+    in that call's partition, :func:`reserve`); each call's script deletes its
+    reservation first, which lets it finish even over ``maxmemory``. One refused
+    reservation refuses the request: the others are deleted and nothing is written.
+    Returns the (key, size) of each call's reservation, named on the calls."""
+    token = secrets.token_hex(6)
+    out = []
+    for i, chunk in enumerate(chunks):
+        calls = chunk.calls if isinstance(chunk, EnqueueMany) else [chunk]
+        key = keyspace.key(partition_from_id(calls[0].id), "reserve", token=f"{token}.{i}")
+        size = sum(len(c.payload) for c in calls) + RESERVE_PER_MESSAGE * len(calls)
+        object.__setattr__(chunk, "reservation", key)  # EnqueueMany is frozen
+        out.append((key, size))
+    return out
+
+
+def _reserve_commands(pipe: Any, wanted: list[tuple[str, int]]) -> None:
+    for key, size in wanted:
+        pipe.setrange(key, size - 1, "x")  # a write Redis refuses while it is full
+        pipe.pexpire(key, RESERVE_TTL_MS)  # gone by itself if the calls never run
+
+
+def _refused(wanted: list[tuple[str, int]], results: list[Any]) -> Exception | None:
+    errors = [r for r in results[0::2] if isinstance(r, Exception)]
+    return errors[0] if errors else None
+
+
+async def reserve(client: aioredis.Redis, wanted: list[tuple[str, int]]) -> None:
+    """Reserve the rooms of :func:`rooms`; raise Redis's refusal (OOM ...) after
+    deleting the rooms that were granted."""
+    pipe = client.pipeline(transaction=False)
+    _reserve_commands(pipe, wanted)
+    refused = _refused(wanted, await pipe.execute(raise_on_error=False))
+    if refused is not None:
+        pipe = client.pipeline(transaction=False)
+        for key, _ in wanted:  # one key per command: they live in different slots
+            pipe.delete(key)
+        await pipe.execute(raise_on_error=False)
+        raise refused
+
+
+def reserve_sync(client: redis.Redis, wanted: list[tuple[str, int]]) -> None:
+    """:func:`reserve` for a blocking client."""
+    pipe = client.pipeline(transaction=False)
+    _reserve_commands(pipe, wanted)
+    refused = _refused(wanted, pipe.execute(raise_on_error=False))
+    if refused is not None:
+        pipe = client.pipeline(transaction=False)
+        for key, _ in wanted:
+            pipe.delete(key)
+        pipe.execute(raise_on_error=False)
+        raise refused
 
 
 def _unpack(
@@ -116,7 +180,7 @@ class Producer:
     @classmethod
     def from_settings(cls, settings: Settings, client: aioredis.Redis | None = None) -> Producer:
         client = client or async_client(
-            settings.redis_url or "redis://127.0.0.1:6379",
+            settings.require_redis_url(),
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
@@ -136,6 +200,8 @@ class Producer:
         """Validate all, then enqueue all in one pipelined round trip."""
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         chunks = _chunks(plans)
+        if len(chunks) > 1:  # all or nothing across the calls (see rooms)
+            await reserve(self.redis, rooms(self.keyspace, chunks))
         out = _unpack(plans, chunks, await self._scripts.run_many(chunks, self.redis))
         _count(plans, out)
         if log.isEnabledFor(logging.DEBUG):  # one line per message, to follow it around
@@ -270,7 +336,7 @@ class SyncProducer:
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> SyncProducer:
         client = client or sync_client(
-            settings.redis_url or "redis://127.0.0.1:6379",
+            settings.require_redis_url(),
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
@@ -287,6 +353,8 @@ class SyncProducer:
     def submit_many(self, msgs: Iterable[MessageIn | dict[str, Any]]) -> list[list[Accepted]]:
         plans = [build(m, keyspace=self.keyspace, limits=self.limits) for m in msgs]
         chunks = _chunks(plans)
+        if len(chunks) > 1:
+            reserve_sync(self.redis, rooms(self.keyspace, chunks))
         out = _unpack(plans, chunks, self._scripts.run_many_sync(chunks, self.redis))
         _count(plans, out)
         return out

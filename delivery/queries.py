@@ -7,6 +7,7 @@ ints, strings) so the HTTP API, the CLI and the metrics collector share it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,7 +232,7 @@ class Queries:
         """Dead letters of every partition, newest first, with the reason, the last
         error and the message's state (``message_expired`` when its hash is gone)."""
         limit = max(1, min(limit, MAX_PAGE))
-        pos = _decode_dlq_cursor(cursor) if cursor else None
+        pos = _decode_dlq_cursor(cursor, self.keyspace.partitions) if cursor else None
         pipe = self.redis.pipeline(transaction=False)
         for p in range(self.keyspace.partitions):
             top = "+"
@@ -280,6 +281,7 @@ class Queries:
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
         pipe.zrange(ks.nodes, 0, -1, withscores=True)
+        pipe.zrange(ks.consumer_beats, 0, -1, withscores=True)
         for p in range(ks.partitions):
             for prio in PRIORITIES:
                 stream = ks.stream(p, prio)
@@ -292,6 +294,7 @@ class Queries:
         res = iter(await pipe.execute(raise_on_error=False))
         now = clock.time_ms(_ok(next(res), (0, 0)))
         node_rows = _ok(next(res), [])
+        beats = {text(name): int(ms) for name, ms in _ok(next(res), [])}
         streams = {prio: {"length": 0, "pending": 0, "lag": 0} for prio in PRIORITIES}
         partitions = []
         consumers: dict[str, dict[str, int]] = {}
@@ -327,7 +330,7 @@ class Queries:
         users: set[str] = set()
         for n in nodes:
             users |= n.pop("_users")
-        alive = [c for c in consumers.values() if c["idle_ms"] < self.consumer_alive_ms]
+        rows = self._consumers(consumers, beats, now)
         return {
             "time": iso_ms(now),
             "streams": streams,
@@ -337,12 +340,30 @@ class Queries:
             "nodes_alive": sum(1 for n in nodes if n["alive"]),
             "connections": sum(n["connections"] for n in nodes),
             "online_users": len(users),
-            "consumers": [
-                {"name": name, **c, "alive": c["idle_ms"] < self.consumer_alive_ms}
-                for name, c in sorted(consumers.items())
-            ],
-            "consumers_alive": len(alive),
+            "consumers": rows,
+            "consumers_alive": sum(1 for c in rows if c["alive"]),
         }
+
+    def _consumers(
+        self, group: dict[str, dict[str, int]], beats: dict[str, int], now: int
+    ) -> list[dict[str, Any]]:
+        """The group's members (pending, idle from XINFO) and the consumers processes'
+        own heartbeats: alive means a beat within `consumer_alive_ms` (XINFO's idle time
+        of a blocked reader grows on an idle Redis 7.0, so it cannot tell)."""
+        out = []
+        for name in sorted(group.keys() | beats.keys()):
+            c = group.get(name, {"pending": 0, "idle_ms": None})
+            beat = beats.get(name)
+            out.append(
+                {
+                    "name": name,
+                    "pending": c["pending"],
+                    "idle_ms": c["idle_ms"],
+                    "last_beat": None if beat is None else iso_ms(beat),
+                    "alive": beat is not None and now - beat < self.consumer_alive_ms,
+                }
+            )
+        return out
 
     async def _nodes(self, rows: list[Any], now: int) -> list[dict[str, Any]]:
         if not rows:
@@ -430,10 +451,21 @@ def _encode_cursor(score: int, member: str) -> str:
     return f"{score}.{member}"
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only ('²'.isdigit() is True)
+_BAD_CURSOR = "cursor is not one this API returned"
+
+
+def _number(text: str, top: int = 2**63 - 1) -> int:
+    if not _DIGITS.fullmatch(text) or int(text) > top:
+        raise ValidationError(_BAD_CURSOR)
+    return int(text)
+
+
 def _decode_cursor(cursor: str) -> tuple[int, str]:
     score, sep, member = cursor.partition(".")
-    if not sep or not score.isdigit() or not member:
-        raise ValidationError("cursor is not one this API returned")
+    if not sep or not member:
+        raise ValidationError(_BAD_CURSOR)
+    _number(score)
     try:
         partition_from_id(member)
     except ValueError:
@@ -445,9 +477,10 @@ def _encode_dlq_cursor(entry_id: str, partition: int) -> str:
     return f"{entry_id}.{partition}"
 
 
-def _decode_dlq_cursor(cursor: str) -> tuple[str, int]:
+def _decode_dlq_cursor(cursor: str, partitions: int) -> tuple[str, int]:
     entry_id, sep, part = cursor.partition(".")
     ms, dash, seq = entry_id.partition("-")
-    if not (sep and dash and ms.isdigit() and seq.isdigit() and part.isdigit()):
-        raise ValidationError("cursor is not one this API returned")
-    return entry_id, int(part)
+    if not (sep and dash):
+        raise ValidationError(_BAD_CURSOR)
+    _number(ms), _number(seq)
+    return entry_id, _number(part, partitions - 1)

@@ -93,7 +93,7 @@ class AsyncCluster(aiocluster.RedisCluster):
         self,
         *args: Any,
         pubsub_key: str = "courier",
-        seed_url: str = "redis://127.0.0.1:6379",
+        seed_url: str = "redis://",  # scheme and credentials of node URLs (async_cluster)
         pubsub_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:

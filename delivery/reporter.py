@@ -65,6 +65,11 @@ class _Progress:
         return True
 
 
+WATCHER_GRACE = 1.0  # seconds the end of a task block waits for its cancel watcher
+WATCH_READ = 0.2  # a read of the cancel channel; the watcher sees the block's end after it
+WATCH_READS_PER_CHECK = 5
+
+
 class TaskReporter:
     """The asyncio reporter (see the module docstring)."""
 
@@ -82,6 +87,7 @@ class TaskReporter:
         self.state = _Progress(task_id, user_id, total, min_interval)
         self.cancel_on_request = cancel_on_request
         self._watcher: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()  # the block ended: the watcher stops
         self._cancelled_by_user = False
 
     @property
@@ -129,10 +135,17 @@ class TaskReporter:
         channel = self.producer.keyspace.cancel_channel(self.state.task_id)
         async with self.producer.redis.pubsub() as ps:
             await ps.subscribe(channel)
-            while not await self.cancel_requested():
-                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            reads = 0
+            # the stored flag once a second (a cancel published before the subscription)
+            while reads % WATCH_READS_PER_CHECK or not await self.cancel_requested():
+                reads += 1
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=WATCH_READ)
+                if self._done.is_set():  # redis-py's get_message can swallow a cancel
+                    return
                 if msg is not None and msg["data"].decode() == self.state.user_id:
                     break  # task ids are per owner: another user's "cancel 123" is not ours
+        if self._done.is_set():
+            return
         log.info("task %s: cancel requested by its user", self.state.task_id)
         self._cancelled_by_user = True
         if target is not None:
@@ -140,9 +153,15 @@ class TaskReporter:
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         if self._watcher is not None:
+            self._done.set()
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._watcher
+            # Bounded: redis-py's PubSub.get_message can swallow the cancel and then
+            # wait for ever (seen about once in 30 task blocks); the watcher then ends
+            # by the _done flag if its read ever returns, and the block ends anyway.
+            await asyncio.wait({self._watcher}, timeout=WATCHER_GRACE)
+            if self._watcher.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    self._watcher.result()
         if self.state.final is not None:
             return False
         try:

@@ -275,8 +275,11 @@ class Scripts:
 
     # -- typed calls (delivery/calls.py) --------------------------------------------------
     def call(self, c: ScriptCall[Any]) -> Call:
-        """The (script, keys, args) triple of a typed call, for :meth:`pipelined`."""
-        return getattr(self, c.SCRIPT), (c.prefix,), c.args()
+        """The (script, keys, args) triple of a typed call, for :meth:`pipelined`
+        (an enqueue of a multi-call request names its reservation as KEYS[2])."""
+        reservation = getattr(c, "reservation", None)
+        keys = (c.prefix,) if reservation is None else (c.prefix, reservation)
+        return getattr(self, c.SCRIPT), keys, c.args()
 
     async def run(self, c: ScriptCall[A]) -> A:
         """Run one typed call (asyncio client) and parse its answer."""

@@ -5,13 +5,16 @@
     queued ──► sent ──► delivered
       ▲  │      │ └──► scheduled (retry) ──► queued
       │  │      │ └──► dead ──(operator replay)──► queued
+      │  │      │        └──(a late ack)──► delivered
       │  │      └────► parked ──► sent / expired
       │  └──► parked, expired, cancelled
     scheduled (delayed) ──► queued, expired, cancelled
 
 ``delivered``, ``expired`` and ``cancelled`` are final: nothing changes them again.
-``dead`` is final for Courier itself; only an operator's explicit replay moves a dead
-message back to ``queued`` for a fresh cycle of attempts.
+``dead`` is final for Courier's retries; only an operator's explicit replay moves a
+dead message back to ``queued`` for a fresh cycle of attempts, and an ack of one of
+its attempts that arrives late (its edge stalled, Redis was full) marks it
+``delivered`` and takes it out of the dead-letter stream.
 
 The Lua scripts enforce the same table (see ``lua/_lib.lua``: ``allowed``); the
 test ``tests/delivery/test_status.py`` checks that both agree.
@@ -69,7 +72,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PARKED: frozenset(
         {Status.SENT, Status.EXPIRED, Status.CANCELLED, Status.DELIVERED, Status.QUEUED}
     ),
-    Status.DEAD: frozenset({Status.QUEUED}),
+    Status.DEAD: frozenset({Status.QUEUED, Status.DELIVERED}),
     Status.DELIVERED: frozenset(),
     Status.EXPIRED: frozenset(),
     Status.CANCELLED: frozenset(),

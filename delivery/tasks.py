@@ -15,13 +15,13 @@ from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .enqueue import Accepted, Enqueue, Limits, build
 from .exceptions import Conflict, ValidationError
 from .fields import TaskField
 from .keys import TASK_TTL_MS, Keyspace
-from .message import MAX_ID_LEN, MessageIn, Priority, iso_ms
+from .message import MAX_ID_LEN, Priority, check_name, iso_ms, json_bytes
 from .text import text
 
 
@@ -50,6 +50,11 @@ class TaskUpdate(BaseModel):
     result: Any = None
     error: Any = None
 
+    @field_validator("user_id")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        return check_name(v, "user_id")
+
     def data(self) -> dict[str, Any]:
         return {
             "progress": self.progress,
@@ -57,6 +62,9 @@ class TaskUpdate(BaseModel):
             "result": self.result,
             "error": self.error,
         }
+
+
+MAX_TASK_ID_LEN = MAX_ID_LEN - len("task:")  # its topic is a name like the others
 
 
 def topic_of(task_id: str) -> str:
@@ -130,18 +138,23 @@ class Cancel:
 
 def build_task(task_id: str, update: TaskUpdate, *, keyspace: Keyspace, limits: Limits) -> Task:
     """Validate a task update and turn it into the ``task`` script's call."""
-    if not task_id or len(task_id) > MAX_ID_LEN or any(c in task_id for c in "{}\n\r"):
-        raise ValidationError("task_id must be 1 to 200 characters, no braces or newlines")
+    try:
+        check_name(topic_of(task_id), "task:{task_id}")
+    except ValueError:
+        raise ValidationError(
+            f"task_id must be 1 to {MAX_TASK_ID_LEN} characters, without control characters, "
+            "braces or lone surrogates"
+        ) from None
     data = update.data()
     payload = {"type": "task", "task_id": task_id, "status": str(update.status), **data}
     final = update.status.final
-    msg = MessageIn(
-        user_id=update.user_id,
-        payload=payload,
-        priority=Priority.HIGH if final else Priority.NORMAL,
-        collapse_key=topic_of(task_id),
-        topic=topic_of(task_id),
-    )
+    msg = {
+        "user_id": update.user_id,
+        "payload": payload,
+        "priority": Priority.HIGH if final else Priority.NORMAL,
+        "collapse_key": topic_of(task_id),
+        "topic": topic_of(task_id),
+    }
     (call,) = build(msg, keyspace=keyspace, limits=limits, keep=final)
     live = orjson.dumps({"type": "topic", "topic": topic_of(task_id), "data": payload})
     # "o": task topics are per owner; nodes send the frame to the owner's connections only
@@ -152,7 +165,7 @@ def build_task(task_id: str, update: TaskUpdate, *, keyspace: Keyspace, limits: 
         task_id=task_id,
         user_id=update.user_id,
         status=update.status,
-        data=orjson.dumps(data),
+        data=json_bytes(data, "task status"),
         ttl_ms=TASK_TTL_MS,
         channel=keyspace.topics_channel,
         frame=envelope,

@@ -4,7 +4,10 @@ The consumer that dispatched a message knows its targets (node, connection). Fra
 for connections on this very process go straight to the local sink; frames for other
 nodes are PUBLISHed on that node's channel. PUBLISH answers how many subscribers got
 it: zero means the node is gone, and the message is retried at once instead of
-waiting for its ack timeout. Pub/sub may still lose a frame (a node dying just after
+waiting for its ack timeout. A node also counts as gone once its heartbeat is older
+than the heartbeat timeout, subscribed or not (a frozen process keeps its
+subscription): its messages are retried at once too, and go to the user's other
+connections or park. Pub/sub may still lose a frame (a node dying just after
 receiving it); the ack timeout covers that, so delivery stays at least once.
 """
 
@@ -13,13 +16,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
 
 from .calls import Push
 from .keys import Keyspace
+from .redis_clients import is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +58,15 @@ class RedisTransport:
         keyspace: Keyspace,
         node_id: str | None = None,
         local: LocalSink | None = None,
+        heartbeat_timeout_ms: int | None = None,
     ) -> None:
         self.redis = client
         self.keyspace = keyspace
         self.node_id = node_id
         self.local = local
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        # a cluster pipeline cannot carry TIME (no key): there PUBLISH's count decides
+        self._cluster = is_cluster(client)
 
     async def push(self, pushes: Sequence[Push]) -> list[Push]:
         reached: dict[str, int] = {}
@@ -75,12 +83,30 @@ class RedisTransport:
             pipe = self.redis.pipeline(transaction=False)
             for _, node, env in remote:
                 pipe.publish(self.keyspace.node_channel(node), env)
-            for (mid, _, _), n in zip(remote, await pipe.execute(), strict=True):
-                reached[mid] += int(n)
+            nodes = sorted({node for _, node, _ in remote})
+            if self.heartbeat_timeout_ms is not None and not self._cluster:  # same trip
+                pipe.time()
+                pipe.zmscore(self.keyspace.nodes, nodes)
+            answers = await pipe.execute()
+            frozen = self._silent(nodes, answers[len(remote) :])
+            for (mid, node, _), n in zip(remote, answers[: len(remote)], strict=True):
+                if node not in frozen:
+                    reached[mid] += int(n)
         lost = [p for p in pushes if reached[p.id] == 0]
         for p in lost:
             log.debug("message %s reached no connection of user %s", p.id, p.user_id)
         return lost
+
+    def _silent(self, nodes: list[str], answers: list[Any]) -> set[str]:
+        """Nodes whose heartbeat is older than the heartbeat timeout. A node counts by
+        its heartbeat, not by PUBLISH's count of subscribers: a frozen process
+        (SIGSTOP, a stalled VM) keeps its subscription but reads nothing, so its
+        messages must go elsewhere or park instead of using up their attempts on it."""
+        if not answers or self.heartbeat_timeout_ms is None:
+            return set()
+        (sec, usec), seen = answers
+        cutoff = int(sec) * 1000 + int(usec) // 1000 - self.heartbeat_timeout_ms
+        return {n for n, ms in zip(nodes, seen, strict=True) if ms is None or ms < cutoff}
 
 
 def _group(targets: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:

@@ -1,9 +1,13 @@
 """Shared fixtures: a real Redis for every test, isolated by a key prefix.
 
-Redis comes from COURIER_TEST_REDIS_URL, else 127.0.0.1:6379 if it answers, else a
-testcontainers Redis when a Docker engine is reachable, else a private redis-server
-started for the session. Every test gets its own key prefix and its keys are deleted
-afterwards, so tests never see each other's data.
+Redis is COURIER_TEST_REDIS_URL when set (it must answer), else a private
+redis-server started for the session (never a Redis that happens to answer on 6379).
+Every test gets its own key prefix and its keys are deleted afterwards; at the end of
+the session the suite checks that it left no key behind in that Redis (keys that were
+there before it started are not its own and stay untouched).
+
+Commands the tests run find their data folder in COURIER_DATA_DIR, set here to a
+folder of the session: no test touches the user's own (~/.local/share/courier).
 """
 
 from __future__ import annotations
@@ -21,30 +25,38 @@ from api.redis_server import RedisServer
 from delivery import clock
 from delivery.keys import Keyspace
 
+_session_data = tempfile.mkdtemp(prefix="courier-test-data-")
+os.environ["COURIER_DATA_DIR"] = _session_data
+for _name in ("COURIER_REDIS_URL", "REDIS_URL"):  # the tests name their Redis themselves
+    os.environ.pop(_name, None)
 
-def _answers(url: str) -> bool:
+
+def _keys(url: str) -> set[bytes]:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
+        return set(client.scan_iter(count=1000))
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    url = os.environ.get("COURIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    if _answers(url):
+    url = os.environ.get("COURIER_TEST_REDIS_URL")
+    if url:
+        before = _keys(url)  # raises at once when it does not answer
         yield url
+        _no_leftovers(url, before)
         return
-    try:
-        from testcontainers.redis import RedisContainer
-
-        with RedisContainer("redis:7-alpine") as c:
-            yield f"redis://{c.get_container_host_ip()}:{c.get_exposed_port(6379)}/0"
-            return
-    except Exception:
-        pass
     with tempfile.TemporaryDirectory() as d, RedisServer(d) as server:
         yield server.url
+        _no_leftovers(server.url, set())
+
+
+def _no_leftovers(url: str, before: set[bytes]) -> None:
+    left = sorted(_keys(url) - before)
+    if left:
+        sample = ", ".join(k.decode(errors="replace") for k in left[:10])
+        raise AssertionError(f"the tests left {len(left)} keys in {url}: {sample}")
 
 
 @pytest.fixture

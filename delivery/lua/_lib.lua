@@ -16,6 +16,16 @@ local FINAL = {delivered = true, expired = true, cancelled = true}
 local function allowed(old, new)
   return string.find(ALLOWED, ' ' .. tostring(old) .. '>' .. new .. ' ', 1, true) ~= nil
 end
+-- Scripts that must not run while Redis refuses writes (out of memory: maxmemory with
+-- noeviction) call this before their first write. SETRANGE of an empty string writes
+-- nothing, but Redis refuses it, like any write that could grow memory, when the
+-- script started out of memory and has written nothing yet: the script ends with
+-- nothing done. retry, bury and dispatch use it, so that while Redis is full no
+-- attempt is counted and nothing is buried or sent.
+local function refuse_when_full()
+  redis.call('SETRANGE', key_gate(), 0, '')
+end
+
 -- Redis 7 knows PEXPIREAT ... LT (Redis 6.2 scripts have no REDIS_VERSION_NUM).
 local HAS_LT = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
@@ -233,12 +243,21 @@ local function bury(mkey, id, user, old, n, attempt, reason, dlq_max, dead_keep_
 end
 
 -- Park for an offline user: highest priority first, oldest first. The score is exact
--- (< 2^53): priority, then creation ms since 2024 (good until 2041), then the stream
--- entry's sequence number (messages enqueued in one millisecond keep their order).
+-- (< 2^53): priority, then creation ms since 2024 (good until 2041), then the order of
+-- the stream entries of that millisecond. A script's NOW (the creation time) is fixed,
+-- but its XADDs take the clock's milliseconds, whose sequence starts again at 0 in each:
+-- so the tail is the entry's milliseconds after the creation (0 .. 3) and then its
+-- sequence (0 .. 1023), which keeps messages created in one millisecond in enqueue
+-- order even when their script's entries span several.
 local PARK_EPOCH_MS = 1704067200000
 local function park_score(prio, created, entry)
-  local seq = tonumber(string.match(entry or '', '%-(%d+)$') or '0')
-  return (RANK[prio] * 549755813888 + (created - PARK_EPOCH_MS)) * 4096 + math.min(seq, 4095)
+  local ms, seq = string.match(entry or '', '^(%d+)%-(%d+)$')
+  local late, n = 0, 0
+  if ms then
+    late = math.max(0, math.min(tonumber(ms) - created, 3))
+    n = math.min(tonumber(seq), 1023)
+  end
+  return (RANK[prio] * 549755813888 + (created - PARK_EPOCH_MS)) * 4096 + late * 1024 + n
 end
 
 local function park(mkey, id, user, old, n, prio, created, expires, attempt, park_ttl_ms,

@@ -8,6 +8,7 @@
 local entry, id, user, prio, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local reason, dlq_max, dead_keep = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local stream = key_stream(prio)
+refuse_when_full()  -- an entry that failed while Redis was full is no poison
 redis.call('XACK', stream, group, entry)
 redis.call('XDEL', stream, entry)
 local mkey = key_msg(id)

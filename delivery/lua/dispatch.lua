@@ -11,6 +11,7 @@ local entry, id, user, prio, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ack_timeout, hb_timeout = tonumber(ARGV[6]), tonumber(ARGV[7])
 local park_ttl, retention = tonumber(ARGV[8]), tonumber(ARGV[9])
 local done = {}
+refuse_when_full()
 local out = dispatch_one(entry, id, user, prio, ack_timeout, hb_timeout, park_ttl, retention,
   done, {})
 settle(group, done)

@@ -9,6 +9,7 @@ local ack_timeout, hb_timeout = tonumber(ARGV[2]), tonumber(ARGV[3])
 local park_ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 local FIRST_ENTRY, PER_ENTRY = 6, 4
 local out, done, conns = {}, {}, {}
+refuse_when_full()  -- the entries stay pending: read again once memory frees
 for i = FIRST_ENTRY, #ARGV, PER_ENTRY do
   out[#out + 1] = dispatch_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ack_timeout,
     hb_timeout, park_ttl, retention, done, conns)

@@ -1,6 +1,9 @@
 -- enqueue_many: accept several messages of one partition in one atomic step (the
 -- producer's batch path: one call per partition instead of one per message).
 -- KEYS[1] partition prefix (P)
+-- KEYS[2] (a multi-call request only) this call's reservation: deleted first, so that
+--   once every call of the request got its room, no call is refused for memory (one
+--   refused reservation refuses them all; see delivery/producer.py)
 -- ARGV: 1 k, the number of option sets; then k option sets of 14 arguments each
 --   (enqueue.lua's arguments 4 to 17: priority .. escalate_ms); then 4 arguments per message:
 --   id, user, payload (JSON), the number of its option set (1 .. k).
@@ -8,8 +11,10 @@
 -- and the options are parsed once per set, not once per message.
 -- Returns {id, status, created} of each message, in order, flattened.
 -- (delivery/enqueue.py: EnqueueMany)
+local RESERVATION = KEYS[2]
 local k = tonumber(ARGV[1])
 local PER_SET, PER_MESSAGE = 14, 4
+if RESERVATION then redis.call('DEL', RESERVATION) end
 local opts = {}
 for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * PER_SET) end
 local out = {}

@@ -11,6 +11,7 @@
 local reason, force = ARGV[1], ARGV[2] == '1'
 local retention, dlq_max, dead_keep = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local FIRST_MESSAGE, PER_MESSAGE = 6, 2
+refuse_when_full()  -- a full Redis may have refused the acks: count no attempt then
 local out = {}
 for i = FIRST_MESSAGE, #ARGV, PER_MESSAGE do
   local id, delay = ARGV[i], tonumber(ARGV[i + 1])

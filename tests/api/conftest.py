@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,8 +32,7 @@ from api.runtime import Runtime
 from api.server import Server, config
 from delivery.keys import Keyspace
 from delivery.settings import Settings
-
-SECRET = "courier-test-secret-0123456789abcdef"
+from tests.processes import SECRET, Proc, ServeProc, serve_env
 
 FAST = {
     "scheduler_interval_seconds": 0.05,
@@ -254,3 +254,21 @@ async def edge(redis_url: str, keyspace: Keyspace, r: aioredis.Redis) -> AsyncIt
             await c.ws.close()
         if not node.task.done():
             await node.stop()
+
+
+@pytest.fixture
+async def proc(
+    redis_url: str, keyspace: Keyspace, r: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[ServeProc]:
+    """Start `courier serve` processes on this test's keyspace (tests/processes.py):
+    ``p = await proc("edge", COURIER_MAX_UNACKED="10")``; ready when it returns."""
+    procs: list[Proc] = []
+
+    async def start(name: str, *args: str, **env: str) -> Proc:
+        p = Proc(name, serve_env(name, redis_url, keyspace, tmp_path, **env), tmp_path, *args)
+        procs.append(p)
+        await p.ready()
+        return p
+
+    yield start
+    await asyncio.gather(*(p.stop() for p in procs))

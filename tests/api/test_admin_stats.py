@@ -63,7 +63,8 @@ async def test_stats_show_depth_pending_and_lag(
     s = await admin_get(node, "/v1/stats")
     assert s["streams"]["normal"] == {"length": 3, "pending": 1, "lag": 2}
     stuck = next(c for c in s["consumers"] if c["name"] == "stuck")
-    assert stuck["pending"] == 1 and stuck["alive"] is True
+    # it holds an entry, and sends no heartbeat: not counted alive (it "died")
+    assert stuck["pending"] == 1 and stuck["alive"] is False and stuck["last_beat"] is None
     for mid in [*ids, high]:
         assert (await node.message(mid))["status"] == "queued"
 

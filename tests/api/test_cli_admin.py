@@ -109,11 +109,13 @@ async def test_dlq_purge(edge: EdgeFactory, tmp_path: Path, wide: None) -> None:
     assert "message id or --all" in usage.output
     await cli("dlq", "purge", first, "--all", code=2)
 
-    assert await cli.json("dlq", "purge", first) == {"id": first, "purged": 1}
-    gone = await cli("dlq", "purge", first, code=1)
+    refused = await cli("dlq", "purge", first, code=2)  # no terminal to ask on
+    assert "add --yes" in refused.output
+    assert await cli.json("dlq", "purge", first, "--yes") == {"id": first, "purged": 1}
+    gone = await cli("dlq", "purge", first, "--yes", code=1)
     assert "no dead letter" in gone.output
-    assert "purged 1 dead-letter entry" in (await cli("dlq", "purge", "--all")).stdout
-    assert await cli.json("dlq", "purge", "--all") == {"purged": 0}
+    assert "purged 1 dead-letter entry" in (await cli("dlq", "purge", "--all", "--yes")).stdout
+    assert await cli.json("dlq", "purge", "--all", "-y") == {"purged": 0}
     for mid in (first, second):
         assert (await node.message(mid))["status"] == "dead"
 

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.redis_server import free_port
+from api.redis_server import RedisServer, choose_binary, free_port
 from delivery.keys import Keyspace
 from tests.api.admin_support import QUICK, bearer, kill_message
-from tests.api.conftest import SECRET, EdgeFactory, Node
+from tests.api.conftest import SECRET, EdgeFactory, Node, node_settings, start_node
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "ops" / "prometheus" / "alerts.yml"
@@ -189,18 +190,24 @@ async def test_alerts_and_dashboard_use_existing_metrics(edge: EdgeFactory) -> N
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.skipif(
-    shutil.which("promtool") is None,
-    reason="promtool not installed (Debian: apt-get install prometheus)",
-)
+def promtool() -> str:
+    """promtool, which ./scripts/test installs when missing: these tests never skip."""
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail(
+            "promtool not installed: ./scripts/test installs it (apt-get install prometheus)"
+        )
+    return found
+
+
 def test_promtool_accepts_the_rules_and_their_unit_tests() -> None:
     check = subprocess.run(
-        ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
+        [promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS" in check.stdout
     test = subprocess.run(
-        ["promtool", "test", "rules", ALERT_TESTS.name],
+        [promtool(), "test", "rules", ALERT_TESTS.name],
         cwd=ALERT_TESTS.parent,
         capture_output=True,
         text=True,
@@ -210,8 +217,9 @@ def test_promtool_accepts_the_rules_and_their_unit_tests() -> None:
 
 
 async def test_a_worker_process_is_its_own_scrape_target(
-    redis_url: str, keyspace: Keyspace, tmp_path: Path
+    redis_url: str, keyspace: Keyspace, r: aioredis.Redis, tmp_path: Path
 ) -> None:
+    """(`r`: the worker's consumer groups are deleted with the test's other keys.)"""
     port = free_port()
     env = {
         **os.environ,
@@ -249,3 +257,71 @@ async def test_a_worker_process_is_its_own_scrape_target(
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+NO_CONSUMERS_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - name: consumers as scraped from an idle Redis
+    interval: 1m
+    input_series:
+      - series: 'courier_consumers_alive{{instance="edge-1"}}'
+        values: "{value}x30"
+    alert_rule_test:
+      - eval_time: 30m
+        alertname: CourierNoConsumers
+        exp_alerts: {expected}
+"""
+
+
+def no_consumers_fires(value: float, tmp_path: Path) -> bool:
+    """Whether CourierNoConsumers fires on half an hour of this scraped value."""
+    rule = next(
+        rule
+        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for rule in group["rules"]
+        if rule["alert"] == "CourierNoConsumers"
+    )
+    firing = [{"exp_labels": rule["labels"], "exp_annotations": rule["annotations"]}]
+    results = []
+    for expected in ("[]", json.dumps(firing)):
+        f = tmp_path / "scraped_test.yml"
+        f.write_text(NO_CONSUMERS_TEST.format(rules=ALERTS, value=value, expected=expected))
+        proc = subprocess.run(
+            [promtool(), "test", "rules", str(f)], capture_output=True, text=True, timeout=60
+        )
+        results.append(proc.returncode == 0)
+    assert results.count(True) == 1, results
+    return results[1]
+
+
+async def test_consumers_are_alive_on_an_idle_redis_70(tmp_path: Path, keyspace: Keyspace) -> None:
+    binary = choose_binary()
+    assert binary.major >= 7, f"this test needs Redis 7 (found {binary.path} {binary.version})"
+    with RedisServer(tmp_path / "redis", binary=binary.path) as server:
+        settings = node_settings(
+            server.url,
+            keyspace,
+            claim_idle_seconds=0.3,  # what XINFO idle times were held against
+            read_block_ms=50,
+            consumer_heartbeat_seconds=0.1,
+        )
+        node = await start_node(settings)
+        try:
+            await asyncio.sleep(1.5)  # a quiet night: nothing enqueued, readers blocked
+            _, samples = await scrape(node)
+            assert value(samples, "courier_consumers_alive") == 1
+            assert value(samples, "courier_consumers_running") == 1
+            stats = (await node.http.get("/v1/stats", headers=bearer(node, "admin"))).json()
+            assert [c["name"] for c in stats["consumers"] if c["alive"]] == [node.rt.node_id]
+            assert not no_consumers_fires(value(samples, "courier_consumers_alive"), tmp_path)
+
+            rt = node.rt
+            assert rt.consumers is not None
+            await rt.consumers.stop()  # the consumers are gone: the alert must fire
+            _, samples = await scrape(node)
+            assert value(samples, "courier_consumers_alive") == 0
+            assert no_consumers_fires(value(samples, "courier_consumers_alive"), tmp_path)
+        finally:
+            await node.stop()

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,60 +21,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from api.auth import issue
-from api.redis_server import free_port
 from delivery.events import EventType
 from delivery.keys import Keyspace
 from delivery.producer import Producer, SyncProducer
 from delivery.settings import Settings
 from tests.api.conftest import SECRET, Client
+from tests.processes import Proc, serve_env
 
 pytestmark = pytest.mark.slow
-
-COURIER = str(Path(sys.executable).with_name("courier"))
-
-
-class Proc:
-    """One `courier serve` subprocess."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, *args: str) -> None:
-        self.name = name
-        self.node_id = env["COURIER_NODE_ID"]
-        self.port = int(env["COURIER_PORT"])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
-        self.log = log_dir / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [COURIER, "serve", *args], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    async def ready(self, within: float = 20) -> None:
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(timeout=1) as http:
-            while True:
-                assert self.proc.poll() is None, f"{self.name} exited:\n{self.log.read_text()}"
-                try:
-                    if (await http.get(self.url + "/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, f"{self.name} not ready:\n{self.log_text()}"
-                await asyncio.sleep(0.05)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Signal the process and wait for it without blocking the event loop (the
-        test's clients must be able to answer the server's closing handshake)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                await asyncio.to_thread(self.proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait, 5)
-
 
 Cluster = Callable[..., Awaitable[Proc]]
 
@@ -90,25 +40,7 @@ async def serve(
     procs: list[Proc] = []
 
     async def start(name: str, *args: str, **env: str) -> Proc:
-        full = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("COURIER_")},
-            "COURIER_REDIS_URL": redis_url,
-            "COURIER_KEY_PREFIX": keyspace.prefix,
-            "COURIER_PARTITIONS": str(keyspace.partitions),
-            "COURIER_JWT_SECRET": SECRET,
-            "COURIER_PORT": str(free_port()),
-            "COURIER_NODE_ID": f"{name}-{secrets.token_hex(3)}",
-            "COURIER_DATA_DIR": str(tmp_path / name),
-            "COURIER_ACK_TIMEOUT_SECONDS": "1",
-            "COURIER_HEARTBEAT_INTERVAL_SECONDS": "0.3",
-            "COURIER_HEARTBEAT_TIMEOUT_SECONDS": "1.5",
-            "COURIER_CLAIM_IDLE_SECONDS": "1",
-            "COURIER_SCHEDULER_INTERVAL_SECONDS": "0.05",
-            "COURIER_RETRY_BASE_SECONDS": "0.1",
-            "COURIER_RETRY_MAX_SECONDS": "0.5",
-            "COURIER_LOG_LEVEL": "INFO",
-            **env,
-        }
+        full = serve_env(name, redis_url, keyspace, tmp_path, **env)
         p = Proc(name, full, tmp_path, *args)
         procs.append(p)
         return p

@@ -97,7 +97,7 @@ async def test_other_websocket_implementations_get_the_same_protocol(
 async def test_a_client_that_never_takes_its_close_frame_is_dropped(
     edge: EdgeFactory, keyspace: Keyspace, r: aioredis.Redis, uvicorn: dict[str, str] | None
 ) -> None:
-    node = await edge(uvicorn=uvicorn, send_queue_size=10_000)
+    node = await edge(uvicorn=uvicorn, send_queue_size=10_000, send_queue_bytes=16 << 20)
     sock, _ = await raw_slow_client(node, "uma")
     try:
         deadline = time.monotonic() + 5

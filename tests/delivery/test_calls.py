@@ -33,6 +33,7 @@ from delivery.calls import (
 )
 from delivery.edge_calls import Ack, AckCode, AckMany, AckRequest, Reply, ReplyCode, Unpark
 from delivery.enqueue import Accepted, EnqueueMany, Limits, build
+from delivery.exceptions import TooManyConnections
 from delivery.keys import GROUP, Keyspace
 from delivery.presence import Conn, Connect, Disconnect, Touch
 from delivery.status import Status
@@ -199,9 +200,11 @@ def test_enqueue_and_task_answers(which: int) -> None:
 
 def test_presence_calls_lay_out_their_arguments() -> None:
     c = Conn("a|b", "c1", NODE)
-    connect = Connect(P, c, 120_000, {"device": "phone"})
-    assert connect.args() == ["a|b", "c1", NODE, 120_000, "device", "phone"]
+    connect = Connect(P, c, 120_000, {"device": "phone"}, max_per_user=3, live_ms=60_000)
+    assert connect.args() == ["a|b", "c1", NODE, 120_000, 3, 60_000, "device", "phone"]
     assert connect.parse(1700000000000) == 1700000000000
+    with pytest.raises(TooManyConnections):
+        connect.parse(b"full")
     touch = Touch(P, 120_000, [c, Conn("x", "c2", NODE)])
     assert touch.args() == [120_000, "a|b", "c1", NODE, "x", "c2", NODE]
     assert touch.parse([b"c1"]) == ["c1"] and touch.parse(["c1"]) == ["c1"]

@@ -5,8 +5,8 @@ hold the separator or colons."""
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError as PydanticValidationError
 
+from delivery.exceptions import SettingsError
 from delivery.members import (
     check_id,
     conn_member,
@@ -56,7 +56,7 @@ def test_members_without_a_separator_are_refused() -> None:
 
 
 def test_a_node_id_setting_with_the_separator_is_refused() -> None:
-    with pytest.raises(PydanticValidationError, match="node_id must be"):
+    with pytest.raises(SettingsError, match="COURIER_NODE_ID: node_id must be"):
         Settings(node_id="edge|1")
     assert Settings(node_id="edge-1").node_id == "edge-1"
 

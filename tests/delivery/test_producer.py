@@ -74,7 +74,10 @@ async def test_the_producer_counts_the_messages_it_created(h: Harness) -> None:
     assert moved(before) == {"high": 2, "normal": 2, "low": 2}
 
 
-async def test_the_sync_producer_counts_too(redis_url: str, keyspace: Keyspace) -> None:
+async def test_the_sync_producer_counts_too(
+    redis_url: str, keyspace: Keyspace, r: aioredis.Redis
+) -> None:
+    """(`r`: the test's keys are deleted afterwards.)"""
     producer = SyncProducer(redis.Redis.from_url(redis_url), keyspace=keyspace, limits=Limits())
     before = enqueued()
     try:

@@ -179,9 +179,11 @@ async def test_dispatch(h: Harness) -> None:
     assert (outcome, push) == ("parked", None)
     pb = ks.partition_of("bob")
     bcreated = int(await h.r.hget(ks.msg(off.id), "ca"))
-    # score: priority (low = 2), then creation ms since 2024, then the entry's sequence
-    seq = int(entry.entry_id.split("-")[1])
-    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + seq
+    # score: priority (low = 2), then creation ms since 2024, then the entry's place in
+    # that millisecond (its ms after the creation, 0 .. 3, then its sequence)
+    ems, seq = (int(x) for x in entry.entry_id.split("-"))
+    tail = max(0, min(ems - bcreated, 3)) * 1024 + min(seq, 1023)
+    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + tail
     assert await h.r.zscore(ks.user("bob", "parked"), off.id) == score
     parkx = await h.r.zscore(ks.key(pb, "parkx"), off.id)
     assert parkx == (await raw_timeline(h.r, ks, off.id))[-1]["until"]
@@ -324,10 +326,17 @@ async def test_ack(h: Harness) -> None:
         keys=[ks.part(p)], args=[other, "c", NODE, RETENTION, 2, mid, dead, missing]
     )
     assert raw == [b"forbidden", b"forbidden", b"unknown"]
+    # A dead message acked late (its edge stalled): delivered, out of the dead letters.
+    assert await h.r.xlen(ks.key(p, "dlq")) == 1
     raw = await h.store.scripts.ack(
         keys=[ks.part(p)], args=["alice", "c", NODE, RETENTION, 2, dead]
     )
-    assert raw == [b"final"] and await h.status(dead) == "dead"
+    assert raw[0].decode().startswith("ok|") and await h.status(dead) == "delivered"
+    assert await h.r.xlen(ks.key(p, "dlq")) == 0
+    m = await h.r.hgetall(ks.msg(dead))
+    assert b"dl" not in m and 0 < await h.r.pttl(ks.msg(dead)) <= RETENTION
+    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
+    assert stats[b"dead"] == b"0" and stats[b"delivered"] == b"2"
 
 
 async def test_due(h: Harness) -> None:
@@ -527,7 +536,8 @@ async def test_connect(h: Harness) -> None:
     ks = h.keyspace
     before = await server_ms(h.r)
     now = await h.store.scripts.connect(
-        keys=[ks.part_of_user("alice")], args=["alice", "c1", "n1", 5000, "device", "ios"]
+        keys=[ks.part_of_user("alice")],
+        args=["alice", "c1", "n1", 5000, 0, 2500, "device", "ios"],
     )
     assert before <= now <= await server_ms(h.r)
     conns = ks.user("alice", "conns")
@@ -541,6 +551,16 @@ async def test_connect(h: Harness) -> None:
         b"last_seen": str(now).encode(),
     }
     assert 4000 < await h.r.pttl(conns) <= 5000 and 4000 < await h.r.pttl(conn) <= 5000
+    # at most 1 live connection: another one is refused with nothing written, the same
+    # one again (a reconnect that kept its id) is not
+    full = await h.store.scripts.connect(
+        keys=[ks.part_of_user("alice")], args=["alice", "c2", "n1", 5000, 1, 2500]
+    )
+    assert full == b"full" and not await h.r.exists(ks.user("alice", "conn", conn="c2"))
+    again = await h.store.scripts.connect(
+        keys=[ks.part_of_user("alice")], args=["alice", "c1", "n1", 5000, 1, 2500]
+    )
+    assert isinstance(again, int)
 
 
 async def test_touch(h: Harness) -> None:

@@ -1,0 +1,49 @@
+"""One PING before a command starts: a bad URL, a refused connection, or a Redis that
+accepts TCP but never answers ends the command in one line that names the setting to
+fix, within a few seconds, with no traceback."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from delivery.redis_clients import cluster_seed
+
+from .instance import InstanceError
+
+CONNECT_TIMEOUT = 2.0
+ANSWER_TIMEOUT = 2.0
+
+
+def check_redis(url: str, *, source: str, cluster: bool = False) -> str:
+    """PING the Redis at `url` (for Redis Cluster: the seed node); its version.
+    `source` says where the URL came from (e.g. ``COURIER_REDIS_URL``)."""
+    seed = cluster_seed(url, cluster) or url
+    fix = "set COURIER_REDIS_URL" if source != "COURIER_REDIS_URL" else "check COURIER_REDIS_URL"
+    try:
+        client = redis.Redis.from_url(
+            seed,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=ANSWER_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),  # one try: the answer is for a person waiting
+        )
+    except ValueError as e:
+        raise InstanceError(f"{url!r} is not a Redis URL ({e}): {fix}") from None
+    try:
+        client.ping()
+        version = str(client.info("server").get("redis_version", "?"))
+    except redis.TimeoutError:
+        raise InstanceError(
+            f"Redis at {url} ({source}) accepted the connection but did not answer PING "
+            f"within {ANSWER_TIMEOUT:.0f} s: is it a Redis? {fix}"
+        ) from None
+    except redis.AuthenticationError as e:
+        raise InstanceError(f"Redis at {url} ({source}) refused the login ({e}): {fix}") from None
+    except redis.ConnectionError as e:
+        raise InstanceError(f"cannot connect to Redis at {url} ({source}): {e}; {fix}") from None
+    except redis.RedisError as e:
+        raise InstanceError(f"Redis at {url} ({source}) answered an error ({e}): {fix}") from None
+    finally:
+        client.close()
+    return version
