@@ -15,12 +15,38 @@ from delivery.queries import MAX_PAGE
 from delivery.webhook_store import WebhookStore
 from delivery.webhooks import endpoint_from, new_secret
 
+from . import docs
 from .auth import Principal
 from .deps import admin, runtime
 from .responses import OrjsonResponse
 from .runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+
+ENDPOINT = {
+    "id": "crm",
+    "url": "https://crm.example.com/courier",
+    "events": ["delivered", "undelivered"],
+    "service": "crm",
+    "timeout_seconds": None,
+    "max_in_flight": None,
+    "enabled": True,
+    "source": "api",
+    "state": "ok",
+    "pending": 0,
+    "dead_letters": 0,
+    "attempts": 12,
+    "delivered": 12,
+    "failed": 0,
+    "dead": 0,
+    "consecutive_failures": 0,
+    "last_result": "HTTP 204",
+    "last_error": None,
+    "last_latency_ms": 31,
+    "last_success_at": "2026-11-25T18:52:05.878Z",
+    "last_failure_at": None,
+}
 
 
 class EndpointIn(BaseModel):
@@ -46,7 +72,7 @@ def _store(rt: Runtime) -> WebhookStore:
     return rt.webhooks
 
 
-@router.get("/webhooks", response_class=OrjsonResponse)
+@router.get("/webhooks", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 503))
 async def list_endpoints(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) -> Any:
     """Every endpoint (settings, then admin API) with its state, jobs waiting, dead
     letters, counters and last result."""
@@ -54,7 +80,15 @@ async def list_endpoints(_: Principal = Depends(admin), rt: Runtime = Depends(ru
     return OrjsonResponse({"endpoints": [await store.status(ep) for ep in await store.endpoints()]})
 
 
-@router.put("/webhooks/{endpoint_id}", response_class=OrjsonResponse)
+@router.put(
+    "/webhooks/{endpoint_id}",
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(201, "Added (with the secret made here, if none was given).", ENDPOINT),
+        **docs.ok(200, "Replaced.", ENDPOINT),
+        **docs.errors(*docs.AUTH, *docs.BODY, 409, 503),
+    },
+)
 async def put_endpoint(
     endpoint_id: str,
     ep: EndpointIn,
@@ -74,7 +108,14 @@ async def put_endpoint(
     return OrjsonResponse(out, status_code=201 if created else 200)
 
 
-@router.get("/webhooks/{endpoint_id}", response_class=OrjsonResponse)
+@router.get(
+    "/webhooks/{endpoint_id}",
+    response_class=OrjsonResponse,
+    responses={
+        **docs.ok(200, "The endpoint's status.", ENDPOINT),
+        **docs.errors(*docs.AUTH, 404, 503),
+    },
+)
 async def get_endpoint(
     endpoint_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -83,7 +124,11 @@ async def get_endpoint(
     return OrjsonResponse(await store.status(await store.get(endpoint_id)))
 
 
-@router.delete("/webhooks/{endpoint_id}", response_class=OrjsonResponse)
+@router.delete(
+    "/webhooks/{endpoint_id}",
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.AUTH, 404, 409, 503),
+)
 async def delete_endpoint(
     endpoint_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
@@ -93,7 +138,11 @@ async def delete_endpoint(
     return OrjsonResponse({"id": endpoint_id, "deleted": True})
 
 
-@router.get("/webhooks/{endpoint_id}/dead-letters", response_class=OrjsonResponse)
+@router.get(
+    "/webhooks/{endpoint_id}/dead-letters",
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.AUTH, 404, 422, 503),
+)
 async def endpoint_dead_letters(
     endpoint_id: str,
     limit: int = Query(50, ge=1, le=MAX_PAGE),
@@ -112,7 +161,10 @@ async def endpoint_dead_letters(
 
 
 @router.post(
-    "/webhooks/{endpoint_id}/dead-letters/replay", status_code=202, response_class=OrjsonResponse
+    "/webhooks/{endpoint_id}/dead-letters/replay",
+    status_code=202,
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.AUTH, *docs.BODY, 404, 503),
 )
 async def replay_dead_letters(
     endpoint_id: str,
@@ -127,7 +179,11 @@ async def replay_dead_letters(
     return OrjsonResponse({"endpoint": endpoint_id, "replayed": n}, status_code=202)
 
 
-@router.delete("/webhooks/{endpoint_id}/dead-letters", response_class=OrjsonResponse)
+@router.delete(
+    "/webhooks/{endpoint_id}/dead-letters",
+    response_class=OrjsonResponse,
+    responses=docs.errors(*docs.AUTH, 404, 422, 503),
+)
 async def purge_dead_letters(
     endpoint_id: str,
     event_id: list[str] | None = Query(None, description="only these events"),
@@ -140,7 +196,7 @@ async def purge_dead_letters(
     )
 
 
-@router.get("/events", response_class=OrjsonResponse)
+@router.get("/events", response_class=OrjsonResponse, responses=docs.errors(*docs.AUTH, 422, 503))
 async def recent_events(
     user_id: list[str] | None = Query(None, description="only these users' events"),
     type: list[EventType] | None = Query(None, description="only these event types"),
