@@ -79,11 +79,6 @@ ERRORS: dict[int, tuple[str, str, str]] = {
         "invalid_request",
         "priority: Input should be 'high', 'normal' or 'low'",
     ),
-    501: (
-        "The deployment does not record what this route reads.",
-        "events_disabled",
-        "lifecycle events are not enabled on this deployment",
-    ),
     503: (
         "Redis is unreachable or refuses writes; retry shortly.",
         "redis_unavailable",

@@ -15,7 +15,7 @@ Server-Sent Events. The console's "Live tail" page reads it.
 The events come from the deployment's events source (``Runtime.extras["events"]``,
 an :class:`EventSource`): the per-partition lifecycle events streams
 (:class:`StreamEvents`, set by the app when ``COURIER_EVENTS`` is on). With events off
-there is no source, and the route answers ``501`` ``events_disabled`` after checking
+there is no source, and the route answers ``409`` ``events_disabled`` after checking
 the request, so the page can say so instead of showing an empty list that looks like
 silence.
 """
@@ -125,7 +125,7 @@ async def _stream(
     "/events/tail",
     responses={
         200: {"description": "Server-Sent Events.", "content": {"text/event-stream": {}}},
-        **docs.errors(*docs.AUTH, 422, 501, 503),
+        **docs.errors(*docs.AUTH, 409, 422, 503),
     },
 )
 async def live_tail(
@@ -136,14 +136,14 @@ async def live_tail(
     rt: Runtime = Depends(runtime),
 ) -> StreamingResponse:
     """Lifecycle events as they happen (SSE), optionally of one user and some events;
-    ``501 events_disabled`` while the deployment records no lifecycle events."""
+    ``409 events_disabled`` while the deployment records no lifecycle events."""
     unknown = sorted(set(event or ()) - set(TAIL_EVENTS))
     if unknown:
         raise ApiError(422, f"unknown event {unknown[0]!r}; one of {', '.join(TAIL_EVENTS)}")
     source: EventSource | None = rt.extras.get(EVENTS)  # type: ignore[assignment]
     if source is None:
         raise ApiError(
-            501,
+            409,
             "lifecycle events are not enabled on this deployment: the live tail is "
             "available once they are",
             code="events_disabled",

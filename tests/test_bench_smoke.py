@@ -155,7 +155,8 @@ def test_floor_sets_todays_scripts_against_the_floor() -> None:
     # today does more than the floor of the same messages
     assert s["floor_commands_us_per_msg"]["max"] < s["today_scripts_us_per_msg"]["min"]
     assert s["no_aof"]["floor_scripts_us_per_msg"]["min"] > 0  # (CPU ticks: 10 ms)
-    assert s["e2e"]["redis_cpu_us_per_msg"]["min"] > 0
+    # 400 messages may fit in one 10 ms tick of Redis's CPU clock: reported, maybe 0
+    assert s["e2e"]["redis_cpu_us_per_msg"]["min"] >= 0
     run = body["runs"][0]
     assert {r["step"] for r in run["isolated"]["redis_benchmark"]} >= {"append", "status write"}
 

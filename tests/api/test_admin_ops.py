@@ -204,7 +204,7 @@ async def test_redis_health(edge: EdgeFactory) -> None:
 async def test_the_live_tail_says_events_are_not_enabled(edge: EdgeFactory) -> None:
     node = await edge(events=False)
     r = await admin(node, "GET", "/v1/events/tail", params={"user_id": "a", "event": "dead"})
-    assert r.status_code == 501
+    assert r.status_code == 409
     assert r.json()["error"]["code"] == "events_disabled"
     bad = await admin(node, "GET", "/v1/events/tail", params={"event": "exploded"})
     assert bad.status_code == 422 and "unknown event 'exploded'" in bad.json()["error"]["detail"]
