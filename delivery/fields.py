@@ -53,6 +53,8 @@ class MessageField(_Fields):
     DEAD_LETTER = "dl", "the dead-letter entry id while the message is in the DLQ"
     DELIVERED_AT = "da", "ack time, server ms"
     REPLY = "rp", "the user's reply, JSON"
+    ESCALATE_AFTER = "esa", "escalate after this many ms from enqueue (only when set)"
+    ESCALATED_AT = "esc", "when `undelivered` fired, server ms (only then)"
 
 
 class EntryField(_Fields):
@@ -104,6 +106,36 @@ class StatsField(_Fields):
     ACK_MS = "ack_ms", "sum of their enqueue-to-ack ms"
 
 
+class EventField(_Fields):
+    """A lifecycle event (key ``events``): appended by the script that makes the change
+    (delivery/events.py reads them; the event id is ``<partition>:<entry id>``)."""
+
+    TYPE = "e", "`delivered`, `parked`, `expired`, `dead`, `replied`, `cancelled`, `undelivered`"
+    MESSAGE = "id", "the message id"
+    USER = "u", "the recipient's user id"
+    AT = "t", "when it happened, server ms"
+    ATTEMPT = "a", "the message's attempt then"
+    CONN = "conn", "delivered, replied: the connection that acked or replied"
+    NODE = "node", "delivered: the node that holds that connection"
+    LATENCY = "lat", "delivered: enqueue to ack, ms"
+    UNTIL = "until", "parked: the park expiry, server ms"
+    REASON = "reason", "dead: why (`ack_timeout`, `poison` ...); cancelled: `collapsed`"
+    BY = "by", "cancelled: the newer message with the same collapse key"
+    REPLY = "rp", "replied: the reply, JSON"
+    STATUS = "s", "undelivered: the message's status then"
+    AFTER = "after", "undelivered: the escalation delay, ms"
+
+
+class WebhookDeadField(_Fields):
+    """A webhook delivery that used up its attempts (key ``wh_dlq``)."""
+
+    ENDPOINT = "endpoint", "the endpoint id"
+    EVENT = "event", "the event id (the `webhook-id` header)"
+    BODY = "body", "the JSON body that was sent"
+    ATTEMPTS = "attempts", "attempts made"
+    ERROR = "error", "the last attempt's error"
+
+
 TABLES: dict[type[_Fields], tuple[str, str]] = {
     MessageField: ("msg", "F_"),
     EntryField: ("stream", "ENTRY_"),
@@ -111,6 +143,8 @@ TABLES: dict[type[_Fields], tuple[str, str]] = {
     TaskField: ("task", "TASK_"),
     ConnField: ("conn", "CONN_"),
     StatsField: ("user_stats", "STAT_"),
+    EventField: ("events", "EV_"),
+    WebhookDeadField: ("wh_dlq", "WHD_"),
 }
 """Each table's key (in :data:`delivery.keys.PARTITION_LAYOUT`) and its prefix in Lua
 (``F_`` for the message hash, the one most scripts use)."""

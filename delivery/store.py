@@ -24,6 +24,7 @@ from .calls import (
     DispatchMany,
     Due,
     Entry,
+    Escalate,
     Expire,
     Promote,
     Purge,
@@ -37,7 +38,7 @@ from .calls import (
 )
 from .edge_calls import AckCode, Acked, AckMany, AckRequest, Reply, ReplyCode, Unpark
 from .exceptions import Conflict, NotFound
-from .keys import DLQ_MAX_LEN, GROUP, LATENCY_SAMPLES, Keyspace, partition_from_id
+from .keys import DLQ_MAX_LEN, EVENTS_MAX_LEN, GROUP, LATENCY_SAMPLES, Keyspace, partition_from_id
 from .members import conn_member
 from .message import Message
 from .metrics import (
@@ -73,6 +74,7 @@ class Timing:
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 900.0
     latency_samples: int = LATENCY_SAMPLES
+    events_max_len: int = EVENTS_MAX_LEN  # 0: no lifecycle events (COURIER_EVENTS=false)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Timing:
@@ -84,6 +86,7 @@ class Timing:
             dead_keep_ms=max(s.park_ttl_seconds, s.retention_seconds) * 1000,
             retry_base_seconds=s.retry_base_seconds,
             retry_max_seconds=s.retry_max_seconds,
+            events_max_len=s.events_max_len if s.events else 0,
         )
 
 
@@ -99,7 +102,7 @@ class Store:
         self.redis = client
         self.keyspace = keyspace
         self.timing = timing
-        self.scripts = Scripts(client)
+        self.scripts = Scripts(client, events_max_len=timing.events_max_len)
 
     # -- consumers ---------------------------------------------------------------------
     async def dispatch(self, entries: Sequence[Entry]) -> list[Dispatched]:
@@ -223,10 +226,11 @@ class Store:
         return await self.scripts.run(Expire(prefix, limit, self.timing.retention_ms))
 
     async def sweep(self, partitions: Sequence[int], *, limit: int = 500) -> dict[str, int]:
-        """The scheduler's pass over many partitions: ``promote``, ``due`` and ``expire``
-        of all of them in one pipelined round trip, then the retries of the messages
-        that were due (one ``retry`` call per partition that has any). Returns counts:
-        promoted, expired and the retry outcomes (see :meth:`retry_due`)."""
+        """The scheduler's pass over many partitions: ``promote``, ``due``, ``expire`` and
+        ``escalate`` of all of them in one pipelined round trip, then the retries of the
+        messages that were due (one ``retry`` call per partition that has any). Returns
+        counts: promoted, expired, undelivered and the retry outcomes (see
+        :meth:`retry_due`)."""
         retention = self.timing.retention_ms
         calls: list[ScriptCall[Any]] = []
         for p in partitions:
@@ -235,13 +239,15 @@ class Store:
                 Promote(prefix, limit, retention),
                 Due(prefix, limit),
                 Expire(prefix, limit, retention),
+                Escalate(prefix, limit),
             ]
         results = await self.scripts.run_many(calls, self.redis)
-        done = {"promoted": 0, "expired": 0}
+        done = {"promoted": 0, "expired": 0, "undelivered": 0}
         for k, p in enumerate(partitions):
-            promoted, due, expired = results[3 * k : 3 * k + 3]
+            promoted, due, expired, escalated = results[4 * k : 4 * k + 4]
             done["promoted"] += promoted.moved
             done["expired"] += expired
+            done["undelivered"] += escalated
             ids = [(d.id, d.attempts) for d in due]
             retried = await self._retry(
                 self.keyspace.part(p), ids, reason="ack_timeout", force=False

@@ -4,13 +4,14 @@
 -- one o between all the messages of a batch that have the same options. Returns three
 -- values (no table per message): id, status, created (1, or 0 for a repeat).
 local function enqueue_opts(A, b)
-  -- A[b + 1] .. A[b + 13]: priority, ttl_ms, delay_ms (-1: none), deliver_at_ms
+  -- A[b + 1] .. A[b + 14]: priority, ttl_ms, delay_ms (-1: none), deliver_at_ms
   -- (-1: none), max_attempts, idempotency key, collapse key, topic, reply_requested
-  -- (0/1), retention_ms, user index ttl ms, user index cap, keep (1: never collapsed)
+  -- (0/1), retention_ms, user index ttl ms, user index cap, keep (1: never collapsed),
+  -- escalate_ms (-1: none)
   return {prio = A[b + 1], ttl = tonumber(A[b + 2]), delay = tonumber(A[b + 3]),
     at = tonumber(A[b + 4]), ma = A[b + 5], ik = A[b + 6], ck = A[b + 7], tp = A[b + 8],
     rr = A[b + 9], retention = tonumber(A[b + 10]), index_ttl = tonumber(A[b + 11]),
-    cap = tonumber(A[b + 12]), keep = A[b + 13] == '1'}
+    cap = tonumber(A[b + 12]), keep = A[b + 13] == '1', esc = tonumber(A[b + 14])}
 end
 
 -- The first timeline event of a queued message: the same text for every message of
@@ -46,7 +47,7 @@ local function enqueue_one(id, user, payload, o)
   else
     status, first = 'queued', QUEUED_EVENT
   end
-  if ck == '' and tp == '' and ik == '' and not o.keep then
+  if ck == '' and tp == '' and ik == '' and not o.keep and o.esc < 0 then
     redis.call('HSET', mkey, F_ID, id, F_USER, user, F_PRIORITY, o.prio, F_PAYLOAD, payload,
       F_CREATED_AT, NOW, F_EXPIRES_AT, expires, F_TTL, ttl, F_MAX_ATTEMPTS, o.ma,
       F_ATTEMPTS, 0, F_REPLY_REQUESTED, o.rr, F_STATUS, status, F_EVENTS, 1,
@@ -60,6 +61,11 @@ local function enqueue_one(id, user, payload, o)
     if tp ~= '' then fields[#fields + 1] = F_TOPIC; fields[#fields + 1] = tp end
     if ik ~= '' then fields[#fields + 1] = F_IDEMPOTENCY_KEY; fields[#fields + 1] = ik end
     if o.keep then fields[#fields + 1] = F_KEEP; fields[#fields + 1] = '1' end
+    if o.esc >= 0 then
+      fields[#fields + 1] = F_ESCALATE_AFTER; fields[#fields + 1] = o.esc
+      -- `undelivered` is due escalate_ms after the message is (due to be) sent
+      redis.call('ZADD', key_escalate(), due + o.esc, id)
+    end
     redis.call('HSET', mkey, unpack(fields))
   end
   redis.call('PEXPIREAT', mkey, expires + retention)

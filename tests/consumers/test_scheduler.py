@@ -35,11 +35,19 @@ async def test_one_tick_promotes_retries_and_expires_across_partitions(
         return await server_ms(r) >= expires
 
     await wait_until(all_due, within=5)
-    assert await h.scheduler.tick() == {"promoted": 1, "scheduled": 1, "dead": 0, "expired": 1}
+    assert await h.scheduler.tick() == {
+        "promoted": 1,
+        "scheduled": 1,
+        "dead": 0,
+        "expired": 1,
+        "undelivered": 0,
+    }
 
     assert [await h.status(m.id) for m in (unacked, parked, delayed)] == [
         "scheduled",  # waiting for its retry
         "expired",
         "queued",
     ]
-    assert await h.scheduler.tick() == {"promoted": 0, "scheduled": 0, "dead": 0, "expired": 0}
+    assert await h.scheduler.tick() == dict.fromkeys(
+        ("promoted", "scheduled", "dead", "expired", "undelivered"), 0
+    )

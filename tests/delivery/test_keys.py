@@ -88,15 +88,26 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
         assert await h.r.xlen(s) == 0 and (await h.r.xpending(s, "couriers"))["pending"] == 0
 
     # 4. Acked: inflight is gone, the latency sample list appears, the message hash is
-    #    kept for the retention only.
+    #    kept for the retention only; the partition's events stream has its `delivered`
+    #    event (no TTL: capped by MAXLEN ~ COURIER_EVENTS_MAX_LEN).
     assert await h.ack("alice", [sent.id]) == {sent.id: "ok"}
     latency = ks.user("alice", "user_latency")
+    events = ks.events(p)
     ttls = await _ttls(h)
-    assert set(ttls) == streams | presence | {node_set, msg, latency} | user_keys
+    assert set(ttls) == streams | presence | {node_set, msg, latency, events} | user_keys
     assert _about(ttls[msg], h.store.timing.retention_ms)
     assert _about(ttls[latency], USER_KEYS_TTL_MS)
+    ((_, event),) = await h.r.xrange(events)
+    assert {k: v for k, v in event.items() if k not in (b"t", b"lat")} == {
+        b"e": b"delivered",
+        b"id": sent.id.encode(),
+        b"u": b"alice",
+        b"a": b"1",
+        b"conn": b"c1",
+        b"node": NODE.encode(),
+    }
     for key, ttl in ttls.items():
-        if key in streams or key == node_set:
+        if key in streams or key in (node_set, events):
             assert ttl == -1, key
         else:
             assert ttl > 0, key  # everything else has a bounded life
@@ -115,7 +126,7 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
 
     # 5. The device disconnects: every presence key is gone, the node set too.
     await h.disconnect("alice")
-    assert await h.keys() == streams | {msg, latency} | user_keys
+    assert await h.keys() == streams | {msg, latency, events} | user_keys
 
 
 async def test_user_ids_with_colons_never_share_a_key_with_another_user(h: Harness) -> None:

@@ -291,7 +291,7 @@ async def test_user_index_is_capped(h: Harness) -> None:
     cap = 3
     calls = [dataclasses.replace(c, opts=c.opts._replace(index_cap=cap)) for c in calls]
     args = many_args(calls)
-    assert args[0] == 1 and len(args) == 1 + 13 + 5 * 4  # one option set, shared
+    assert args[0] == 1 and len(args) == 1 + 14 + 5 * 4  # one option set, shared
     res = await h.store.scripts.enqueue_many(keys=[ks.part_of_user("alice")], args=args)
     assert len(res) == 15
     kept = await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)
