@@ -243,21 +243,24 @@ local function bury(mkey, id, user, old, n, attempt, reason, dlq_max, dead_keep_
 end
 
 -- Park for an offline user: highest priority first, oldest first. The score is exact
--- (< 2^53): priority, then creation ms since 2024 (good until 2041), then the order of
--- the stream entries of that millisecond. A script's NOW (the creation time) is fixed,
--- but its XADDs take the clock's milliseconds, whose sequence starts again at 0 in each:
--- so the tail is the entry's milliseconds after the creation (0 .. 3) and then its
--- sequence (0 .. 1023), which keeps messages created in one millisecond in enqueue
--- order even when their script's entries span several.
+-- (< 2^53): priority, then ms since 2024 (good until 2041), then a sequence (0..4095).
+-- Stream entry ids grow strictly in the order messages were enqueued, so a message
+-- whose entry was made with it (within FRESH_MS of its creation) is ranked by its entry
+-- id (ms, then sequence): messages of one millisecond, or of one script call whose
+-- XADDs spread over several (the sequence restarts in each), keep their enqueue order.
+-- A message queued again later (a retry, a hand-back) is ranked by its creation time.
 local PARK_EPOCH_MS = 1704067200000
+local FRESH_MS = 1000
 local function park_score(prio, created, entry)
+  local at, n = created, 0
   local ms, seq = string.match(entry or '', '^(%d+)%-(%d+)$')
-  local late, n = 0, 0
   if ms then
-    late = math.max(0, math.min(tonumber(ms) - created, 3))
-    n = math.min(tonumber(seq), 1023)
+    ms = tonumber(ms)
+    if ms >= created and ms - created <= FRESH_MS then
+      at, n = ms, math.min(tonumber(seq), 4095)
+    end
   end
-  return (RANK[prio] * 549755813888 + (created - PARK_EPOCH_MS)) * 4096 + late * 1024 + n
+  return (RANK[prio] * 549755813888 + (at - PARK_EPOCH_MS)) * 4096 + n
 end
 
 local function park(mkey, id, user, old, n, prio, created, expires, attempt, park_ttl_ms,
