@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Receive, Scope, Send
 
+from delivery.events import EventLog
 from delivery.settings import Settings
 
 from . import (
@@ -24,6 +25,7 @@ from . import (
     routes_admin_ops,
     routes_messages,
     routes_tasks,
+    routes_webhooks,
     tail,
     ws,
 )
@@ -82,6 +84,8 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(max_connections=settings.max_connections)
         rt = Runtime.build(settings, with_consumers=consumers, local=hub.local_sink)
+        if settings.events:  # the live tail's source (api/tail.py)
+            rt.extras[tail.EVENTS] = tail.StreamEvents(EventLog(rt.redis, keyspace=rt.keyspace))
         node = Node(rt, hub, verifier)
         app.state.runtime = rt
         app.state.hub = hub
@@ -118,6 +122,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     app.include_router(routes_admin_ops.router)
     app.include_router(tail.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_webhooks.router)
     app.include_router(ws.router)
     install_plugins(app)
     examples.install(app, settings)

@@ -148,6 +148,11 @@ def send(
     priority: Priority = typer.Option(Priority.NORMAL),
     delay: float | None = typer.Option(None, min=0, help="Deliver after this many seconds."),
     ttl: int | None = typer.Option(None, min=1, help="Seconds until it expires (> 0)."),
+    escalate_after: float | None = typer.Option(
+        None,
+        min=0,
+        help="`undelivered` when no device acked it this many seconds after it was due.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Enqueue one message for a user."""
@@ -163,7 +168,14 @@ def send(
     s = _settings()
     producer = SyncProducer.from_settings(s)
     try:
-        a = producer.send(user, body, priority=priority.value, delay_seconds=delay, ttl_seconds=ttl)
+        a = producer.send(
+            user,
+            body,
+            priority=priority.value,
+            delay_seconds=delay,
+            ttl_seconds=ttl,
+            escalate_after_seconds=escalate_after,
+        )
     except CourierError as e:
         typer.echo(f"error: {e.detail}", err=True)
         raise typer.Exit(2) from None

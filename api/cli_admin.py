@@ -208,3 +208,6 @@ def register(app: typer.Typer) -> None:
     app.command()(stats)
     app.command()(user)
     app.add_typer(dlq_app, name="dlq")
+    from .cli_webhooks import webhooks_app
+
+    app.add_typer(webhooks_app, name="webhooks")

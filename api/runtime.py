@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from consumers.runner import Consumers
+from consumers.webhooks import WebhookConfig, WebhookDispatcher
 from delivery.keys import Keyspace
 from delivery.presence import Presence
 from delivery.producer import Limits, Producer
@@ -24,6 +25,8 @@ from delivery.redis_clients import async_cluster, cluster_seed
 from delivery.settings import Settings
 from delivery.store import Store, Timing
 from delivery.transport import LocalSink, RedisTransport
+from delivery.webhook_store import WebhookStore
+from delivery.webhooks import parse_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class Runtime:
     store: Store
     presence: Presence
     transport: RedisTransport
+    webhooks: WebhookStore
     consumers: Consumers | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -115,8 +119,18 @@ class Runtime:
             local=local,
             heartbeat_timeout_ms=int(settings.heartbeat_timeout_seconds * 1000),
         )
+        webhooks = WebhookStore(client, keyspace=ks, static=parse_endpoints(settings.webhooks))
         consumers = None
         if with_consumers:
+            dispatcher = None
+            if settings.webhook_delivery:
+                dispatcher = WebhookDispatcher(
+                    client,
+                    keyspace=ks,
+                    store=webhooks,
+                    consumer=node,
+                    config=WebhookConfig.from_settings(settings),
+                )
             consumers = Consumers(
                 client,
                 store=store,
@@ -127,6 +141,7 @@ class Runtime:
                 block_ms=settings.read_block_ms,
                 poison_deliveries=settings.poison_deliveries,
                 scheduler_interval=settings.scheduler_interval_seconds,
+                webhooks=dispatcher,
                 heartbeat_seconds=settings.consumer_heartbeat_seconds,
             )
         return cls(
@@ -142,6 +157,7 @@ class Runtime:
                 heartbeat_timeout_ms=int(settings.heartbeat_timeout_seconds * 1000),
             ),
             transport=transport,
+            webhooks=webhooks,
             consumers=consumers,
         )
 

@@ -4,7 +4,7 @@ Server-Sent Events. The console's "Live tail" page reads it.
 ``GET /v1/events/tail?user_id=42&event=delivered&event=dead`` answers
 ``text/event-stream``, one SSE event per lifecycle event::
 
-    id: 1718000000000-0
+    id: 3:1718000000000-0
     event: delivered
     data: {"id": "3-8f2c...", "user_id": "42", "event": "delivered", "at": "...", ...}
 
@@ -13,10 +13,11 @@ Server-Sent Events. The console's "Live tail" page reads it.
 :data:`KEEPALIVE_S` keeps proxies from closing a quiet tail.
 
 The events come from the deployment's events source (``Runtime.extras["events"]``,
-an :class:`EventSource`): the per-partition lifecycle events stream. Until a
-deployment records lifecycle events there is no source, and the route answers ``409``
-``events_disabled`` after checking the request, so the page can say so instead of
-showing an empty list that looks like silence.
+an :class:`EventSource`): the per-partition lifecycle events streams
+(:class:`StreamEvents`, set by the app when ``COURIER_EVENTS`` is on). With events off
+there is no source, and the route answers ``409`` ``events_disabled`` after checking
+the request, so the page can say so instead of showing an empty list that looks like
+silence.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import StreamingResponse
 
-from delivery.message import MAX_ID_LEN
+from delivery import clock
+from delivery.events import EventLog, event_id, split_event_id
+from delivery.message import MAX_ID_LEN, iso_ms
 
 from . import docs
 from .auth import Principal
@@ -39,7 +42,7 @@ from .runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
-EVENTS = "events"  # the key of the source in Runtime.extras
+EVENTS = "events"  # the key of the source in Runtime.extras (set when COURIER_EVENTS)
 TAIL_EVENTS = ("delivered", "parked", "expired", "dead", "replied", "cancelled", "undelivered")
 """The lifecycle events a producer cares about (and a tail may be filtered by)."""
 KEEPALIVE_S = 15.0
@@ -52,6 +55,45 @@ class EventSource(Protocol):
     def tail(
         self, *, user_id: str | None, events: frozenset[str], after: str | None
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+
+    async def now(self) -> str:
+        """The position of "from now on", taken when the request comes (a tail that
+        starts reading later still shows what happened since)."""
+        ...
+
+
+class StreamEvents:
+    """The :class:`EventSource` of the per-partition events streams
+    (:class:`delivery.events.EventLog`); the position is the event id."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    async def now(self) -> str:
+        # entry ids are Redis server ms: every partition is read from this millisecond
+        ms = await clock.server_ms(self.log.redis)
+        return event_id(0, f"{ms - 1}-{2**64 - 1}")
+
+    async def tail(
+        self, *, user_id: str | None, events: frozenset[str], after: str | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        try:
+            split_event_id(after) if after is not None else None
+        except ValueError:
+            after = None  # not one of ours: from now on
+        users = None if user_id is None else [user_id]
+        async for e in self.log.tail(types=events, users=users, after=after):
+            yield (
+                e.id,
+                {
+                    "id": e.message_id,
+                    "event": e.type.value,
+                    "user_id": e.user_id,
+                    "at": iso_ms(e.at_ms),
+                    "attempt": e.attempt,
+                    **e.data,
+                },
+            )
 
 
 def sse(position: str, event: dict[str, Any]) -> bytes:
@@ -107,8 +149,9 @@ async def live_tail(
             code="events_disabled",
         )
     chosen = frozenset(event or TAIL_EVENTS)
+    after = last_event_id if last_event_id is not None else await source.now()
     return StreamingResponse(
-        _stream(source, user_id, chosen, last_event_id),
+        _stream(source, user_id, chosen, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -9,14 +9,19 @@ import hashlib
 
 import redis.asyncio as aioredis
 
+from delivery.keys import EVENTS_MAX_LEN
 from delivery.scripts import NAMES, source
 
 KEEP = 100_000
 THRESHOLD_US = 200
 
 
-def _sha_names() -> dict[str, str]:
-    return {hashlib.sha1(source(n).encode()).hexdigest(): n for n in NAMES}
+def _sha_names(events_max_len: tuple[int, ...] = (EVENTS_MAX_LEN, 0)) -> dict[str, str]:
+    """Script SHA -> name, for the default events setting and for events off (the
+    setting is part of the scripts' text)."""
+    return {
+        hashlib.sha1(source(n, m).encode()).hexdigest(): n for n in NAMES for m in events_max_len
+    }
 
 
 async def start(r: aioredis.Redis) -> None:

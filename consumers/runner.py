@@ -24,6 +24,8 @@ from delivery.transport import Transport
 from .heartbeat import Heartbeat
 from .resilience import Step, forever
 from .scheduler import Scheduler
+from .webhooks import GROUP as WEBHOOK_GROUP
+from .webhooks import WebhookDispatcher
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,10 @@ class Consumers:
         scheduler_interval: float = 0.25,
         heartbeat_seconds: float = 5.0,
         partitions: Sequence[int] | None = None,
+        webhooks: WebhookDispatcher | None = None,
     ) -> None:
         self.redis = client
+        self.webhooks = webhooks
         self.keyspace = keyspace
         self.partitions = list(partitions if partitions is not None else range(keyspace.partitions))
         self.worker = Worker(
@@ -99,6 +103,8 @@ class Consumers:
         self.tasks.append(self._spawn("housekeeping", self._housekeeping))
         self.tasks.append(self._spawn("heartbeat", self.heartbeat.beat))
         self.tasks.append(self._spawn("totals", self.totals.publish))
+        if self.webhooks is not None:
+            await self.webhooks.start()
         self.started = True
         log.info(
             "consumers started: %s on %d partitions, %d readers",
@@ -109,6 +115,8 @@ class Consumers:
 
     async def stop(self) -> None:
         self.stop_event.set()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -141,15 +149,19 @@ class Consumers:
         return self.claim_every
 
     async def _housekeeping(self) -> float:
-        """Forget consumers of the group that are idle for an hour and hold nothing."""
+        """Forget consumers of the groups (message streams; the webhook dispatcher's on the
+        events streams) that are idle for an hour and hold nothing."""
         for p in self.partitions:
-            for stream in self.keyspace.group_streams(p):
+            groups = [(stream, GROUP) for stream in self.keyspace.group_streams(p)]
+            if self.webhooks is not None:
+                groups.append((self.keyspace.events(p), WEBHOOK_GROUP))
+            for stream, group in groups:
                 try:
-                    consumers = await self.redis.xinfo_consumers(stream, GROUP)
+                    consumers = await self.redis.xinfo_consumers(stream, group)
                 except aioredis.ResponseError:
                     continue
                 for c in consumers:
                     name = text(c["name"])
                     if c["pending"] == 0 and c["idle"] > IDLE_CONSUMER_MS:
-                        await self.redis.xgroup_delconsumer(stream, GROUP, name)
+                        await self.redis.xgroup_delconsumer(stream, group, name)
         return 60.0

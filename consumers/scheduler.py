@@ -1,7 +1,8 @@
 """The scheduler: due delayed and retried messages go back to their stream, parked
-messages past their time expire, and the streams lose the entries every consumer is
-done with. (Unacknowledged messages are found by the consumers' reclaim, which takes
-over what waits in the consumer group past the ack timeout: see
+messages past their time expire, messages not acked by their escalation time get their
+`undelivered` event, and the streams lose the entries every consumer is done with.
+(Unacknowledged messages are found by the consumers' reclaim, which takes over what
+waits in the consumer group past the ack timeout: see
 :meth:`consumers.worker.Worker.reclaim`.)
 
 It is a plain asyncio loop, not APScheduler: the jobs run every fraction of a second,
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from delivery.metrics import EXPIRED, PROMOTED
+from delivery.metrics import ESCALATED, EXPIRED, PROMOTED
 from delivery.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,12 @@ class Scheduler:
         self.interval = interval
 
     async def tick(self) -> dict[str, int]:
-        """One pass over every partition (one round trip): promoted and expired."""
+        """One pass over every partition (one round trip): promoted, expired and
+        undelivered."""
         done = await self.store.sweep(self.partitions, limit=self.batch)
         PROMOTED.inc(done["promoted"])
         EXPIRED.inc(done["expired"])
+        ESCALATED.inc(done["undelivered"])
         return done
 
     async def step(self) -> float:

@@ -6,7 +6,7 @@ arguments under the names the script gives them; ``args()`` lays them out as ARG
 and ``parse(reply)`` turns the script's reply into typed values, with an enum for
 every outcome string. ``Scripts.run(call)`` runs one; ``Scripts.call(call)`` is the
 (script, keys, args) triple that ``Scripts.pipelined`` sends. Here: the
-consumers' (dispatch, reclaim, retry), the scheduler's (promote, expire, trim) and the
+consumers' (dispatch, reclaim, retry), the scheduler's (promote, expire, trim, escalate) and the
 operators' (replay, purge). The others sit beside what calls them: the edge's (ack,
 unpark, reply) in :mod:`delivery.edge_calls`, ``enqueue``/``enqueue_many`` in
 :mod:`delivery.enqueue`, ``task``/``cancel`` in :mod:`delivery.tasks`, the presence
@@ -368,6 +368,22 @@ class Trim:
 
     def parse(self, reply: Any) -> list[int]:
         return [int(n) for n in reply]
+
+
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    """``escalate.lua``: messages not acked by their escalation time get `undelivered`;
+    answers how many."""
+
+    SCRIPT: ClassVar[str] = "escalate"
+    prefix: str
+    limit: int
+
+    def args(self) -> list[Any]:
+        return [self.limit]
+
+    def parse(self, reply: Any) -> int:
+        return int(reply)
 
 
 # -- operators -------------------------------------------------------------------------

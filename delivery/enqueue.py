@@ -18,7 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from . import clock
 from .exceptions import PayloadTooLarge, ValidationError
-from .keys import USER_INDEX_CAP, Keyspace, partition_of
+from .keys import EVENTS_MAX_LEN, USER_INDEX_CAP, Keyspace, partition_of
 from .message import MessageIn, Priority, check_name, id_in, json_bytes
 from .settings import Settings
 from .text import text
@@ -34,6 +34,8 @@ class Limits:
     max_attempts: int = 5
     retention_seconds: int = 86400
     max_recipients: int = 1000
+    escalate_after_seconds: float | None = None  # the default of escalate_after_seconds
+    events_max_len: int = EVENTS_MAX_LEN  # 0: no lifecycle events (COURIER_EVENTS=false)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
@@ -44,11 +46,13 @@ class Limits:
             max_attempts=s.max_attempts,
             retention_seconds=s.retention_seconds,
             max_recipients=s.max_recipients,
+            escalate_after_seconds=s.escalate_after_seconds,
+            events_max_len=s.events_max_len if s.events else 0,
         )
 
 
 class EnqueueOptions(NamedTuple):
-    """``enqueue.lua``'s arguments 4 to 16, in order (one option set of
+    """``enqueue.lua``'s arguments 4 to 17, in order (one option set of
     ``enqueue_many.lua``): shared by all the recipients of a message, and by the
     messages of a batch that have the same options (a tuple: hashable, cheap)."""
 
@@ -65,6 +69,7 @@ class EnqueueOptions(NamedTuple):
     index_ttl_ms: int  # the user's index and counters live at least this long
     index_cap: int  # USER_INDEX_CAP
     keep: str  # "1": never collapsed away (a final task status)
+    escalate_ms: int  # -1: none; else `undelivered` when not acked this long after due
 
 
 class Accepted(NamedTuple):
@@ -104,7 +109,7 @@ class Enqueue:
 @dataclass(frozen=True, slots=True)
 class EnqueueMany:
     """``enqueue_many.lua``: several messages of one partition. ARGV: k, then the k
-    distinct option sets (13 each), then 4 per message: id, user, payload, the number
+    distinct option sets (14 each), then 4 per message: id, user, payload, the number
     of its option set. The reply: per message its status, or ``=<id>|<status>`` for a
     repeat (see the script)."""
 
@@ -134,7 +139,7 @@ _STATUS = {k: s for s in ("queued", "scheduled") for k in (s, s.encode())}
 
 def many_args(calls: Sequence[Enqueue]) -> list[Any]:
     """``enqueue_many``'s arguments: the distinct option sets, then 4 per message (a
-    batch's messages mostly share their options: 4 arguments each instead of 16)."""
+    batch's messages mostly share their options: 4 arguments each instead of 17)."""
     sets: dict[tuple[Any, ...], int] = {}
     rows: list[Any] = []
     for c in calls:
@@ -169,6 +174,7 @@ def _default_options(limits: Limits, keep: bool) -> EnqueueOptions:
         (limits.max_ttl_seconds + limits.retention_seconds) * 1000,
         USER_INDEX_CAP,
         "1" if keep else "0",
+        _escalate_ms(None, limits.escalate_after_seconds),
     )
 
 
@@ -241,12 +247,18 @@ def build(
         (limits.max_ttl_seconds + limits.retention_seconds) * 1000,  # index_ttl_ms
         USER_INDEX_CAP,  # index_cap
         "1" if keep else "0",  # keep
+        _escalate_ms(msg.escalate_after_seconds, limits.escalate_after_seconds),  # escalate_ms
     )
     calls = []
     for u in targets:
         p = partition_of(u, keyspace.partitions)  # once: it names both the keys and the id
         calls.append(Enqueue(keyspace.part(p), id_in(p), u, payload, opts))
     return calls
+
+
+def _escalate_ms(own: float | None, default: float | None) -> int:
+    after = own if own is not None else default
+    return -1 if after is None else max(int(after * 1000), 1)
 
 
 def _epoch_ms(dt: datetime) -> int:

@@ -12,7 +12,8 @@
      ├── TooManyConnections   a user has MAX_CONNECTIONS_PER_USER live connections (4429)
      ├── SettingsError        a setting (or a combination) that cannot work; one line
      ├── NotConfigured        a setting the call needs is missing (no Redis URL)
-     └── ReplyTimeout         no answer to a confirmation request in time
+     ├── ReplyTimeout         no answer to a confirmation request in time
+     └── WaitTimeout          a message did not reach the awaited event in time
 """
 
 from __future__ import annotations
@@ -83,4 +84,9 @@ class NotConfigured(CourierError):
 
 class ReplyTimeout(CourierError):
     code = "reply_timeout"
+    http_status = 504
+
+
+class WaitTimeout(CourierError):
+    code = "wait_timeout"
     http_status = 504

@@ -65,6 +65,8 @@ class MessageField(_Fields):
         ),
     )
     REPLY = "rp", "the user's reply, JSON"
+    ESCALATE_AFTER = "esa", "escalate after this many ms from enqueue (only when set)"
+    ESCALATED_AT = "esc", "when `undelivered` fired, server ms (only then)"
 
 
 class EntryField(_Fields):
@@ -116,12 +118,44 @@ class ConnField(_Fields):
     ADDRESS = "address", "the client's address (given by the edge)"
 
 
+class EventField(_Fields):
+    """A lifecycle event (key ``events``): appended by the script that makes the change
+    (delivery/events.py reads them; the event id is ``<partition>:<entry id>``)."""
+
+    TYPE = "e", "`delivered`, `parked`, `expired`, `dead`, `replied`, `cancelled`, `undelivered`"
+    MESSAGE = "id", "the message id"
+    USER = "u", "the recipient's user id"
+    AT = "t", "when it happened, server ms"
+    ATTEMPT = "a", "the message's attempt then"
+    CONN = "conn", "delivered, replied: the connection that acked or replied"
+    NODE = "node", "delivered: the node that holds that connection"
+    LATENCY = "lat", "delivered: enqueue to ack, ms"
+    UNTIL = "until", "parked: the park expiry, server ms"
+    REASON = "reason", "dead: why (`ack_timeout`, `poison` ...); cancelled: `collapsed`"
+    BY = "by", "cancelled: the newer message with the same collapse key"
+    REPLY = "rp", "replied: the reply, JSON"
+    STATUS = "s", "undelivered: the message's status then"
+    AFTER = "after", "undelivered: the escalation delay, ms"
+
+
+class WebhookDeadField(_Fields):
+    """A webhook delivery that used up its attempts (key ``wh_dlq``)."""
+
+    ENDPOINT = "endpoint", "the endpoint id"
+    EVENT = "event", "the event id (the `webhook-id` header)"
+    BODY = "body", "the JSON body that was sent"
+    ATTEMPTS = "attempts", "attempts made"
+    ERROR = "error", "the last attempt's error"
+
+
 TABLES: dict[type[_Fields], tuple[str, str]] = {
     MessageField: ("msg", "F_"),
     EntryField: ("stream", "ENTRY_"),
     DeadLetterField: ("dlq", "DLQ_"),
     TaskField: ("task", "TASK_"),
     ConnField: ("conn", "CONN_"),
+    EventField: ("events", "EV_"),
+    WebhookDeadField: ("wh_dlq", "WHD_"),
 }
 """Each table's key (in :data:`delivery.keys.PARTITION_LAYOUT`) and its prefix in Lua
 (``F_`` for the message hash, the one most scripts use)."""

@@ -37,6 +37,9 @@ RESERVE_TTL_MS = 30_000
 """A multi-call enqueue's reservations live this long if its scripts never run."""
 BROADCAST_REPORT_TTL_S = 300
 """A broadcast's report (nodes and connections that took it) lives this long."""
+EVENTS_MAX_LEN = 100_000
+"""Default approximate length cap of each partition's events stream (``XADD MAXLEN ~``;
+the setting ``COURIER_EVENTS_MAX_LEN``)."""
 SIGN_IN_TTL_S = 300
 """A console sign-in code (``courier admin``) can be redeemed this long, once."""
 TOTALS_STALE_MS = 60_000
@@ -92,6 +95,33 @@ PARTITION_LAYOUT: dict[str, Key] = {
         f"TASK_TTL_MS ({TASK_TTL_MS // DAY_MS} days)",
     ),
     "user_tasks": Key("u:{user}:tasks", "zset task id->updated ms (active tasks)", "like task"),
+    "events": Key(
+        "events",
+        "stream (EventField): lifecycle events for producers",
+        f"MAXLEN ~ COURIER_EVENTS_MAX_LEN ({EVENTS_MAX_LEN})",
+    ),
+    "escalate": Key(
+        "escalate",
+        "zset id->escalation due ms",
+        "members removed when due (undelivered fired, or the message had moved on)",
+    ),
+    # webhook deliveries (delivery/webhook_store.py): one job per endpoint and event
+    "wh_due": Key(
+        "wh:due:{endpoint}",
+        "zset event id->next attempt ms (lease end while sending)",
+        "members removed when delivered or dead-lettered",
+    ),
+    "wh_jobs": Key(
+        "wh:jobs:{endpoint}",
+        "hash event id->body, `id|a` attempts, `id|e` last error",
+        "fields removed when delivered or dead-lettered",
+    ),
+    "wh_counts": Key(
+        "wh:counts",
+        "hash `endpoint|pending`, `endpoint|dead` -> jobs",
+        "fields removed with the endpoint",
+    ),
+    "wh_dlq": Key("wh:dlq", "stream (WebhookDeadField)", f"MAXLEN ~ DLQ_MAX_LEN ({DLQ_MAX_LEN})"),
     "reserve": Key(
         "reserve:{token}",
         "string: room for one call of a multi-call enqueue",
@@ -110,6 +140,14 @@ GLOBAL_LAYOUT: dict[str, Key] = {
         "bcast:{id}",
         "hash nodes, connections",
         f"BROADCAST_REPORT_TTL_S ({BROADCAST_REPORT_TTL_S} s)",
+    ),
+    "webhooks": Key(
+        "webhooks", "hash endpoint id->endpoint JSON (admin API)", "fields removed on delete"
+    ),
+    "wh_stat": Key(
+        "wh:stat:{endpoint}",
+        "hash: an endpoint's attempts, successes, failures, last result",
+        "deleted with the endpoint",
     ),
     "sign_in": Key(
         "signin:{code}",
@@ -182,6 +220,15 @@ class Keyspace:
         """pub/sub channel of live topic frames; every edge node filters locally."""
         return f"{self.prefix}:topics"
 
+    @property
+    def webhooks(self) -> str:
+        """hash endpoint id -> endpoint JSON: the endpoints added by the admin API."""
+        return self.global_key("webhooks")
+
+    def webhook_stat(self, endpoint: str) -> str:
+        """hash: one endpoint's counters and last result."""
+        return self.global_key("wh_stat", endpoint=endpoint)
+
     def broadcast_report(self, broadcast_id: str) -> str:
         """hash nodes/connections: how many nodes and connections took a broadcast."""
         return self.global_key("broadcast_report", id=broadcast_id)
@@ -232,6 +279,10 @@ class Keyspace:
         """Every stream of a partition with the consumer group: the priority streams,
         then the drained one."""
         return [*self.streams(partition), self.drained(partition)]
+
+    def events(self, partition: int) -> str:
+        """The partition's lifecycle events stream (delivery/events.py)."""
+        return self.key(partition, "events")
 
     def msg(self, message_id: str) -> str:
         return self.key(partition_from_id(message_id), "msg", id=message_id)

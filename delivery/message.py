@@ -90,6 +90,9 @@ class MessageIn(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     reply_requested: bool = False
     topic: str | None = None
+    # `undelivered` (timeline and events) when no device acked it this long after it
+    # was due; it stays deliverable. Default: COURIER_ESCALATE_AFTER_SECONDS.
+    escalate_after_seconds: float | None = Field(default=None, gt=0, le=30 * 86400)
 
     @field_validator("user_id", "idempotency_key", "collapse_key", "topic")
     @classmethod

@@ -65,3 +65,31 @@ REDIS_REFUSED = Counter(
     "Writes Redis refused because it is out of memory (maxmemory)",
     ["loop"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "courier_webhook_attempts_total",
+    "Webhook requests, by endpoint and result (ok, http_4xx, http_5xx, timeout, error)",
+    ["endpoint", "result"],
+)
+WEBHOOK_DELIVERED = Counter(
+    "courier_webhook_delivered_total", "Events an endpoint answered 2xx to", ["endpoint"]
+)
+WEBHOOK_DEAD = Counter(
+    "courier_webhook_dead_total",
+    "Webhook deliveries dead-lettered (attempts used up)",
+    ["endpoint"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "courier_webhook_request_seconds",
+    "Time from sending a webhook request to its answer (or timeout)",
+    ["endpoint"],
+    buckets=_LATENCY_BUCKETS,
+)
+WEBHOOK_IN_FLIGHT = Gauge(
+    "courier_webhook_in_flight", "Webhook requests under way in this process", ["endpoint"]
+)
+EVENTS_FANNED_OUT = Counter(
+    "courier_webhook_jobs_total", "Webhook jobs made from events (one per endpoint and event)"
+)
+ESCALATED = Counter(
+    "courier_undelivered_total", "Messages not acked by their escalate_after_seconds"
+)

@@ -22,7 +22,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from . import clock
 from .enqueue import Accepted, Enqueue, EnqueueMany, Limits, build, first_error
-from .exceptions import NotFound, ReplyTimeout, ValidationError
+from .events import EventType
+from .exceptions import NotFound, ReplyTimeout, ValidationError, WaitTimeout
 from .fields import MessageField
 from .keys import RESERVE_TTL_MS, Keyspace, partition_from_id
 from .message import MessageIn
@@ -31,8 +32,10 @@ from .redis_clients import async_client, sync_client
 from .reporter import SyncTaskReporter, TaskReporter, async_decorator, sync_decorator
 from .scripts import Scripts
 from .settings import Settings
+from .subscription import EventSubscription
 from .tasks import Task, TaskAnswer, TaskUpdate, build_task, task_result, task_view
 from .text import text
+from .waits import Waits, wait_blocking
 
 __all__ = ["Accepted", "Limits", "Producer", "SyncProducer"]
 
@@ -171,7 +174,8 @@ class Producer:
         self.redis = client
         self.keyspace = keyspace
         self.limits = limits or Limits()
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, events_max_len=self.limits.events_max_len)
+        self._waits: Waits | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, client: aioredis.Redis | None = None) -> Producer:
@@ -286,7 +290,33 @@ class Producer:
                     return orjson.loads(msg["data"])
         return _timed_out(accepted.id, timeout, default)
 
+    # -- what became of a message (delivery/events.py) --------------------------------------
+    async def wait(
+        self,
+        message_id: str,
+        *,
+        until: str | Iterable[str] = EventType.DELIVERED,
+        timeout: float = 30,  # noqa: ASYNC109  (a time-limited wait is the point)
+        default: Any = _NO_DEFAULT,
+    ) -> Any:
+        """Wait until the message reaches one of the events ``until`` names (or a final
+        one: delivered, expired, dead, cancelled); returns the :class:`EventType` it
+        reached, whichever process or node made the change. After ``timeout`` seconds,
+        returns ``default`` if given, else raises :class:`WaitTimeout`."""
+        if self._waits is None:
+            self._waits = Waits(self.redis, keyspace=self.keyspace)
+        got = await self._waits.wait(message_id, until, timeout)
+        return got if got is not None else _wait_timed_out(message_id, timeout, default)
+
+    def events(self, group: str, **options: Any) -> EventSubscription:
+        """The events of every partition for the consumer group ``group`` (several
+        processes with the same group share them); see :mod:`delivery.subscription` for
+        the options (``types``, ``users``, ``consumer``, ``start``, ``auto_ack`` ...)."""
+        return EventSubscription(self.redis, keyspace=self.keyspace, group=group, **options)
+
     async def aclose(self) -> None:
+        if self._waits is not None:
+            await self._waits.aclose()
         await self.redis.aclose()
 
 
@@ -301,7 +331,7 @@ class SyncProducer:
         self.redis = client
         self.keyspace = keyspace
         self.limits = limits or Limits()
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, events_max_len=self.limits.events_max_len)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> SyncProducer:
@@ -374,6 +404,18 @@ class SyncProducer:
             ps.close()
         return _timed_out(accepted.id, timeout, default)
 
+    def wait(
+        self,
+        message_id: str,
+        *,
+        until: str | Iterable[str] = EventType.DELIVERED,
+        timeout: float = 30,
+        default: Any = _NO_DEFAULT,
+    ) -> Any:
+        """The blocking form of :meth:`Producer.wait` (one connection while it waits)."""
+        got = wait_blocking(self.redis, self.keyspace, message_id, until, timeout)
+        return got if got is not None else _wait_timed_out(message_id, timeout, default)
+
     def close(self) -> None:
         self.redis.close()
 
@@ -389,4 +431,10 @@ def _timed_out(message_id: str, timeout: float, default: Any) -> Any:
     if default is _NO_DEFAULT:
         raise ReplyTimeout(f"no reply to {message_id} within {timeout} s")
     log.info("no reply to %s within %s s; using the default", message_id, timeout)
+    return default
+
+
+def _wait_timed_out(message_id: str, timeout: float, default: Any) -> Any:
+    if default is _NO_DEFAULT:
+        raise WaitTimeout(f"message {message_id} reached none of the awaited events in {timeout} s")
     return default

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.exceptions import NoScriptError
 
 from .fields import lua_field_constants
-from .keys import GROUP, lua_key_functions
+from .keys import EVENTS_MAX_LEN, GROUP, lua_key_functions
 from .members import lua_member_constants
 from .status import TRANSITIONS
 
@@ -49,6 +49,13 @@ NAMES = (
     "reply",
     "task",
     "cancel",
+    "escalate",
+    "wh_fanout",
+    "wh_claim",
+    "wh_done",
+    "wh_fail",
+    "wh_replay",
+    "wh_drop",
 )
 
 # Scripts that accept a message as part of their work include the enqueue function.
@@ -74,10 +81,11 @@ def _transition_table() -> str:
 
 
 @cache
-def prelude() -> str:
+def prelude(events_max_len: int = EVENTS_MAX_LEN) -> str:
     """The whole prelude: ``P`` (``KEYS[1]``), the generated key functions, field
-    constants, member separator and transition table, then ``_lib.lua`` and
-    ``_streams.lua``."""
+    constants, member separator, transition table and the events stream's cap
+    (``EVENTS_MAX``: the setting ``COURIER_EVENTS_MAX_LEN``, 0 with events off), then
+    ``_lib.lua`` and ``_streams.lua``."""
     return "\n".join(
         [
             "local P = KEYS[1]",
@@ -86,6 +94,7 @@ def prelude() -> str:
             lua_field_constants(),
             lua_member_constants(),
             _transition_table(),
+            f"local EVENTS_MAX = {int(events_max_len)}",
             resources.files("delivery.lua").joinpath("_lib.lua").read_text(),
             resources.files("delivery.lua").joinpath("_streams.lua").read_text(),
         ]
@@ -93,19 +102,21 @@ def prelude() -> str:
 
 
 @cache
-def source(name: str) -> str:
+def source(name: str, events_max_len: int = EVENTS_MAX_LEN) -> str:
     """The text of one script as Redis receives it: the prelude cut down to what the
-    script uses, then its body."""
+    script uses, then its body. The events setting is part of the text (a constant
+    costs a script nothing per call, an argument would cost every call): each value
+    has scripts of its own."""
     lua = resources.files("delivery.lua")
     body = "\n".join(
         lua.joinpath(f"{part}.lua").read_text() for part in (*INCLUDES.get(name, ()), name)
     )
-    return assemble(body)
+    return assemble(body, events_max_len)
 
 
-def assemble(body: str) -> str:
+def assemble(body: str, events_max_len: int = EVENTS_MAX_LEN) -> str:
     """A script body with the part of the prelude it uses (see :func:`source`)."""
-    units = _units(prelude())
+    units = _units(prelude(events_max_len))
     if _DEFERRED & _needed(units, body):
         body = _with_flush(body)
     return "\n".join([*_used(units, body), body])
@@ -196,12 +207,14 @@ Call = tuple[Any, Sequence[Any], Sequence[Any]]
 
 
 class Scripts:
-    """The registered scripts of one redis client (sync or asyncio)."""
+    """The registered scripts of one redis client (sync or asyncio); ``events_max_len``
+    caps each partition's events stream (0: the scripts write no events)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, events_max_len: int = EVENTS_MAX_LEN) -> None:
         self.client = client
+        self.events_max_len = events_max_len
         for name in NAMES:
-            setattr(self, name, client.register_script(source(name)))
+            setattr(self, name, client.register_script(source(name, events_max_len)))
 
     async def pipelined(
         self, calls: Sequence[Call], client: Any = None, pipe: Any = None

@@ -16,6 +16,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import NotConfigured, SettingsError
+from .keys import EVENTS_MAX_LEN
 from .members import check_id
 
 
@@ -120,6 +121,9 @@ class Settings(BaseSettings):
 
     read_count: int = Field(default=100, ge=1)
     read_block_ms: int = Field(default=1000, ge=10)
+    # lifecycle events a webhook dispatcher read and did not fan out (it died) are taken
+    # over after this long (messages: after ack_timeout_seconds, see consumers/worker.py)
+    claim_idle_seconds: float = Field(default=30, gt=0)
     poison_deliveries: int = Field(default=5, ge=1)
     scheduler_interval_seconds: float = Field(default=0.25, gt=0)
 
@@ -129,6 +133,25 @@ class Settings(BaseSettings):
 
     # /docs, /redoc and /openapi.json; false turns them off (production).
     api_docs: bool = True
+
+    # Lifecycle events for producers (delivery/events.py): appended by the scripts that
+    # make each change, to one bounded stream per partition. Off: no event is written
+    # (producer.wait falls back to polling, webhooks and producer.events get nothing).
+    events: bool = True
+    events_max_len: int = Field(default=EVENTS_MAX_LEN, ge=1000)
+    # `undelivered` for messages not acked this long after enqueue (their own
+    # escalate_after_seconds wins); None: only messages that ask for it.
+    escalate_after_seconds: float | None = Field(default=None, gt=0)
+
+    # Webhooks (docs/operations.md): endpoints as a JSON list, checked at start
+    # (delivery/webhooks.py: parse_endpoints); more come from the admin API.
+    webhooks: str = ""
+    webhook_delivery: bool = True  # run the webhook dispatcher in worker and serve
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    webhook_max_in_flight: int = Field(default=8, ge=1, le=1000)
+    webhook_max_attempts: int = Field(default=16, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=5, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600, gt=0)
 
     log_level: str = "INFO"
     log_format: str = "text"
@@ -224,4 +247,21 @@ def _incoherent(s: Settings) -> list[str]:
         )
     if not s.jwt_algorithm.symmetric and not key:
         out.append(f"COURIER_JWT_ALGORITHM {s.jwt_algorithm.value} needs COURIER_JWT_PUBLIC_KEY")
+    if s.webhook_retry_max_seconds < s.webhook_retry_base_seconds:
+        out.append(
+            "COURIER_WEBHOOK_RETRY_MAX_SECONDS must be at least COURIER_WEBHOOK_RETRY_BASE_SECONDS"
+        )
+    out += _webhook_problems(s.webhooks)
     return out
+
+
+def _webhook_problems(raw: str) -> list[str]:
+    """COURIER_WEBHOOKS as delivery/webhooks.py reads it: what is wrong, in one line."""
+    from .exceptions import ValidationError
+    from .webhooks import parse_endpoints
+
+    try:
+        parse_endpoints(raw)
+    except ValidationError as e:
+        return [e.detail]
+    return []

@@ -22,6 +22,7 @@ from .calls import (
     Dispatched,
     DispatchMany,
     Entry,
+    Escalate,
     Expire,
     Overdue,
     Promote,
@@ -39,7 +40,7 @@ from .calls import (
 )
 from .edge_calls import AckCode, Acked, AckMany, AckRequest, Reply, ReplyCode, Unpark
 from .exceptions import Conflict, NotFound
-from .keys import DLQ_MAX_LEN, Keyspace, partition_from_id
+from .keys import DLQ_MAX_LEN, EVENTS_MAX_LEN, Keyspace, partition_from_id
 from .members import conn_member
 from .message import Message
 from .metrics import (
@@ -74,6 +75,7 @@ class Timing:
     dlq_max_len: int = DLQ_MAX_LEN
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 900.0
+    events_max_len: int = EVENTS_MAX_LEN  # 0: no lifecycle events (COURIER_EVENTS=false)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Timing:
@@ -85,6 +87,7 @@ class Timing:
             dead_keep_ms=max(s.park_ttl_seconds, s.retention_seconds) * 1000,
             retry_base_seconds=s.retry_base_seconds,
             retry_max_seconds=s.retry_max_seconds,
+            events_max_len=s.events_max_len if s.events else 0,
         )
 
 
@@ -100,7 +103,7 @@ class Store:
         self.redis = client
         self.keyspace = keyspace
         self.timing = timing
-        self.scripts = Scripts(client)
+        self.scripts = Scripts(client, events_max_len=timing.events_max_len)
 
     # -- consumers ---------------------------------------------------------------------
     async def dispatch(self, entries: Sequence[Entry]) -> list[Dispatched]:
@@ -245,22 +248,27 @@ class Store:
         return await self.scripts.run(Expire(prefix, limit, self.timing.retention_ms))
 
     async def sweep(self, partitions: Sequence[int], *, limit: int = 500) -> dict[str, int]:
-        """The scheduler's pass over many partitions: ``promote``, ``expire`` and
-        ``trim`` of all of them in one pipelined round trip. Returns counts: promoted,
-        expired. (Unacknowledged messages are found by the consumers' reclaim, see
-        :meth:`reclaim`.)"""
+        """The scheduler's pass over many partitions: ``promote``, ``expire``, ``trim``
+        and ``escalate`` of all of them in one pipelined round trip. Returns counts:
+        promoted, expired, undelivered. (Unacknowledged messages are found by the
+        consumers' reclaim, see :meth:`reclaim`.)"""
         retention = self.timing.retention_ms
         calls: list[ScriptCall[Any]] = []
         for p in partitions:
             prefix = self.keyspace.part(p)
-            calls += [Promote(prefix, limit, retention), Expire(prefix, limit, retention)]
-            calls.append(Trim(prefix))
+            calls += [
+                Promote(prefix, limit, retention),
+                Expire(prefix, limit, retention),
+                Trim(prefix),
+                Escalate(prefix, limit),
+            ]
         results = await self.scripts.run_many(calls, self.redis)
-        done = {"promoted": 0, "expired": 0}
+        done = {"promoted": 0, "expired": 0, "undelivered": 0}
         for k in range(len(partitions)):
-            promoted, expired, _ = results[3 * k : 3 * k + 3]
+            promoted, expired, _, escalated = results[4 * k : 4 * k + 4]
             done["promoted"] += promoted.moved
             done["expired"] += expired
+            done["undelivered"] += escalated
         return done
 
     # -- edge --------------------------------------------------------------------------

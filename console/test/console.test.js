@@ -249,7 +249,7 @@ test("disconnecting a user from the page closes their sockets with 4409", async 
   await page.close();
 });
 
-test("tasks and the live tail: a user's task statuses; the tail says events are not enabled yet", async () => {
+test("tasks and the live tail: a user's task statuses; lifecycle events as they happen", async () => {
   const user = "task-judy";
   await courier.api("POST", "/v1/tasks/render-7/status", { body: { user_id: user, status: "running", progress: 0.4, message: "rendering page 4 of 10" } });
   await courier.api("POST", "/v1/tasks/export-3/status", { body: { user_id: user, status: "completed", result: { url: "/files/3.csv" } } });
@@ -260,9 +260,11 @@ test("tasks and the live tail: a user's task statuses; the tail says events are 
   assert.match(await page.locator('tr[data-task="export-3"]').innerText(), /completed/);
   await screenshot(page, "tasks");
   await page.evaluate(() => (location.hash = "#/tail"));
-  const notice = page.locator('[data-testid="tail-disabled"]');
-  await notice.waitFor();
-  assert.match(await notice.innerText(), /Live tail available once events are enabled/);
+  await page.locator('[data-testid="tail"][data-state="live"]').waitFor();
+  const parked = await courier.send("tail-ken", { text: "for a user who is offline" });
+  const row = page.locator(`[data-testid="tail-events"] tr[data-event="parked"]`);
+  await row.waitFor();
+  assert.match(await row.innerText(), new RegExp(`${parked}\\s+tail-ken`));
   await screenshot(page, "tail");
   await page.close();
 });

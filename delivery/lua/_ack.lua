@@ -1,6 +1,8 @@
--- The ack event's detail naming the connection and node (once per frame).
+-- The ack event's detail naming the connection and node (once per frame): its JSON
+-- members for the timeline, and for the lifecycle event the connection, node and the
+-- acked message's creation time (set per message by ack_one).
 local function acked_by(conn, node)
-  return jstr('conn', conn) .. jstr('node', node)
+  return {json = jstr('conn', conn) .. jstr('node', node), conn = conn, node = node}
 end
 
 -- ack_one(...): one acknowledged id (the loop body of ack.lua), shared with
@@ -16,6 +18,7 @@ local function ack_one(user, by, retention, id)
   if owner ~= user then return 'forbidden' end
   if status == 'delivered' then return 'duplicate' end
   if FINAL[status] then return 'final' end
+  by.created = created
   if status == 'sent' then  -- the common case first: the record acked with the call's
     set_status(mkey, user, 'sent', 'delivered', n, attempt, 'acked', by, F_DELIVERED_AT, NOW_S)
     local en = m[7]
@@ -38,8 +41,10 @@ local function ack_one(user, by, retention, id)
       redis.call('XDEL', key_dlq(), entry)
       redis.call('HDEL', mkey, F_DEAD_LETTER)
     end
-    finish(mkey, id, user, status, 'delivered', n, attempt, by .. ',"late":true', retention,
-      'acked', nil, F_DELIVERED_AT, NOW_S)
+    local late = {json = by.json .. ',"late":true', conn = by.conn, node = by.node,
+      created = created}
+    finish(mkey, id, user, status, 'delivered', n, attempt, late, retention, 'acked', nil,
+      F_DELIVERED_AT, NOW_S)
   else
     finish(mkey, id, user, status, 'delivered', n, attempt, by, retention, 'acked', nil,
       F_DELIVERED_AT, NOW_S)

@@ -30,8 +30,8 @@ local function dispatch_one(entry, id, user, prio, ck, hb_timeout, park_ttl, ret
     local latest = redis.call('GET', key_collapse(user, ck))
     if latest and latest ~= id then
       ack_later(stream, entry)
-      finish(mkey, id, user, 'queued', 'cancelled', n, attempt, jstr('by', latest), retention,
-        'collapsed')
+      finish(mkey, id, user, 'queued', 'cancelled', n, attempt,
+        {json = jstr('by', latest), by = latest}, retention, 'collapsed')
       out[#out + 1] = 'skip'
       out[#out + 1] = 'cancelled'
       return

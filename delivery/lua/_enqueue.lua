@@ -4,19 +4,21 @@
 -- one o between all the messages of a batch that have the same options. Returns three
 -- values (no table per message): id, status, created (1, or 0 for a repeat).
 local function enqueue_opts(A, b)
-  -- A[b + 1] .. A[b + 13]: priority, ttl_ms, delay_ms (-1: none), deliver_at_ms
+  -- A[b + 1] .. A[b + 14]: priority, ttl_ms, delay_ms (-1: none), deliver_at_ms
   -- (-1: none), max_attempts, idempotency key, collapse key, topic, reply_requested
-  -- (0/1), retention_ms, user index ttl ms, user index cap, keep (1: never collapsed)
+  -- (0/1), retention_ms, user index ttl ms, user index cap, keep (1: never collapsed),
+  -- escalate_ms (-1: none)
   local ttl, retention = tonumber(A[b + 2]), tonumber(A[b + 10])
   local o = {prio = A[b + 1], ttl = ttl, ttl_s = A[b + 2], delay = tonumber(A[b + 3]),
     at = tonumber(A[b + 4]), ma = A[b + 5], ik = A[b + 6], ck = A[b + 7], tp = A[b + 8],
     rr = A[b + 9], retention = retention, index_ttl = tonumber(A[b + 11]),
-    cap = tonumber(A[b + 12]), keep = A[b + 13] == '1'}
+    cap = tonumber(A[b + 12]), keep = A[b + 13] == '1', esc = tonumber(A[b + 14])}
   -- what every message of the set writes, as text once per call (NOW is fixed)
   o.expires_s = int(NOW + ttl)
   o.gone_s = int(NOW + ttl + retention)  -- when the hash expires
   o.stream = key_stream(o.prio)
   o.plain = o.ik == '' and o.ck == '' and o.tp == '' and o.rr ~= '1' and not o.keep
+    and o.esc < 0
   return o
 end
 
@@ -64,6 +66,11 @@ local function enqueue_one(id, user, payload, o)
     if ik ~= '' then fields[#fields + 1] = F_IDEMPOTENCY_KEY; fields[#fields + 1] = ik end
     if o.rr == '1' then fields[#fields + 1] = F_REPLY_REQUESTED; fields[#fields + 1] = '1' end
     if o.keep then fields[#fields + 1] = F_KEEP; fields[#fields + 1] = '1' end
+    if o.esc >= 0 then
+      fields[#fields + 1] = F_ESCALATE_AFTER; fields[#fields + 1] = o.esc
+      -- `undelivered` is due escalate_ms after the message is (due to be) sent
+      redis.call('ZADD', key_escalate(), due + o.esc, id)
+    end
     redis.call('HSET', mkey, unpack(fields))
   end
   redis.call('PEXPIREAT', mkey, o.gone_s)
@@ -102,8 +109,8 @@ local function enqueue_one(id, user, payload, o)
       local r = redis.call('HMGET', okey, F_STATUS, F_ATTEMPTS, F_KEEP, F_EVENTS)
       local s, attempt, keep, n = r[1], r[2], r[3], r[4]
       if (s == 'queued' or s == 'scheduled' or s == 'parked') and keep ~= '1' then
-        finish(okey, old, user, s, 'cancelled', n, attempt, jstr('by', id), o.retention,
-          'collapsed')
+        finish(okey, old, user, s, 'cancelled', n, attempt, {json = jstr('by', id), by = id},
+          o.retention, 'collapsed')
       end
     end
     redis.call('SET', ckey, id, 'PX', o.ttl_s)

@@ -4,8 +4,8 @@
 -- KEYS[2] (a multi-call request only) this call's reservation: deleted first, so that
 --   once every call of the request got its room, no call is refused for memory (one
 --   refused reservation refuses them all; see delivery/producer.py)
--- ARGV: 1 k, the number of option sets; then k option sets of 13 arguments each
---   (enqueue.lua's arguments 4 to 16: priority .. keep); then 4 arguments per message:
+-- ARGV: 1 k, the number of option sets; then k option sets of 14 arguments each
+--   (enqueue.lua's arguments 4 to 17: priority .. escalate_ms); then 4 arguments per message:
 --   id, user, payload (JSON), the number of its option set (1 .. k).
 -- The messages of a batch mostly share their options, so a message costs 4 arguments
 -- and the options are parsed once per set, not once per message.
@@ -15,7 +15,7 @@
 -- (delivery/enqueue.py: EnqueueMany)
 local RESERVATION = KEYS[2]
 local k = tonumber(ARGV[1])
-local PER_SET, PER_MESSAGE = 13, 4
+local PER_SET, PER_MESSAGE = 14, 4
 if RESERVATION then redis.call('DEL', RESERVATION) end
 local opts = {}  -- by the set's number as ARGV holds it (text)
 for i = 1, k do opts[int(i)] = enqueue_opts(ARGV, 1 + (i - 1) * PER_SET) end

@@ -5,7 +5,7 @@
 -- KEYS[1] partition prefix (P, of the owner)
 -- ARGV: 1 task id, 2 owner, 3 status, 4 task data (JSON object), 5 task ttl ms,
 --   6 topics channel, 7 live frame (JSON), 8 final (1/0), 9.. the message's enqueue
---   arguments (enqueue.lua's 1 .. 16: id, user, payload, then the option set)
+--   arguments (enqueue.lua's 1 .. 17: id, user, payload, then the option set)
 -- Task ids are scoped by their owner: the same id for two users names two tasks.
 -- Returns {'ok', message id, message status, created} or {'final', status} (the
 -- task already ended; nothing changes). (delivery/tasks.py: Task, TaskCode)

@@ -202,7 +202,7 @@ async def test_redis_health(edge: EdgeFactory) -> None:
 
 
 async def test_the_live_tail_says_events_are_not_enabled(edge: EdgeFactory) -> None:
-    node = await edge()
+    node = await edge(events=False)
     r = await admin(node, "GET", "/v1/events/tail", params={"user_id": "a", "event": "dead"})
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "events_disabled"

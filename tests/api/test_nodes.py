@@ -14,12 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from api.auth import issue
+from delivery.events import EventType
 from delivery.keys import Keyspace
+from delivery.producer import Producer, SyncProducer
 from delivery.settings import Settings
 from tests.api.conftest import SECRET, Client
 from tests.processes import Proc, serve_env
@@ -117,6 +120,31 @@ async def test_two_nodes_are_one_service(
     await asyncio.gather(collect(on_b, to_b), collect(on_a, to_a))
     for mid in to_a + to_b:
         await wait_for(lambda m=mid: _is(r, keyspace, m, "delivered"), 5, "delivered")
+
+
+async def test_producer_wait_returns_on_delivered_across_two_nodes(
+    serve: Cluster, keyspace: Keyspace, r: aioredis.Redis, redis_url: str
+) -> None:
+    """The backend waits in its own process; the message is enqueued on node a and acked
+    by a device on node b: the wait ends with `delivered` (async and blocking)."""
+    a, b = await serve("a"), await serve("b")
+    await asyncio.gather(a.ready(), b.ready())
+    on_b, _ = await online(b, "yara")
+    producer = Producer(aioredis.Redis.from_url(redis_url), keyspace=keyspace)
+    blocking = SyncProducer(redis.Redis.from_url(redis_url), keyspace=keyspace)
+    try:
+        mids = [await post(a, "yara", {"n": i}) for i in range(2)]
+        waits = [
+            asyncio.create_task(producer.wait(mids[0], until="delivered", timeout=15)),
+            asyncio.create_task(asyncio.to_thread(blocking.wait, mids[1], timeout=15)),
+        ]
+        await asyncio.sleep(0.3)
+        assert not any(w.done() for w in waits)
+        await collect(on_b, mids)
+        assert await asyncio.wait_for(asyncio.gather(*waits), 10) == [EventType.DELIVERED] * 2
+    finally:
+        await producer.aclose()
+        blocking.close()
 
 
 async def test_edge_only_node_gets_what_the_other_node_dispatches(

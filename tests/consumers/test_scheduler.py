@@ -36,7 +36,7 @@ async def test_one_tick_promotes_retries_and_expires_across_partitions(
         return await server_ms(r) >= expires
 
     await wait_until(all_due, within=5)
-    assert await h.scheduler.tick() == {"promoted": 1, "expired": 1}
+    assert await h.scheduler.tick() == {"promoted": 1, "expired": 1, "undelivered": 0}
     assert await h.worker.reclaim(range(keyspace.partitions)) == 1  # the overdue one
 
     assert [await h.status(m.id) for m in (unacked, parked, delayed)] == [
@@ -44,5 +44,5 @@ async def test_one_tick_promotes_retries_and_expires_across_partitions(
         "expired",
         "queued",
     ]
-    assert await h.scheduler.tick() == {"promoted": 0, "expired": 0}
+    assert await h.scheduler.tick() == {"promoted": 0, "expired": 0, "undelivered": 0}
     assert await h.worker.reclaim(range(keyspace.partitions)) == 0

@@ -185,12 +185,13 @@ def test_enqueue_and_task_answers(which: int) -> None:
     calls = build({"user_id": "alice", "payload": 1}, keyspace=KS, limits=Limits())
     (call,) = calls
     assert call.args() == [call.id, "alice", b"1", *call.opts]
-    assert len(call.args()) == 16 and call.opts.index_cap == 10_000
+    assert len(call.args()) == 17 and call.opts.index_cap == 10_000
+    assert call.opts.escalate_ms == -1  # none asked for, no default
     assert call.parse(_both([call.id.encode(), b"queued", 1])[which]) == Accepted(
         call.id, "alice", "queued", True
     )
     many = EnqueueMany(call.prefix, [call, dataclasses.replace(call, id="0-x")])
-    assert many.args()[:1] == [1] and len(many.args()) == 1 + 13 + 2 * 4
+    assert many.args()[:1] == [1] and len(many.args()) == 1 + 14 + 2 * 4
     reply = [b"queued", b"=0-y|scheduled"]  # a created one, then a repeat (of 0-y)
     assert many.parse(_both(reply)[which]) == [
         Accepted(call.id, "alice", "queued", True),

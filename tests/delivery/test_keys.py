@@ -87,14 +87,26 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
         assert await h.r.xlen(s) == 0 and (await h.r.xpending(s, "couriers"))["pending"] == 0
 
     # 4. Acked: the record is acknowledged (the entry leaves the stream with the next
-    #    trim), the message hash is kept for the retention only.
+    #    trim), the message hash is kept for the retention only; the partition's events
+    #    stream has its `delivered` event (no TTL: capped by MAXLEN ~
+    #    COURIER_EVENTS_MAX_LEN).
     assert await h.ack("alice", [sent.id]) == {sent.id: "ok"}
+    events = ks.events(p)
     ttls = await _ttls(h)
-    assert set(ttls) == streams | presence | {node_set, msg, index, totals}
+    assert set(ttls) == streams | presence | {node_set, msg, index, totals, events}
     assert _about(ttls[msg], h.store.timing.retention_ms)
     assert _about(ttls[index], USER_KEYS_TTL_MS)
+    ((_, event),) = await h.r.xrange(events)
+    assert {k: v for k, v in event.items() if k not in (b"t", b"lat")} == {
+        b"e": b"delivered",
+        b"id": sent.id.encode(),
+        b"u": b"alice",
+        b"a": b"1",
+        b"conn": b"c1",
+        b"node": NODE.encode(),
+    }
     for key, ttl in ttls.items():
-        if key in streams or key in (node_set, totals):
+        if key in streams or key in (node_set, totals, events):
             assert ttl == -1, key
         else:
             assert ttl > 0, key  # everything else has a bounded life
@@ -110,7 +122,7 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
 
     # 5. The device disconnects: every presence key is gone, the node set too.
     await h.disconnect("alice")
-    assert await h.keys() == streams | {msg, index, totals}
+    assert await h.keys() == streams | {msg, index, totals, events}
 
 
 async def test_user_ids_with_colons_never_share_a_key_with_another_user(h: Harness) -> None:

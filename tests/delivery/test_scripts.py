@@ -193,11 +193,11 @@ async def test_dispatch(h: Harness) -> None:
     assert (outcome, push) == ("parked", None)
     pb = ks.partition_of("bob")
     bcreated = int(await h.r.hget(ks.msg(off.id), "ca"))
-    # score: priority (low = 2), then creation ms since 2024, then the entry's place in
-    # that millisecond (its ms after the creation, 0 .. 3, then its sequence)
+    # score: priority (low = 2), then the entry id made with the message (ms since
+    # 2024, then its sequence): the order in which messages were enqueued
     ems, seq = (int(x) for x in entry.entry_id.split("-"))
-    tail = max(0, min(ems - bcreated, 3)) * 1024 + min(seq, 1023)
-    score = (2 * 2**39 + bcreated - 1704067200000) * 4096 + tail
+    assert bcreated <= ems <= bcreated + 1000
+    score = (2 * 2**39 + ems - 1704067200000) * 4096 + min(seq, 4095)
     assert await h.r.zscore(ks.user("bob", "parked"), off.id) == score
     parkx = await h.r.zscore(ks.key(pb, "parkx"), off.id)
     assert parkx == (await raw_timeline(h.r, ks, off.id))[-1]["until"]
@@ -326,7 +326,7 @@ async def test_user_index_is_capped(h: Harness) -> None:
 
     async def enqueue(batch: list[Any]) -> None:
         args = many_args(batch)
-        assert args[0] == 1 and len(args) == 1 + 13 + len(batch) * 4  # one option set
+        assert args[0] == 1 and len(args) == 1 + 14 + len(batch) * 4  # one option set
         res = await h.store.scripts.enqueue_many(keys=[ks.part_of_user("alice")], args=args)
         assert res == [b"queued"] * len(batch)
 

@@ -1,6 +1,6 @@
 // Live tail: lifecycle events as they happen (GET /v1/events/tail, Server-Sent
 // Events read with fetch so the token goes in a header, never in a URL), filtered by
-// user and event. While the deployment records no lifecycle events the server answers
+// user and event. With lifecycle events off (COURIER_EVENTS=false) the server answers
 // 409 events_disabled, and the page says so.
 
 import { ApiError, session } from "./api.js";
