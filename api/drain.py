@@ -101,7 +101,7 @@ async def _unpark(rt: Runtime, conn: Connection, room: int) -> tuple[int, list[P
 
 async def _offer(rt: Runtime, conn: Connection, pushes: list[Push]) -> int:
     """Queue the pushes on the connection; how many it took."""
-    refused = [p.id for p in pushes if not conn.offer(p.frame().decode(), p.id, soft=True)]
+    refused = [p for p in pushes if not conn.offer(p.frame().decode(), p.id, soft=True)]
     if refused:
         # The connection closed (or its outbox filled up) while unpark ran: these are
         # `sent` to it and would wait for the ack timeout; retry them now, no attempt

@@ -139,7 +139,6 @@ class Runtime:
                 consumer=node,
                 read_count=settings.read_count,
                 block_ms=settings.read_block_ms,
-                claim_idle_ms=int(settings.claim_idle_seconds * 1000),
                 poison_deliveries=settings.poison_deliveries,
                 scheduler_interval=settings.scheduler_interval_seconds,
                 webhooks=dispatcher,

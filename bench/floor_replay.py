@@ -25,6 +25,7 @@ from delivery.store import AckRequest, Push, Store, Timing
 from .common import payload, user_ids, user_of
 from .floor_lua import Shape
 from .floor_meter import Meter
+from .measure import totals
 
 NODE = "floor-node"
 
@@ -125,10 +126,6 @@ class Replay:
 
     async def check(self, n: int) -> None:
         """Every measured message ended ``delivered``: the replay did the real work."""
-        keys = [self.keyspace.user(u, "user_stats") for u in self.users]
-        pipe = self.r.pipeline(transaction=False)
-        for k in keys:
-            pipe.hget(k, "delivered")
-        got = sum(int(v or 0) for v in await pipe.execute())
+        got = await totals(self.r, self.keyspace, "delivered")
         if got != n:
             raise RuntimeError(f"replay: {got} of {n} messages delivered")

@@ -12,23 +12,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from delivery.keys import Keyspace
+
 from . import layers, redisprof
 from .procs import Stack
 
 STATUSES = ("delivered", "sent", "queued", "parked", "scheduled", "dead", "expired")
-
-
-async def status_counts(r: aioredis.Redis, keys: list[str]) -> dict[str, int]:
-    """Sum of the users' status counters (``u:<user>:stats``)."""
-    pipe = r.pipeline(transaction=False)
-    for k in keys:
-        pipe.hmget(k, STATUSES)
-    total = dict.fromkeys(STATUSES, 0)
-    for row in await pipe.execute():
-        for name, v in zip(STATUSES, row, strict=True):
-            if v is not None:
-                total[name] += int(v)
-    return {k: v for k, v in total.items() if v}
+SCAN_CHUNK = 1000
 
 
 class Polls:
@@ -38,12 +28,43 @@ class Polls:
     hget = 0
 
 
-async def delivered_count(r: aioredis.Redis, keys: list[str]) -> int:
-    Polls.hget += len(keys)
+async def totals(r: aioredis.Redis, keyspace: Keyspace, status: str) -> int:
+    """How many messages reached ``status`` in the whole deployment (the partitions'
+    ``reached`` hashes): a few commands, cheap enough to poll during a run (callers
+    subtract the figure they read before it)."""
     pipe = r.pipeline(transaction=False)
-    for k in keys:
-        pipe.hget(k, "delivered")
+    Polls.hget += keyspace.partitions
+    for p in range(keyspace.partitions):
+        pipe.hget(keyspace.key(p, "reached"), status)
     return sum(int(v) for v in await pipe.execute() if v is not None)
+
+
+async def delivered_count(r: aioredis.Redis, keyspace: Keyspace) -> int:
+    return await totals(r, keyspace, "delivered")
+
+
+async def status_counts(r: aioredis.Redis, keyspace: Keyspace, users: set[str]) -> dict[str, int]:
+    """The status of every message of ``users`` still in Redis, counted by status (a
+    scan of the message hashes: read once, after the measured phase)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    keys: list[bytes] = []
+
+    async def count() -> None:
+        pipe = r.pipeline(transaction=False)
+        for k in keys:
+            pipe.hmget(k, ["s", "u"])
+        for status, user in await pipe.execute():
+            if status is not None and user is not None and user.decode() in users:
+                name = status.decode()
+                counts[name] = counts.get(name, 0) + 1
+        keys.clear()
+
+    async for k in r.scan_iter(match=f"{keyspace.prefix}:*:m:*", count=SCAN_CHUNK):
+        keys.append(k)
+        if len(keys) >= SCAN_CHUNK:
+            await count()
+    await count()
+    return {k: v for k, v in counts.items() if v}
 
 
 async def commandstats(r: aioredis.Redis) -> dict[str, tuple[int, int]]:

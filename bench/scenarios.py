@@ -15,7 +15,7 @@ from delivery.producer import Limits, Producer
 from .common import ACK_DELAY_MS, Ticker, paced, payload, user_ids, user_of
 from .driver import Loadgens
 from .flows import Opts, courier_target, finish_loadgens, start_clients, start_peer
-from .measure import command_delta, commandstats, delivered_count, status_counts
+from .measure import command_delta, commandstats, delivered_count, status_counts, totals
 from .peer import Emitter
 from .procs import Stack, http_get
 from .report import Result, latency_summary
@@ -100,7 +100,8 @@ async def run_drain(*, backlog: int, url: str | None, quiet: bool = False) -> Re
         r = aioredis.Redis.from_url(target.redis_url)
         producer = Producer(r, keyspace=target.keyspace, limits=Limits())
         user = f"drainer-{stack.prefix}"
-        keys = [target.keyspace.user(user, "user_stats")]
+        ks = target.keyspace
+        parked0, delivered0 = await totals(r, ks, "parked"), await delivered_count(r, ks)
 
         async def send(first: int, n: int) -> None:
             await producer.submit_many(
@@ -109,11 +110,11 @@ async def run_drain(*, backlog: int, url: str | None, quiet: bool = False) -> Re
 
         await paced(backlog, send, concurrency=2)
         deadline = time.monotonic() + 120
-        while (await status_counts(r, keys)).get("parked", 0) < backlog:
+        while await totals(r, ks, "parked") - parked0 < backlog:
             if time.monotonic() > deadline:
                 raise TimeoutError("the backlog was not parked in 120 s")
             await asyncio.sleep(0.1)
-            tick(f"parked {(await status_counts(r, keys)).get('parked', 0):,}/{backlog:,}")
+            tick(f"parked {await totals(r, ks, 'parked') - parked0:,}/{backlog:,}")
         tick(f"{backlog:,} messages parked; connecting", force=True)
         cmds0 = await commandstats(r)
         stack.usage.mark()
@@ -129,7 +130,7 @@ async def run_drain(*, backlog: int, url: str | None, quiet: bool = False) -> Re
         done = 0
         while done < backlog and time.time() - connect["t"] < 150:
             await asyncio.sleep(0.02)
-            done = await delivered_count(r, keys)
+            done = await delivered_count(r, ks) - delivered0
         t_end = time.time()
         got = await finish_loadgens(stack, lg)
         seconds = t_end - connect["t"]
@@ -187,7 +188,7 @@ async def run_overload_courier(o: Opts, window: float) -> Result:
         r = aioredis.Redis.from_url(target.redis_url)
         producer = Producer(r, keyspace=target.keyspace, limits=Limits())
         users = user_ids(o.users)
-        keys = [target.keyspace.user(u, "user_stats") for u in users]
+        delivered0 = await delivered_count(r, target.keyspace)
         lg, connect = await start_clients(stack, o, "courier", target.ws_urls, users, within=120)
         health: list[float] = []
         herr: list[str] = []
@@ -214,7 +215,8 @@ async def run_overload_courier(o: Opts, window: float) -> Result:
             await asyncio.sleep(0.25)
             stack.usage.sample()
             if time.monotonic() - last_poll > 3 or lg.progress("unique") >= o.messages:
-                done, last_poll = await delivered_count(r, keys), time.monotonic()
+                done = await delivered_count(r, target.keyspace) - delivered0
+                last_poll = time.monotonic()
             tick(
                 f"accepted {accepted:,}  delivered {done:,}  received "
                 f"{lg.progress('unique'):,}  /healthz max {max(health or [0]):.0f} ms"
@@ -228,7 +230,7 @@ async def run_overload_courier(o: Opts, window: float) -> Result:
         stop.set()
         await prober
         got = await finish_loadgens(stack, lg)
-        counts = await status_counts(r, keys)
+        counts = await status_counts(r, target.keyspace, set(users))
         held = sum(v for k, v in counts.items() if k != "delivered")
         await r.aclose()
         return Result(

@@ -55,7 +55,6 @@ class Consumers:
         consumer: str,
         read_count: int = 100,
         block_ms: int = 1000,
-        claim_idle_ms: int = 30_000,
         poison_deliveries: int = 5,
         scheduler_interval: float = 0.25,
         heartbeat_seconds: float = 5.0,
@@ -74,7 +73,6 @@ class Consumers:
             consumer=consumer,
             read_count=read_count,
             block_ms=block_ms,
-            claim_idle_ms=claim_idle_ms,
             poison_deliveries=poison_deliveries,
         )
         self.scheduler = Scheduler(
@@ -84,7 +82,8 @@ class Consumers:
             client, keyspace=keyspace, consumer=consumer, interval=heartbeat_seconds
         )
         self.totals = Totals(client, keyspace=keyspace, process=consumer)
-        self.claim_every = max(claim_idle_ms / 2000, 0.05)
+        # what waits past the ack timeout is found at the scheduler's pace
+        self.claim_every = scheduler_interval
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -146,15 +145,14 @@ class Consumers:
         return step
 
     async def _reclaim(self) -> float:
-        for p in self.partitions:
-            await self.worker.reclaim(p)
+        await self.worker.reclaim(self.partitions)
         return self.claim_every
 
     async def _housekeeping(self) -> float:
         """Forget consumers of the groups (message streams; the webhook dispatcher's on the
         events streams) that are idle for an hour and hold nothing."""
         for p in self.partitions:
-            groups = [(stream, GROUP) for stream in self.keyspace.streams(p)]
+            groups = [(stream, GROUP) for stream in self.keyspace.group_streams(p)]
             if self.webhooks is not None:
                 groups.append((self.keyspace.events(p), WEBHOOK_GROUP))
             for stream, group in groups:

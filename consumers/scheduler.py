@@ -1,6 +1,9 @@
-"""The scheduler: due delayed and retried messages go back to their stream,
-unacknowledged messages are retried, parked messages past their time expire, and
-messages not acked by their escalation time get their `undelivered` event.
+"""The scheduler: due delayed and retried messages go back to their stream, parked
+messages past their time expire, messages not acked by their escalation time get their
+`undelivered` event, and the streams lose the entries every consumer is done with.
+(Unacknowledged messages are found by the consumers' reclaim, which takes over what
+waits in the consumer group past the ack timeout: see
+:meth:`consumers.worker.Worker.reclaim`.)
 
 It is a plain asyncio loop, not APScheduler: the jobs run every fraction of a second,
 adapt their pace (a full batch runs again at once, an idle partition waits for the
@@ -30,13 +33,9 @@ class Scheduler:
         self.interval = interval
 
     async def tick(self) -> dict[str, int]:
-        """One pass over every partition (one round trip, a second one only when
-        messages are due for a retry); returns what it did."""
-        swept = await self.store.sweep(self.partitions, limit=self.batch)
-        done = {"promoted": 0, "scheduled": 0, "dead": 0, "expired": 0, "undelivered": 0}
-        for result, n in swept.items():
-            if result != "skip":  # the store counts retries (courier_retries_total)
-                done[result] = done.get(result, 0) + n
+        """One pass over every partition (one round trip): promoted, expired and
+        undelivered."""
+        done = await self.store.sweep(self.partitions, limit=self.batch)
         PROMOTED.inc(done["promoted"])
         EXPIRED.inc(done["expired"])
         ESCALATED.inc(done["undelivered"])

@@ -31,7 +31,15 @@ from .resilience import transient
 
 log = logging.getLogger(__name__)
 
-_MESSAGE, _USER = EntryField.MESSAGE.encode(), EntryField.USER.encode()  # entry fields
+FULL_SCAN_EVERY = 16
+"""Every so many reclaim passes (4 s at the scheduler's 0.25 s), each stream's whole
+pending list is scanned, not only its front (see ``reclaim.lua``)."""
+
+# entry fields, as the reply holds them
+_MESSAGE, _USER = EntryField.MESSAGE.encode(), EntryField.USER.encode()
+_PAYLOAD, _CREATED = EntryField.PAYLOAD.encode(), EntryField.CREATED_AT.encode()
+_COLLAPSE, _TOPIC = EntryField.COLLAPSE_KEY.encode(), EntryField.TOPIC.encode()
+_REPLY, _KEEP = EntryField.REPLY_REQUESTED.encode(), EntryField.KEEP.encode()
 
 
 class Worker:
@@ -45,7 +53,6 @@ class Worker:
         consumer: str,
         read_count: int = 100,
         block_ms: int = 1000,
-        claim_idle_ms: int = 30_000,
         poison_deliveries: int = 5,
     ) -> None:
         self.redis = client
@@ -55,7 +62,6 @@ class Worker:
         self.consumer = consumer
         self.read_count = read_count
         self.block_ms = block_ms
-        self.claim_idle_ms = claim_idle_ms
         self.poison_deliveries = poison_deliveries
         self._stream_priority = {
             self.keyspace.stream(p, prio): (p, prio)
@@ -63,6 +69,8 @@ class Worker:
             for prio in PRIORITIES
         }
         self._read_streams: dict[tuple[int, ...], dict[Any, Any]] = {}
+        self._cursors: dict[int, tuple[str, str, str, str]] = {}  # reclaim scans
+        self._passes = 0
         self._read_commands: dict[tuple[Any, ...], list[Any]] = {}
         # process_next(): dispatch on the reader's own connection, with its next read
         self._own = OwnConnection(client)
@@ -73,7 +81,7 @@ class Worker:
     async def ensure_groups(self, partitions: Sequence[int] | None = None) -> None:
         """Create the consumer group on every stream (idempotent)."""
         for p in partitions if partitions is not None else range(self.keyspace.partitions):
-            for stream in self.keyspace.streams(p):
+            for stream in self.keyspace.group_streams(p):
                 try:
                     await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
                 except ResponseError as e:
@@ -205,38 +213,46 @@ class Worker:
             # connections, then retry, which parks the message if none is left.
             for p in lost:
                 await self.store.evict(p.user_id, p.targets, own_node=self.consumer)
-            await self.store.nack([p.id for p in lost], reason="unreachable")
+            await self.store.nack(lost, reason="unreachable")
 
-    async def reclaim(self, partition: int) -> int:
-        """Take over entries idle in another consumer's pending list (it died);
-        dead-letter those delivered too often (poison)."""
+    async def reclaim(self, partitions: int | Sequence[int]) -> int:
+        """Sort out what has been pending past the ack timeout (one ``reclaim.lua``
+        call per partition, one round trip): entries a dead consumer read and never
+        dispatched are dispatched here (dead-lettered as poison when claimed too often),
+        sent messages whose ack did not come are retried after their backoff delay.
+        Returns how many entries it took."""
+        parts = [partitions] if isinstance(partitions, int) else list(partitions)
+        self._passes += 1
+        if self._passes % FULL_SCAN_EVERY == 0:  # see what claims hid (reclaim.lua)
+            for p in parts:
+                self._cursors[p] = tuple(c or "0-0" for c in self._cursors.get(p, ("",) * 4))  # type: ignore[assignment]
+        found = await self.store.reclaim(
+            parts,
+            consumer=self.consumer,
+            cursors=self._cursors,
+            count=self.read_count,
+            poison_deliveries=self.poison_deliveries,
+        )
         total = 0
-        for stream in self.keyspace.streams(partition):
-            _, claimed, *_ = await self.redis.xautoclaim(
-                stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.read_count
-            )
-            gone = [c[0] for c in claimed if c and not c[1]]
-            if gone:  # Redis 6.2 reports entries deleted while pending this way
-                await self.redis.xack(stream, GROUP, *gone)
-            claimed = [c for c in claimed if c and c[1]]
-            if not claimed:
-                continue
-            counts = await self._delivery_counts(stream, claimed)
-            entries: list[Entry] = []
-            poison: list[Entry] = []
-            for entry_id, fields in claimed:
-                e = self._entry(stream, entry_id, fields)
-                too_often = counts.get(e.entry_id, 1) > self.poison_deliveries
-                (poison if too_often else entries).append(e)
-            for e in poison:
+        entries: list[Entry] = []
+        counts: dict[str, int] = {}  # deliveries of the entries to dispatch
+        for p, got in zip(parts, found, strict=True):
+            self._cursors[p] = got.cursors  # type: ignore[assignment]
+            for entry_id, mid in got.buried:
                 BURIED.inc()
-                log.warning("poison entry %s of message %s dead-lettered", e.entry_id, e.message_id)
-                await self.store.bury_entry(e, "poison")
+                log.warning("poison entry %s of message %s dead-lettered", entry_id, mid)
+            for prio, entry_id, deliveries, fields in got.entries:
+                entries.append(self._entry(self.keyspace.stream(p, prio), entry_id, fields))
+                counts[entry_id] = deliveries
+            if got.overdue:
+                await self.store.retry_overdue(p, got.overdue)
+            n = len(got.buried) + len(got.entries) + len(got.overdue)
+            if n:
+                log.info("reclaimed %d pending entries on partition %d", n, p)
+            total += n
+        if entries:
             RECLAIMED.inc(len(entries))
             await self._deliver(await self._dispatch_or_forgive(entries, counts=counts))
-            total += len(claimed)
-        if total:
-            log.info("reclaimed %d pending entries on partition %d", total, partition)
         return total
 
     async def _dispatch_or_forgive(
@@ -276,17 +292,6 @@ class Worker:
         except Exception as e:  # out of reach: these entries keep one delivery more
             log.info("could not set back the delivery counts of %d entries: %s", len(entries), e)
 
-    async def _delivery_counts(self, stream: str, claimed: list[Any]) -> dict[str, int]:
-        rows = await self.redis.xpending_range(
-            stream,
-            GROUP,
-            min=claimed[0][0],
-            max=claimed[-1][0],
-            count=len(claimed) * 2,
-            consumername=self.consumer,
-        )
-        return {text(r["message_id"]): int(r["times_delivered"]) for r in rows}
-
     def _entries(self, resp: Any) -> list[Entry]:
         out = []
         for stream, items in resp or []:
@@ -297,4 +302,17 @@ class Worker:
 
     def _entry(self, stream: Any, entry_id: Any, fields: dict[bytes, bytes]) -> Entry:
         partition, prio = self._stream_priority[text(stream)]
-        return Entry(partition, prio, text(entry_id), text(fields[_MESSAGE]), text(fields[_USER]))
+        ck, tp = fields.get(_COLLAPSE), fields.get(_TOPIC)
+        return Entry(
+            partition,
+            prio,
+            text(entry_id),
+            text(fields[_MESSAGE]),
+            text(fields[_USER]),
+            fields.get(_PAYLOAD, b"null"),
+            int(fields.get(_CREATED, 0)),
+            None if ck is None else text(ck),
+            None if tp is None else text(tp),
+            _REPLY in fields,
+            _KEEP in fields,
+        )

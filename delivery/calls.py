@@ -6,7 +6,7 @@ arguments under the names the script gives them; ``args()`` lays them out as ARG
 and ``parse(reply)`` turns the script's reply into typed values, with an enum for
 every outcome string. ``Scripts.run(call)`` runs one; ``Scripts.call(call)`` is the
 (script, keys, args) triple that ``Scripts.pipelined`` sends. Here: the
-consumers' (dispatch, bury), the scheduler's (due, retry, promote, expire, escalate) and the
+consumers' (dispatch, reclaim, retry), the scheduler's (promote, expire, trim, escalate) and the
 operators' (replay, purge). The others sit beside what calls them: the edge's (ack,
 unpark, reply) in :mod:`delivery.edge_calls`, ``enqueue``/``enqueue_many`` in
 :mod:`delivery.enqueue`, ``task``/``cancel`` in :mod:`delivery.tasks`, the presence
@@ -52,7 +52,7 @@ def codes(enum: type[E]) -> dict[str | bytes, E]:
 
 # -- outcomes --------------------------------------------------------------------------
 class DispatchOutcome(StrEnum):
-    SENT = "sent"  # pushed to the user's live connections: status sent, ack deadline set
+    SENT = "sent"  # pushed to the user's live connections: status sent, entry pending
     PARKED = "parked"  # the user has no live connection
     EXPIRED = "expired"  # its ttl passed on the way
     SKIP = "skip"  # nothing to do: the message moved on, was collapsed, or is gone
@@ -62,7 +62,7 @@ class RetryOutcome(StrEnum):
     SCHEDULED = "scheduled"  # due again after its backoff delay
     DEAD = "dead"  # attempts used up: in the dead-letter stream
     EXPIRED = "expired"  # its ttl would pass first
-    SKIP = "skip"  # not sent, or its deadline has not passed (nothing changed)
+    SKIP = "skip"  # no longer sent (acked, handed back), or sent again since
 
 
 class ReplayCode(StrEnum):
@@ -80,21 +80,34 @@ class PurgeCode(StrEnum):
 
 _DISPATCH = codes(DispatchOutcome)
 _RETRY = codes(RetryOutcome)
+_SENT = (b"sent", "sent")
 
 
 # -- what the scripts act on and answer ------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per message read: not frozen, which costs 3x to build
 class Entry:
-    """One stream entry read by a consumer."""
+    """One stream entry read by a consumer, with what the message frame needs (the
+    entry carries it, see :class:`delivery.fields.EntryField`)."""
 
     partition: int
     priority: str
     entry_id: str
     message_id: str
     user_id: str
+    payload_json: bytes = b"null"
+    created_ms: int = 0
+    collapse_key: str | None = None
+    topic: str | None = None
+    reply_requested: bool = False
+    keep: bool = False  # never collapsed away
+
+    @property
+    def collapse_check(self) -> str:
+        """The collapse key dispatch checks ('' when none, or never collapsed away)."""
+        return "" if self.keep or not self.collapse_key else self.collapse_key
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per message sent: not frozen, as Entry
 class Push:
     """A message on its way to one or more connections of its user."""
 
@@ -108,6 +121,7 @@ class Push:
     topic: str | None = None
     reply_requested: bool = False
     targets: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (node, conn)
+    record: str = ""  # its in-flight record (MessageField.ENTRY); '': not known
 
     def frame(self) -> bytes:
         return message_frame(
@@ -129,11 +143,21 @@ never untracked by the garbage collector)."""
 
 
 class Overdue(NamedTuple):
-    """A sent message whose ack deadline passed."""
+    """A sent message whose in-flight record waited past the ack timeout."""
 
     id: str
+    record: str  # its in-flight record (MessageField.ENTRY)
     attempts: int
-    max_attempts: int
+
+
+class Reclaimed(NamedTuple):
+    """What ``reclaim.lua`` found pending past the ack timeout in one partition."""
+
+    cursors: tuple[str, ...]  # how each stream's next scan goes on ('': its front only)
+    overdue: list[Overdue]  # to retry
+    # to dispatch: (priority, entry id, deliveries counted, fields)
+    entries: list[tuple[str, str, int, dict[bytes, bytes]]]
+    buried: list[tuple[str, str]]  # poison (entry id, message id), dead-lettered
 
 
 class Promoted(NamedTuple):
@@ -152,26 +176,33 @@ class PurgeAnswer(NamedTuple):
 
 
 def _dispatched(entries: Sequence[Entry], reply: Sequence[Any]) -> list[Dispatched]:
-    """The answers of dispatch_one, one per entry: ``{'sent', attempt, payload, created,
-    collapse key, topic, reply requested, conn members...}`` or ``{outcome, ...}``."""
-    out = []
-    for e, row in zip(entries, reply, strict=True):
-        outcome = _DISPATCH[row[0]]
-        push = None
-        if outcome is DispatchOutcome.SENT:
+    """The flat answer of dispatch_many: per entry ``sent, attempt, k, k conn members``
+    or ``parked`` or ``expired`` or ``skip, status``."""
+    out: list[Dispatched] = []
+    pos = 0
+    for e in entries:
+        word = reply[pos]
+        if word in _SENT:
+            k = int(reply[pos + 2])
             push = Push(
-                id=e.message_id,
-                user_id=e.user_id,
-                priority=e.priority,
-                attempt=int(row[1]),
-                payload_json=row[2],
-                created_ms=int(row[3]),
-                collapse_key=text(row[4]) or None,
-                topic=text(row[5]) or None,
-                reply_requested=row[6] in (b"1", "1"),
-                targets=tuple(parse_conn_member(m) for m in row[7:]),
+                e.message_id,
+                e.user_id,
+                e.priority,
+                int(reply[pos + 1]),
+                e.payload_json,
+                e.created_ms,
+                e.collapse_key,
+                e.topic,
+                e.reply_requested,
+                tuple(parse_conn_member(m) for m in reply[pos + 3 : pos + 3 + k]),
+                e.entry_id,
             )
-        out.append((e, outcome, push))
+            out.append((e, DispatchOutcome.SENT, push))
+            pos += 3 + k
+            continue
+        outcome = _DISPATCH[word]
+        out.append((e, outcome, None))
+        pos += 2 if outcome is DispatchOutcome.SKIP else 1
     return out
 
 
@@ -183,8 +214,6 @@ class Dispatch:
     SCRIPT: ClassVar[str] = "dispatch"
     prefix: str
     entry: Entry
-    group: str
-    ack_timeout_ms: int
     heartbeat_timeout_ms: int
     park_ttl_ms: int
     retention_ms: int
@@ -192,36 +221,31 @@ class Dispatch:
     def args(self) -> list[Any]:
         e = self.entry
         return [
-            *(e.entry_id, e.message_id, e.user_id, e.priority, self.group),
-            *(self.ack_timeout_ms, self.heartbeat_timeout_ms, self.park_ttl_ms),
-            self.retention_ms,
+            *(e.entry_id, e.message_id, e.user_id, e.priority, e.collapse_check),
+            *(self.heartbeat_timeout_ms, self.park_ttl_ms, self.retention_ms),
         ]
 
     def parse(self, reply: Any) -> Dispatched:
-        return _dispatched([self.entry], [reply])[0]
+        return _dispatched([self.entry], reply)[0]
 
 
 @dataclass(frozen=True, slots=True)
 class DispatchMany:
-    """``dispatch_many.lua``: entries of one partition; ARGV: the header, then 4 per
-    entry (entry id, message id, user, priority); one answer per entry, in order."""
+    """``dispatch_many.lua``: entries of one partition; ARGV: the header, then 5 per
+    entry (entry id, message id, user, priority, collapse key to check); the answers of
+    all entries in one flat list, in order."""
 
     SCRIPT: ClassVar[str] = "dispatch_many"
     prefix: str
     entries: Sequence[Entry]
-    group: str
-    ack_timeout_ms: int
     heartbeat_timeout_ms: int
     park_ttl_ms: int
     retention_ms: int
 
     def args(self) -> list[Any]:
-        out: list[Any] = [
-            *(self.group, self.ack_timeout_ms, self.heartbeat_timeout_ms),
-            *(self.park_ttl_ms, self.retention_ms),
-        ]
+        out: list[Any] = [self.heartbeat_timeout_ms, self.park_ttl_ms, self.retention_ms]
         for e in self.entries:
-            out += (e.entry_id, e.message_id, e.user_id, e.priority)
+            out += (e.entry_id, e.message_id, e.user_id, e.priority, e.collapse_check)
         return out
 
     def parse(self, reply: Any) -> list[Dispatched]:
@@ -229,69 +253,69 @@ class DispatchMany:
 
 
 @dataclass(frozen=True, slots=True)
-class Bury:
-    """``bury.lua``: a poison entry; answers the message's status afterwards (None: its
-    hash is gone)."""
+class Reclaim:
+    """``reclaim.lua``: claim what has been pending past the ack timeout in one
+    partition and sort it out (see the script)."""
 
-    SCRIPT: ClassVar[str] = "bury"
+    SCRIPT: ClassVar[str] = "reclaim"
     prefix: str
-    entry: Entry
-    group: str
-    reason: str
+    consumer: str
+    min_idle_ms: int  # the ack timeout
+    count: int  # entries claimed per stream at most
+    poison_deliveries: int
     dlq_max_len: int
     dead_keep_ms: int
+    # how each stream is scanned (high .. drained): '' the front, else a full scan
+    cursors: tuple[str, str, str, str] = ("", "", "", "")
 
     def args(self) -> list[Any]:
-        e = self.entry
         return [
-            *(e.entry_id, e.message_id, e.user_id, e.priority, self.group, self.reason),
-            *(self.dlq_max_len, self.dead_keep_ms),
+            *(self.consumer, self.min_idle_ms, self.count, self.poison_deliveries),
+            *(self.dlq_max_len, self.dead_keep_ms, *self.cursors),
         ]
 
-    def parse(self, reply: Any) -> Status | None:
-        s = text(reply)
-        return None if s == "gone" else Status(s)
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """``due.lua`` (read only); the reply is flat: id, attempts, max attempts, ..."""
-
-    SCRIPT: ClassVar[str] = "due"
-    prefix: str
-    limit: int
-
-    def args(self) -> list[Any]:
-        return [self.limit]
-
-    def parse(self, reply: Any) -> list[Overdue]:
-        return [
-            Overdue(text(reply[i]), int(reply[i + 1]), int(reply[i + 2]))
-            for i in range(0, len(reply), 3)
+    def parse(self, reply: Any) -> Reclaimed:
+        cursors = tuple(text(c) for c in reply[:4])
+        pos = 4
+        n = int(reply[pos])
+        overdue = [
+            Overdue(text(reply[i]), text(reply[i + 1]), int(reply[i + 2]))
+            for i in range(pos + 1, pos + 1 + 3 * n, 3)
         ]
+        pos += 1 + 3 * n
+        entries = []
+        for _ in range(int(reply[pos])):
+            prio, entry = text(reply[pos + 1]), text(reply[pos + 2])
+            deliveries, k = int(reply[pos + 3]), int(reply[pos + 4])
+            items = reply[pos + 5 : pos + 5 + k]
+            fields = dict(zip(items[::2], items[1::2], strict=True))
+            entries.append((prio, entry, deliveries, fields))
+            pos += 4 + k
+        pos += 1
+        buried = [
+            (text(reply[i]), text(reply[i + 1]))
+            for i in range(pos + 1, pos + 1 + 2 * int(reply[pos]), 2)
+        ]
+        return Reclaimed(cursors, overdue, entries, buried)
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """``retry.lua``: ARGV: the header, then 2 per message (id, delay ms); one outcome
-    per message, in order."""
+    """``retry.lua``: ARGV: the header, then 3 per message (id, its in-flight record or
+    '' for whichever it has, delay ms); one outcome per message, in order."""
 
     SCRIPT: ClassVar[str] = "retry"
     prefix: str
     reason: str
-    force: bool  # do not require the ack deadline to have passed
     retention_ms: int
     dlq_max_len: int
     dead_keep_ms: int
-    delays: Sequence[tuple[str, int]]  # (message id, delay ms)
+    delays: Sequence[tuple[str, str, int]]  # (message id, in-flight record, delay ms)
 
     def args(self) -> list[Any]:
-        out: list[Any] = [
-            *(self.reason, "1" if self.force else "0", self.retention_ms),
-            *(self.dlq_max_len, self.dead_keep_ms),
-        ]
-        for mid, delay_ms in self.delays:
-            out += (mid, delay_ms)
+        out: list[Any] = [self.reason, self.retention_ms, self.dlq_max_len, self.dead_keep_ms]
+        for mid, record, delay_ms in self.delays:
+            out += (mid, record, delay_ms)
         return out
 
     def parse(self, reply: Any) -> list[RetryOutcome]:
@@ -329,6 +353,21 @@ class Expire:
 
     def parse(self, reply: Any) -> int:
         return int(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """``trim.lua``: drop the entries every consumer is done with; answers the lengths
+    of the streams (high, normal, low, drained) afterwards."""
+
+    SCRIPT: ClassVar[str] = "trim"
+    prefix: str
+
+    def args(self) -> list[Any]:
+        return []
+
+    def parse(self, reply: Any) -> list[int]:
+        return [int(n) for n in reply]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple
 
 from .calls import Push, codes
-from .members import conn_member
+from .members import check_id
 from .text import text
 
 
@@ -57,15 +57,16 @@ class Unparked(NamedTuple):
 _BARE: dict[Any, Acked] = {k: (c, None, None) for k, c in _ACK.items() if c is not AckCode.OK}
 
 
-def _acked(reply: Sequence[Any]) -> list[Acked]:
-    """``'ok|<priority>|<latency ms>'`` or a bare code per id."""
+def _acked(now_ms: int, reply: Sequence[Any]) -> list[Acked]:
+    """``'ok|<priority>|<created ms>'`` or a bare code per id; the latency is the
+    script's server time ``now_ms`` minus the creation time."""
     out = []
     for raw in reply:
         a = _BARE.get(raw)
         if a is None:
             code, _, rest = (raw if isinstance(raw, bytes) else raw.encode()).partition(b"|")
-            prio, _, latency = rest.partition(b"|")
-            a = (_ACK[code], prio.decode(), int(latency))
+            prio, _, created = rest.partition(b"|")
+            a = (_ACK[code], prio.decode(), now_ms - int(created))
         out.append(a)
     return out
 
@@ -78,42 +79,38 @@ class Ack:
     prefix: str
     frame: AckRequest
     retention_ms: int
-    latency_samples: int
 
     def args(self) -> list[Any]:
         f = self.frame
-        return [
-            *(f.user_id, f.conn_id, f.node_id, self.retention_ms, self.latency_samples),
-            *f.message_ids,
-        ]
+        return [f.user_id, f.conn_id, f.node_id, self.retention_ms, *f.message_ids]
 
     def parse(self, reply: Any) -> list[Acked]:
-        return _acked(reply)
+        return _acked(int(reply[0]), reply[1:])
 
 
 @dataclass(frozen=True, slots=True)
 class AckMany:
     """``ack_many.lua``: the frames of several connections (users of one partition);
     ARGV: the header, then per frame user, connection, node, n and the n ids. The
-    reply is every id's answer, frame after frame; parsed back into one list per frame."""
+    reply is the server time, then every id's answer, frame after frame; parsed back
+    into one list per frame."""
 
     SCRIPT: ClassVar[str] = "ack_many"
     prefix: str
     frames: Sequence[AckRequest]
     retention_ms: int
-    latency_samples: int
 
     def args(self) -> list[Any]:
-        out: list[Any] = [self.retention_ms, self.latency_samples]
+        out: list[Any] = [self.retention_ms]
         for f in self.frames:
             out += (f.user_id, f.conn_id, f.node_id, len(f.message_ids), *f.message_ids)
         return out
 
     def parse(self, reply: Any) -> list[list[Acked]]:
-        out, pos = [], 0
+        now, out, pos = int(reply[0]), [], 1
         for f in self.frames:
             n = len(f.message_ids)
-            out.append(_acked(reply[pos : pos + n]))
+            out.append(_acked(now, reply[pos : pos + n]))
             pos += n
         return out
 
@@ -121,8 +118,8 @@ class AckMany:
 @dataclass(frozen=True, slots=True)
 class Unpark:
     """``unpark.lua``: the next parked messages for one connection. The reply: the
-    number left, then 8 per message (id, attempt, priority, payload, created, collapse
-    key, topic, reply requested)."""
+    number left, then 9 per message (id, attempt, priority, payload, created, collapse
+    key, topic, reply requested, in-flight record)."""
 
     SCRIPT: ClassVar[str] = "unpark"
     prefix: str
@@ -130,18 +127,18 @@ class Unpark:
     node_id: str
     conn_id: str
     limit: int
-    ack_timeout_ms: int
     retention_ms: int
 
     def args(self) -> list[Any]:
-        target = conn_member(self.node_id, self.conn_id)
-        return [self.user_id, target, self.limit, self.ack_timeout_ms, self.retention_ms]
+        check_id(self.node_id, "node id")
+        check_id(self.conn_id, "connection id")
+        return [self.user_id, self.node_id, self.conn_id, self.limit, self.retention_ms]
 
     def parse(self, reply: Any) -> Unparked:
         pushes = []
         target = ((self.node_id, self.conn_id),)
-        for i in range(1, len(reply), 8):
-            mid, attempt, prio, payload, created, ck, tp, rr = reply[i : i + 8]
+        for i in range(1, len(reply), 9):
+            mid, attempt, prio, payload, created, ck, tp, rr, record = reply[i : i + 9]
             pushes.append(
                 Push(
                     id=text(mid),
@@ -154,6 +151,7 @@ class Unpark:
                     topic=text(tp) or None,
                     reply_requested=rr in (b"1", "1"),
                     targets=target,
+                    record=text(record),
                 )
             )
         return Unparked(int(reply[0]), pushes)

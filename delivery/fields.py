@@ -32,19 +32,24 @@ class MessageField(_Fields):
     """The message hash (key ``msg``, ``m:{id}``). Written by ``enqueue`` in one HSET;
     every later change (status, attempt, the next event) is one HSET too."""
 
-    ID = "id", "the message id (`<partition>-<20 hex>`)"
     USER = "u", "the recipient's user id"
     PRIORITY = "p", "`high`, `normal` or `low`"
     PAYLOAD = "pl", "the payload, JSON"
     CREATED_AT = "ca", "enqueue time, server ms"
     EXPIRES_AT = "ea", "end of the ttl, server ms (a replay sets a fresh one)"
-    TTL = "tl", "the ttl, ms (what a replay starts again)"
+    TTL = "tl", "the ttl, ms, once replayed (before: `ea` - `ca`); what a replay starts again"
     MAX_ATTEMPTS = "ma", "attempts allowed before the message is dead"
-    ATTEMPTS = "a", "attempts made: pushes to a device (0 until the first)"
-    REPLY_REQUESTED = "rr", "`1` when the message asks for a reply, else `0`"
+    ATTEMPTS = "a", "attempts made: pushes to a device (absent until the first)"
+    REPLY_REQUESTED = "rr", "`1` when the message asks for a reply (absent: it does not)"
     STATUS = "s", "the status (`delivery/status.py`)"
-    EVENTS = "n", "how many timeline events there are"
-    EVENT = "e", "prefix: `eK` is event K of the timeline, JSON `{t (ms), e, a, ...}`"
+    EVENTS = "n", "how many timeline events there are (absent: 1)"
+    EVENT = (
+        "e",
+        (
+            "prefix: `eK` is event K of the timeline, JSON `{t (ms), e, a, ...}`; absent `e1`: "
+            "queued at `ca`, attempt 0"
+        ),
+    )
     COLLAPSE_KEY = "ck", "the collapse key (only when given)"
     TOPIC = "tp", "the topic (only when given)"
     IDEMPOTENCY_KEY = "ik", "the idempotency key (only when given)"
@@ -52,16 +57,31 @@ class MessageField(_Fields):
     LAST_ERROR = "le", "why the last attempt failed: retry or dead-letter reason"
     DEAD_LETTER = "dl", "the dead-letter entry id while the message is in the DLQ"
     DELIVERED_AT = "da", "ack time, server ms"
+    ENTRY = (
+        "en",
+        (
+            "its in-flight record while `sent`: the id of its pending entry in its priority "
+            "stream, or `d` + the id in the drained stream"
+        ),
+    )
     REPLY = "rp", "the user's reply, JSON"
     ESCALATE_AFTER = "esa", "escalate after this many ms from enqueue (only when set)"
     ESCALATED_AT = "esc", "when `undelivered` fired, server ms (only then)"
 
 
 class EntryField(_Fields):
-    """A priority stream entry (key ``stream``, ``q:{priority}``)."""
+    """A priority stream entry (key ``stream``, ``q:{priority}``): what a consumer
+    needs to dispatch the message and build its frame without reading it back (entries
+    of the ``drained`` stream hold only the first two)."""
 
     MESSAGE = "m", "the message id"
     USER = "u", "the recipient's user id"
+    PAYLOAD = "pl", "the payload, JSON"
+    CREATED_AT = "ca", "enqueue time, server ms"
+    COLLAPSE_KEY = "ck", "the collapse key (only when given)"
+    TOPIC = "tp", "the topic (only when given)"
+    REPLY_REQUESTED = "rr", "`1` when the message asks for a reply (only then)"
+    KEEP = "keep", "`1`: never collapsed away (only then)"
 
 
 class DeadLetterField(_Fields):
@@ -96,14 +116,6 @@ class ConnField(_Fields):
     LAST_SEEN = "last_seen", "the latest presence refresh, server ms"
     DEVICE = "device", "what the client called its device (given by the edge)"
     ADDRESS = "address", "the client's address (given by the edge)"
-
-
-class StatsField(_Fields):
-    """A user's counters (key ``user_stats``); besides these, one counter per status
-    (their sum is the user's total)."""
-
-    ACK_N = "ack_n", "acks counted"
-    ACK_MS = "ack_ms", "sum of their enqueue-to-ack ms"
 
 
 class EventField(_Fields):
@@ -142,7 +154,6 @@ TABLES: dict[type[_Fields], tuple[str, str]] = {
     DeadLetterField: ("dlq", "DLQ_"),
     TaskField: ("task", "TASK_"),
     ConnField: ("conn", "CONN_"),
-    StatsField: ("user_stats", "STAT_"),
     EventField: ("events", "EV_"),
     WebhookDeadField: ("wh_dlq", "WHD_"),
 }

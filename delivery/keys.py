@@ -27,9 +27,8 @@ DAY_MS = 86_400_000
 TASK_TTL_MS = 7 * DAY_MS
 """A task hash and its owner's active-task index live this long after the last report."""
 USER_INDEX_CAP = 10_000
-"""Members kept in a user's message index (``user_msgs``); the oldest are dropped."""
-LATENCY_SAMPLES = 1_000
-"""Enqueue-to-ack samples kept in a user's latency list (``user_latency``)."""
+"""Members kept in a user's message index (``user_msgs``); the oldest are dropped (checked
+on about one enqueue in 16: the index may exceed it by a few dozen meanwhile)."""
 DLQ_MAX_LEN = 100_000
 """Approximate length cap of each partition's dead-letter stream (``XADD MAXLEN ~``)."""
 PRESENCE_TTL_FACTOR = 2
@@ -61,11 +60,20 @@ class Key(NamedTuple):
 # another id follows, user "a:b" with key "c" and user "a" with key "b:c" must not share
 # a key. Members: ``conns`` holds ``node|conn`` (see delivery/members.py).
 PARTITION_LAYOUT: dict[str, Key] = {
-    "stream": Key("q:{priority}", "stream", "entries removed once dispatched (XACK + XTRIM)"),
+    "stream": Key(
+        "q:{priority}",
+        "stream (group couriers; a sent message's pending entry is its in-flight record)",
+        "entries acknowledged on ack/park/retry, trimmed below the oldest pending one",
+    ),
+    "drained": Key(
+        "drained",
+        "stream (group couriers): in-flight records of parked messages handed to a device",
+        "like stream",
+    ),
     "delayed": Key("delayed", "zset id->due ms", "members removed when promoted"),
-    "inflight": Key("inflight", "zset id->ack deadline ms", "members removed on ack/retry"),
     "parkx": Key("parkx", "zset id->park expiry ms", "members removed on unpark/expiry"),
     "dlq": Key("dlq", "stream", f"MAXLEN ~ DLQ_MAX_LEN ({DLQ_MAX_LEN})"),
+    "reached": Key("reached", "hash status->messages that reached it", "one per partition, no TTL"),
     "msg": Key("m:{id}", "hash", "expires_at + retention; retention after final"),
     "idem": Key("idem:{user*}:{key}", "string -> id", "message ttl + retention"),
     "collapse": Key("ck:{user*}:{key}", "string -> id", "message ttl"),
@@ -74,12 +82,6 @@ PARTITION_LAYOUT: dict[str, Key] = {
         "u:{user}:msgs",
         "zset id->created ms",
         f"max ttl + retention (+1/16); USER_INDEX_CAP ({USER_INDEX_CAP}) members",
-    ),
-    "user_stats": Key("u:{user}:stats", "hash", "like user_msgs"),
-    "user_latency": Key(
-        "u:{user}:lat",
-        "list of ack latencies ms",
-        f"like user_stats; LATENCY_SAMPLES ({LATENCY_SAMPLES}) items",
     ),
     "conns": Key(
         "u:{user}:conns",
@@ -267,6 +269,16 @@ class Keyspace:
     def streams(self, partition: int) -> list[str]:
         """The priority streams of a partition, highest first."""
         return [self.stream(partition, p) for p in PRIORITIES]
+
+    def drained(self, partition: int) -> str:
+        """The stream of a partition's parked messages handed to a device (never read
+        by the readers: ``unpark.lua`` reads each entry as it adds it)."""
+        return self.key(partition, "drained")
+
+    def group_streams(self, partition: int) -> list[str]:
+        """Every stream of a partition with the consumer group: the priority streams,
+        then the drained one."""
+        return [*self.streams(partition), self.drained(partition)]
 
     def events(self, partition: int) -> str:
         """The partition's lifecycle events stream (delivery/events.py)."""

@@ -6,9 +6,11 @@
 * ``node_member(user, conn)`` -> ``user|conn``: the members of a node's ``node_conns``
   set (what the dead-node sweep and a node's shutdown clean up from).
 
-Node ids and connection ids never contain the separator (:func:`check_id` refuses
-them where they are made); user ids may, so a ``node|conn`` member is split at its
-first ``|`` and a ``user|conn`` member at its last.
+Node ids and connection ids never contain the separator, nor a quote, backslash or
+control character (:func:`check_id` refuses them where they are made: the scripts
+write them into timeline events as JSON text without escaping); user ids may hold
+``|``, so a ``node|conn`` member is split at its first ``|`` and a ``user|conn``
+member at its last.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from .text import text
 SEP = "|"
 
 
+_UNSAFE = frozenset({SEP, '"', "\\"} | {chr(c) for c in range(32)} | {chr(127)})
+
+
 def check_id(value: str, what: str) -> str:
-    """A node or connection id, refused when it holds the separator (or is empty)."""
-    if not value or SEP in value:
-        raise ValueError(f"{what} must be a non-empty string without {SEP!r}: {value!r}")
+    """A node or connection id, refused when it is empty or holds the separator, a
+    quote, a backslash or a control character."""
+    if not value or not _UNSAFE.isdisjoint(value):
+        raise ValueError(
+            f"{what} must be a non-empty string without {SEP!r}, quotes, backslashes "
+            f"or control characters: {value!r}"
+        )
     return value
 
 

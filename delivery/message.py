@@ -164,8 +164,8 @@ class Message:
         return orjson.loads(self.payload_json)
 
     @classmethod
-    def from_hash(cls, h: dict[bytes, bytes]) -> Message:
-        """The message from its hash (fields: :class:`delivery.fields.MessageField`)."""
+    def from_hash(cls, message_id: str, h: dict[bytes, bytes]) -> Message:
+        """The message from its id and hash (fields: :class:`delivery.fields.MessageField`)."""
         F = MessageField
         g = {k.decode(): v for k, v in h.items()}
         events: list[tuple[int, Event]] = []
@@ -175,9 +175,11 @@ class Message:
                 detail = {x: y for x, y in e.items() if x not in ("t", "e", "a")}
                 at, name, attempt = ms(e["t"]), e["e"], int(e.get("a", 0))
                 events.append((int(k[len(F.EVENT) :]), Event(at, name, attempt, detail)))
+        if not events or events[0][0] != 1:  # a message queued at once: queued at created
+            events.append((1, Event(ms(int(g[F.CREATED_AT])), "queued", 0)))
         events.sort(key=lambda x: x[0])
         return cls(
-            id=g[F.ID].decode(),
+            id=message_id,
             user_id=g[F.USER].decode(),
             priority=Priority(g[F.PRIORITY].decode()),
             payload_json=g[F.PAYLOAD],

@@ -16,19 +16,19 @@ from redis.exceptions import ResponseError
 
 from . import clock
 from .exceptions import NotFound, ValidationError
-from .fields import ConnField, DeadLetterField, MessageField, StatsField
+from .fields import ConnField, DeadLetterField, MessageField
 from .keys import GROUP, PRIORITIES, Keyspace, partition_from_id
 from .members import parse_conn_member, parse_node_member
 from .message import Message, iso_ms
-from .percentiles import percentile
 from .status import Status
 from .text import text
+from .user_figures import message_figures
 
 MAX_PAGE = 500
 _SCAN_CHUNK = 200
 F = MessageField
 _SUMMARY = (
-    *(F.ID, F.STATUS, F.PRIORITY, F.CREATED_AT, F.EXPIRES_AT, F.ATTEMPTS, F.MAX_ATTEMPTS),
+    *(F.STATUS, F.PRIORITY, F.CREATED_AT, F.EXPIRES_AT, F.ATTEMPTS, F.MAX_ATTEMPTS),
     *(F.DELIVERED_AT, F.LAST_ERROR, F.TOPIC, F.COLLAPSE_KEY),
 )
 _DEAD = (
@@ -61,7 +61,11 @@ def message_json(msg: Message, extra: dict[bytes, Any]) -> dict[str, Any]:
     out = msg.to_json()
     tl, da, dl = (extra.get(k.encode()) for k in (F.TTL, F.DELIVERED_AT, F.DEAD_LETTER))
     out["recipient"] = msg.user_id
-    out["ttl_seconds"] = None if tl is None else _int(tl) // 1000
+    if tl is None:  # never replayed: the ttl it was given is expires - created
+        ttl_ms = _int(extra.get(F.EXPIRES_AT.encode())) - _int(extra.get(F.CREATED_AT.encode()))
+    else:
+        ttl_ms = _int(tl)
+    out["ttl_seconds"] = ttl_ms // 1000
     out["delivered_at"] = _opt_iso(da)
     out["dead_letter_entry"] = None if dl is None else text(dl)
     for event in out["timeline"]:
@@ -97,7 +101,7 @@ class Queries:
         h: dict[bytes, Any] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
-        return message_json(Message.from_hash(h), h)
+        return message_json(Message.from_hash(message_id, h), h)
 
     # -- one user ---------------------------------------------------------------------------
     async def user_messages(
@@ -150,7 +154,7 @@ class Queries:
                 pipe.hmget(self.keyspace.msg(mid), *_SUMMARY)
             for (mid, score), values in zip(rows, await pipe.execute(), strict=True):
                 last = (score, mid)
-                row = _summary(values)
+                row = _summary(mid, values)
                 if row is None or (status is not None and row["status"] != status):
                     continue
                 items.append(row)
@@ -161,18 +165,13 @@ class Queries:
         return Page(items, None if last is None else _encode_cursor(*last))
 
     async def user_stats(self, user_id: str) -> dict[str, Any]:
-        """Counts by status, delivery rate, enqueue-to-ack latency and devices online."""
+        """Counts by status, delivery rate, enqueue-to-ack latency (computed from the
+        messages the user's index still names, see :mod:`delivery.user_figures`) and
+        devices online."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keyspace.user(user_id, "user_stats"))
-        pipe.lrange(self.keyspace.user(user_id, "user_latency"), 0, -1)
         pipe.zrangebyscore(self.keyspace.user(user_id, "conns"), "-inf", "+inf", withscores=True)
         pipe.time()
-        raw, lat, conns, server_time = await pipe.execute()
-        stats = {text(k): _int(v) for k, v in raw.items()}
-        counts = {s.value: max(stats.get(s.value, 0), 0) for s in Status}
-        total = sum(stats.get(s.value, 0) for s in Status)  # every message has one status
-        ack_n, ack_ms = stats.get(StatsField.ACK_N, 0), stats.get(StatsField.ACK_MS, 0)
-        samples = [_int(x) for x in lat]
+        conns, server_time = await pipe.execute()
         now = clock.time_ms(server_time)
         live = [
             (text(m), int(score))
@@ -180,16 +179,10 @@ class Queries:
             if int(score) >= now - self.heartbeat_timeout_ms
         ]
         devices = await self._devices(user_id, live)
+        figures = await message_figures(self.redis, self.keyspace, user_id)
         return {
             "user_id": user_id,
-            "total": total,
-            "counts": counts,
-            "delivery_rate": round(counts["delivered"] / total, 4) if total else None,
-            "ack_latency_ms": {
-                "mean": round(ack_ms / ack_n, 1) if ack_n else None,
-                "p95": percentile(sorted(samples), 95),
-                "samples": len(samples),
-            },
+            **figures,
             "online": {"devices": len(devices), "connections": devices},
         }
 
@@ -288,9 +281,11 @@ class Queries:
                 pipe.xlen(stream)
                 pipe.xinfo_groups(stream)
                 pipe.xinfo_consumers(stream, GROUP)
-            for name in ("delayed", "inflight", "parkx"):
+            pipe.xinfo_groups(ks.drained(p))
+            for name in ("delayed", "parkx"):
                 pipe.zcard(ks.key(p, name))
             pipe.xlen(ks.key(p, "dlq"))
+            pipe.hgetall(ks.key(p, "reached"))
         res = iter(await pipe.execute(raise_on_error=False))
         now = clock.time_ms(_ok(next(res), (0, 0)))
         node_rows = _ok(next(res), [])
@@ -299,6 +294,7 @@ class Queries:
         partitions = []
         consumers: dict[str, dict[str, int]] = {}
         totals = {"delayed": 0, "inflight": 0, "parked": 0, "dead_letters": 0}
+        reached = {st.value: 0 for st in Status}
         for p in range(ks.partitions):
             part: dict[str, Any] = {"partition": p, "streams": {}}
             for prio in PRIORITIES:
@@ -317,14 +313,18 @@ class Queries:
                     seen = consumers.setdefault(name, {"pending": 0, "idle_ms": c["idle"]})
                     seen["pending"] += int(c["pending"])
                     seen["idle_ms"] = min(seen["idle_ms"], int(c["idle"]))
-            for name, total in (
-                ("delayed", "delayed"),
-                ("inflight", "inflight"),
-                ("parked", "parked"),
-                ("dead_letters", "dead_letters"),
-            ):
+            # sent and waiting for an ack: the group's pending entries (in the priority
+            # streams, also the few read and not yet dispatched)
+            drained = _group(_ok(next(res), []))
+            part["inflight"] = sum(r["pending"] for r in part["streams"].values()) + (
+                int(drained.get("pending", 0)) if drained else 0
+            )
+            for name in ("delayed", "parked", "dead_letters"):
                 part[name] = int(_ok(next(res), 0))
-                totals[total] += part[name]
+            for name in totals:
+                totals[name] += part[name]
+            for st, n in _ok(next(res), {}).items():
+                reached[text(st)] = reached.get(text(st), 0) + int(n)
             partitions.append(part)
         nodes = await self._nodes(node_rows, now)
         users: set[str] = set()
@@ -335,6 +335,7 @@ class Queries:
             "time": iso_ms(now),
             "streams": streams,
             **totals,
+            "reached": reached,  # messages that reached each status (since the start)
             "partitions": partitions,
             "nodes": nodes,
             "nodes_alive": sum(1 for n in nodes if n["alive"]),
@@ -401,12 +402,12 @@ def _group(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def _summary(values: list[Any]) -> dict[str, Any] | None:
+def _summary(mid: str, values: list[Any]) -> dict[str, Any] | None:
     v = dict(zip(_SUMMARY, values, strict=True))
-    if v[F.ID] is None or v[F.STATUS] is None:
+    if v[F.STATUS] is None:
         return None  # retention ended between the index read and now
     return {
-        "id": text(v[F.ID]),
+        "id": mid,
         "status": text(v[F.STATUS]),
         "priority": text(v[F.PRIORITY]),
         "created_at": iso_ms(_int(v[F.CREATED_AT])),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.exceptions import NoScriptError
 
 from .fields import lua_field_constants
-from .keys import EVENTS_MAX_LEN, lua_key_functions
+from .keys import EVENTS_MAX_LEN, GROUP, lua_key_functions
 from .members import lua_member_constants
 from .status import TRANSITIONS
 
@@ -35,12 +35,12 @@ NAMES = (
     "dispatch_many",
     "ack",
     "ack_many",
-    "due",
+    "reclaim",
     "retry",
     "promote",
     "expire",
     "unpark",
-    "bury",
+    "trim",
     "replay",
     "purge",
     "connect",
@@ -85,16 +85,18 @@ def prelude(events_max_len: int = EVENTS_MAX_LEN) -> str:
     """The whole prelude: ``P`` (``KEYS[1]``), the generated key functions, field
     constants, member separator, transition table and the events stream's cap
     (``EVENTS_MAX``: the setting ``COURIER_EVENTS_MAX_LEN``, 0 with events off), then
-    ``_lib.lua``."""
+    ``_lib.lua`` and ``_streams.lua``."""
     return "\n".join(
         [
             "local P = KEYS[1]",
+            f"local GROUP = {GROUP!r}",
             lua_key_functions(),
             lua_field_constants(),
             lua_member_constants(),
             _transition_table(),
             f"local EVENTS_MAX = {int(events_max_len)}",
             resources.files("delivery.lua").joinpath("_lib.lua").read_text(),
+            resources.files("delivery.lua").joinpath("_streams.lua").read_text(),
         ]
     )
 
@@ -121,7 +123,7 @@ def assemble(body: str, events_max_len: int = EVENTS_MAX_LEN) -> str:
 
 
 # Prelude tables that gather writes made once when the script ends (see _lib.lua).
-_DEFERRED = {"USERS", "INFLIGHT_ADD", "INFLIGHT_DEL"}
+_DEFERRED = {"USERS", "TOTALS", "ACKS"}
 
 
 def _with_flush(body: str) -> str:

@@ -121,6 +121,8 @@ class Settings(BaseSettings):
 
     read_count: int = Field(default=100, ge=1)
     read_block_ms: int = Field(default=1000, ge=10)
+    # lifecycle events a webhook dispatcher read and did not fan out (it died) are taken
+    # over after this long (messages: after ack_timeout_seconds, see consumers/worker.py)
     claim_idle_seconds: float = Field(default=30, gt=0)
     poison_deliveries: int = Field(default=5, ge=1)
     scheduler_interval_seconds: float = Field(default=0.25, gt=0)

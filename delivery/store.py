@@ -19,26 +19,28 @@ import redis.asyncio as aioredis
 from . import clock
 from .backoff import backoff_seconds
 from .calls import (
-    Bury,
     Dispatched,
     DispatchMany,
-    Due,
     Entry,
     Escalate,
     Expire,
+    Overdue,
     Promote,
     Purge,
     PurgeCode,
     Push,
+    Reclaim,
+    Reclaimed,
     Replay,
     ReplayCode,
     Retry,
     RetryOutcome,
     ScriptCall,
+    Trim,
 )
 from .edge_calls import AckCode, Acked, AckMany, AckRequest, Reply, ReplyCode, Unpark
 from .exceptions import Conflict, NotFound
-from .keys import DLQ_MAX_LEN, EVENTS_MAX_LEN, GROUP, LATENCY_SAMPLES, Keyspace, partition_from_id
+from .keys import DLQ_MAX_LEN, EVENTS_MAX_LEN, Keyspace, partition_from_id
 from .members import conn_member
 from .message import Message
 from .metrics import (
@@ -73,7 +75,6 @@ class Timing:
     dlq_max_len: int = DLQ_MAX_LEN
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 900.0
-    latency_samples: int = LATENCY_SAMPLES
     events_max_len: int = EVENTS_MAX_LEN  # 0: no lifecycle events (COURIER_EVENTS=false)
 
     @classmethod
@@ -118,8 +119,6 @@ class Store:
             DispatchMany(
                 self.keyspace.part(p),
                 es[k : k + BATCH],
-                GROUP,
-                t.ack_timeout_ms,
                 t.heartbeat_timeout_ms,
                 t.park_ttl_ms,
                 t.retention_ms,
@@ -136,39 +135,61 @@ class Store:
                     _first_push(push)
         return [answers[id(e)] for e in entries]
 
-    async def bury_entry(self, entry: Entry, reason: str) -> Status | None:
-        """Dead-letter a poison entry's message; returns its status afterwards (None:
-        the message is gone)."""
+    async def reclaim(
+        self,
+        partitions: Sequence[int],
+        *,
+        consumer: str,
+        cursors: dict[int, tuple[str, str, str, str]],
+        count: int = 100,
+        poison_deliveries: int = 5,
+    ) -> list[Reclaimed]:
+        """What has been pending past the ack timeout in each partition, claimed by
+        ``consumer`` and sorted out by ``reclaim.lua`` in one round trip (poison entries
+        are dead-lettered there); ``cursors`` is where each partition's scan goes on.
+        The caller dispatches the entries and retries the overdue messages."""
         t = self.timing
-        prefix = self.keyspace.part(entry.partition)
-        status = await self.scripts.run(
-            Bury(prefix, entry, GROUP, reason, t.dlq_max_len, t.dead_keep_ms)
-        )
-        if status is Status.DEAD:
-            DEAD.labels(reason).inc()
-        return status
+        calls = [
+            Reclaim(
+                self.keyspace.part(p),
+                consumer,
+                t.ack_timeout_ms,
+                count,
+                poison_deliveries,
+                t.dlq_max_len,
+                t.dead_keep_ms,
+                cursors.get(p, ("",) * 4),
+            )
+            for p in partitions
+        ]
+        got = await self.scripts.run_many(calls, self.redis)
+        for r in got:
+            if r.buried:
+                DEAD.labels("poison").inc(len(r.buried))
+        return got
 
-    async def retry_due(self, partition: int, *, limit: int = 200) -> dict[str, int]:
-        """Reschedule (or bury, or expire) messages whose ack deadline passed; returns
-        how many of each :class:`RetryOutcome`."""
+    async def retry_overdue(self, partition: int, overdue: Sequence[Overdue]) -> dict[str, int]:
+        """Reschedule (or bury, or expire) sent messages whose ack did not come in time;
+        returns how many of each :class:`RetryOutcome`."""
         prefix = self.keyspace.part(partition)
-        due = await self.scripts.run(Due(prefix, limit))
-        ids = [(d.id, d.attempts) for d in due]
-        return await self._retry(prefix, ids, reason="ack_timeout", force=False)
+        ids = [(o.id, o.record, o.attempts) for o in overdue]
+        return await self._retry(prefix, ids, reason="ack_timeout")
 
-    async def nack(self, message_ids: Sequence[str], *, reason: str) -> dict[str, int]:
-        """Messages that could not be pushed at all: retry now-ish, without waiting."""
-        by_part: dict[str, list[tuple[str, int]]] = {}
-        for mid in message_ids:
-            by_part.setdefault(self.keyspace.part_of_message(mid), []).append((mid, 0))
+    async def nack(self, pushes: Sequence[Push | str], *, reason: str) -> dict[str, int]:
+        """Pushes that reached no connection at all: retry now-ish, without waiting (a
+        message id instead of a push: whichever in-flight record it has)."""
+        by_part: dict[str, list[tuple[str, str, int]]] = {}
+        for p in pushes:
+            mid, record = (p, "") if isinstance(p, str) else (p.id, p.record)
+            by_part.setdefault(self.keyspace.part_of_message(mid), []).append((mid, record, 0))
         counts: dict[str, int] = {}
         for prefix, ids in by_part.items():  # one script call per partition
-            for k, v in (await self._retry(prefix, ids, reason=reason, force=True)).items():
+            for k, v in (await self._retry(prefix, ids, reason=reason)).items():
                 counts[k] = counts.get(k, 0) + v
         return counts
 
     async def _retry(
-        self, prefix: str, ids: list[tuple[str, int]], *, reason: str, force: bool
+        self, prefix: str, ids: list[tuple[str, str, int]], *, reason: str
     ) -> dict[str, int]:
         if not ids:
             return {}
@@ -176,6 +197,7 @@ class Store:
         delays = [
             (
                 mid,
+                record,
                 int(
                     backoff_seconds(
                         max(attempt, 1), base=t.retry_base_seconds, cap=t.retry_max_seconds
@@ -183,11 +205,11 @@ class Store:
                     * 1000
                 ),
             )
-            for mid, attempt in ids
+            for mid, record, attempt in ids
         ]
-        call = Retry(prefix, reason, force, t.retention_ms, t.dlq_max_len, t.dead_keep_ms, delays)
+        call = Retry(prefix, reason, t.retention_ms, t.dlq_max_len, t.dead_keep_ms, delays)
         counts: dict[str, int] = {}
-        for (mid, _), outcome in zip(ids, await self.scripts.run(call), strict=True):
+        for (mid, _, _), outcome in zip(ids, await self.scripts.run(call), strict=True):
             counts[outcome] = counts.get(outcome, 0) + 1
             if outcome is not RetryOutcome.SKIP:
                 RETRIED.labels(outcome, reason).inc()
@@ -226,34 +248,27 @@ class Store:
         return await self.scripts.run(Expire(prefix, limit, self.timing.retention_ms))
 
     async def sweep(self, partitions: Sequence[int], *, limit: int = 500) -> dict[str, int]:
-        """The scheduler's pass over many partitions: ``promote``, ``due``, ``expire`` and
-        ``escalate`` of all of them in one pipelined round trip, then the retries of the
-        messages that were due (one ``retry`` call per partition that has any). Returns
-        counts: promoted, expired, undelivered and the retry outcomes (see
-        :meth:`retry_due`)."""
+        """The scheduler's pass over many partitions: ``promote``, ``expire``, ``trim``
+        and ``escalate`` of all of them in one pipelined round trip. Returns counts:
+        promoted, expired, undelivered. (Unacknowledged messages are found by the
+        consumers' reclaim, see :meth:`reclaim`.)"""
         retention = self.timing.retention_ms
         calls: list[ScriptCall[Any]] = []
         for p in partitions:
             prefix = self.keyspace.part(p)
             calls += [
                 Promote(prefix, limit, retention),
-                Due(prefix, limit),
                 Expire(prefix, limit, retention),
+                Trim(prefix),
                 Escalate(prefix, limit),
             ]
         results = await self.scripts.run_many(calls, self.redis)
         done = {"promoted": 0, "expired": 0, "undelivered": 0}
-        for k, p in enumerate(partitions):
-            promoted, due, expired, escalated = results[4 * k : 4 * k + 4]
+        for k in range(len(partitions)):
+            promoted, expired, _, escalated = results[4 * k : 4 * k + 4]
             done["promoted"] += promoted.moved
             done["expired"] += expired
             done["undelivered"] += escalated
-            ids = [(d.id, d.attempts) for d in due]
-            retried = await self._retry(
-                self.keyspace.part(p), ids, reason="ack_timeout", force=False
-            )
-            for result, n in retried.items():
-                done[result] = done.get(result, 0) + n
         return done
 
     # -- edge --------------------------------------------------------------------------
@@ -282,7 +297,7 @@ class Store:
         if not by_part:
             return codes
         calls = [
-            AckMany(prefix, [asked[k] for k in ks], t.retention_ms, t.latency_samples)
+            AckMany(prefix, [asked[k] for k in ks], t.retention_ms)
             for prefix, ks in by_part.items()
         ]
         for ks, answers in zip(
@@ -332,7 +347,7 @@ class Store:
         t = self.timing
         prefix = self.keyspace.part_of_user(user_id)
         got = await self.scripts.run(
-            Unpark(prefix, user_id, node_id, conn_id, limit, t.ack_timeout_ms, t.retention_ms)
+            Unpark(prefix, user_id, node_id, conn_id, limit, t.retention_ms)
         )
         for p in got.pushes:
             _first_push(p)
@@ -372,7 +387,7 @@ class Store:
         h: dict[bytes, bytes] = await self.redis.hgetall(key)  # type: ignore[assignment]
         if not h:
             raise NotFound(f"no message {message_id!r} (unknown, or its retention ended)")
-        return Message.from_hash(h)
+        return Message.from_hash(message_id, h)
 
     async def replay(self, message_id: str, *, by: str = "operator") -> Status:
         """Give a dead message a fresh cycle of attempts; returns its new status

@@ -86,7 +86,6 @@ class Harness:
             keyspace=keyspace,
             consumer="test-consumer",
             block_ms=0,
-            claim_idle_ms=50,
         )
         self.scheduler = Scheduler(store=self.store, partitions=range(keyspace.partitions))
         self.read_groups = read_groups(keyspace, range(keyspace.partitions), cluster=is_cluster(r))
@@ -107,6 +106,7 @@ class Harness:
         n = 0
         for group in self.read_groups:  # as the runner's readers do
             n += await self.worker.process_one(group, block_ms=0)
+        n += await self.worker.reclaim(range(self.keyspace.partitions))  # as its reclaimer
         done = await self.scheduler.tick()
         return n + sum(done.values())
 
@@ -154,8 +154,12 @@ async def wait_until(
 async def raw_timeline(r: aioredis.Redis, keyspace: Keyspace, mid: str) -> list[dict[str, Any]]:
     """A message's timeline events exactly as stored (t in server ms, e, a, detail)."""
     h = await r.hgetall(keyspace.msg(mid))
-    n = int(h.get(b"n", 0))
-    return [orjson.loads(h[f"e{i}".encode()]) for i in range(1, n + 1)]
+    n = int(h.get(b"n", 1))  # a message queued at once: its first event is implied
+    first = {"t": int(h[b"ca"]), "e": "queued", "a": 0}
+    return [
+        orjson.loads(h[f"e{i}".encode()]) if f"e{i}".encode() in h else first
+        for i in range(1, n + 1)
+    ]
 
 
 def neighbour(keyspace: Keyspace, user: str, stem: str = "other") -> str:
@@ -294,7 +298,7 @@ class NodeDevice:
 async def ensure_groups(r: aioredis.Redis, keyspace: Keyspace) -> None:
     """Create the consumer group on every stream, as a running deployment has it."""
     for p in range(keyspace.partitions):
-        for stream in keyspace.streams(p):
+        for stream in keyspace.group_streams(p):
             try:
                 await r.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except ResponseError as e:

@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 from api.auth import issue
 from api.redis_server import free_port
 from api.runtime import redis_client
-from delivery.keys import Keyspace
+from delivery.keys import GROUP, Keyspace
 from delivery.producer import Limits, Producer, SyncProducer
 from delivery.redis_clients import AsyncCluster, SyncCluster
 from delivery.settings import Settings
@@ -121,7 +121,8 @@ async def test_lifecycle_over_partitions_on_different_nodes(
         msg = await h.store.get(first[u].id)
         assert msg.status == "delivered"
         assert [e.event for e in msg.timeline] == ["queued", "sent", "acked"]
-    assert [await rc.zcard(ks.key(p, "inflight")) for p in range(ks.partitions)] == [0] * 8
+    pending = [await rc.xpending(ks.stream(p, "normal"), GROUP) for p in range(ks.partitions)]
+    assert [x["pending"] for x in pending] == [0] * 8  # no in-flight record left
 
 
 async def test_delay_and_retries_to_dead_letter_on_two_nodes(

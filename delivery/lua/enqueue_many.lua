@@ -9,19 +9,24 @@
 --   id, user, payload (JSON), the number of its option set (1 .. k).
 -- The messages of a batch mostly share their options, so a message costs 4 arguments
 -- and the options are parsed once per set, not once per message.
--- Returns {id, status, created} of each message, in order, flattened.
+-- Returns one answer per message, in order: its status when it was created, else
+-- '=<id>|<status>' (a repeat: the id its idempotency key already had, or this very
+-- call's, and that message's status).
 -- (delivery/enqueue.py: EnqueueMany)
 local RESERVATION = KEYS[2]
 local k = tonumber(ARGV[1])
 local PER_SET, PER_MESSAGE = 14, 4
 if RESERVATION then redis.call('DEL', RESERVATION) end
-local opts = {}
-for i = 1, k do opts[i] = enqueue_opts(ARGV, 1 + (i - 1) * PER_SET) end
+local opts = {}  -- by the set's number as ARGV holds it (text)
+for i = 1, k do opts[int(i)] = enqueue_opts(ARGV, 1 + (i - 1) * PER_SET) end
 local out = {}
-local j = 0
 for base = 2 + k * PER_SET, #ARGV, PER_MESSAGE do
-  local id, user, payload, o = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  out[j + 1], out[j + 2], out[j + 3] = enqueue_one(id, user, payload, opts[tonumber(o)])
-  j = j + 3
+  local id, status, created = enqueue_one(ARGV[base], ARGV[base + 1], ARGV[base + 2],
+    opts[ARGV[base + 3]])
+  if created == 1 then
+    out[#out + 1] = status
+  else
+    out[#out + 1] = '=' .. id .. '|' .. status
+  end
 end
 return out

@@ -3,7 +3,7 @@
 -- ARGV: 1 limit, 2 retention_ms
 -- Returns the number expired. (delivery/calls.py: Expire)
 local limit, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ids = redis.call('ZRANGEBYSCORE', key_parkx(), '-inf', NOW, 'LIMIT', 0, limit)
+local ids = redis.call('ZRANGEBYSCORE', key_parkx(), '-inf', NOW_S, 'LIMIT', 0, limit)
 local expired = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', key_parkx(), id)

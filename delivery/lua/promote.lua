@@ -4,7 +4,7 @@
 -- ARGV: 1 limit, 2 retention_ms
 -- Returns {moved, next due ms or -1}. (delivery/calls.py: Promote)
 local limit, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ids = redis.call('ZRANGEBYSCORE', key_delayed(), '-inf', NOW, 'LIMIT', 0, limit)
+local ids = redis.call('ZRANGEBYSCORE', key_delayed(), '-inf', NOW_S, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   redis.call('ZREM', key_delayed(), id)
   local mkey = key_msg(id)
@@ -15,8 +15,8 @@ for _, id in ipairs(ids) do
     if NOW >= tonumber(expires) then
       finish(mkey, id, user, 'scheduled', 'expired', n, attempt, nil, retention)
     else
-      redis.call('XADD', key_stream(prio), '*', ENTRY_MESSAGE, id, ENTRY_USER, user)
-      set_status(mkey, user, 'scheduled', 'queued', n, attempt, nil, {from = 'scheduled'})
+      requeue(mkey, id, user, prio)
+      set_status(mkey, user, 'scheduled', 'queued', n, attempt, nil, ',"from":"scheduled"')
     end
   end
 end

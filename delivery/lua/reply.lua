@@ -10,7 +10,7 @@ local user, conn, id, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local channel, retention = ARGV[5], tonumber(ARGV[6])
 local mkey = key_msg(id)
 local m = redis.call('HMGET', mkey, F_STATUS, F_USER, F_REPLY_REQUESTED, F_REPLY, F_ATTEMPTS,
-  F_EVENTS)
+  F_EVENTS, F_PRIORITY, F_ENTRY)
 local status, owner, requested, replied, attempt, n = m[1], m[2], m[3], m[4], m[5], m[6]
 if not status then return 'unknown' end
 if owner ~= user then return 'forbidden' end
@@ -19,8 +19,8 @@ if replied then return 'duplicate' end
 append(mkey, n, 'replied', attempt, {conn = conn}, F_REPLY, data)
 emit('replied', id, user, attempt, EV_CONN, conn, EV_REPLY, data)
 if not FINAL[status] and status ~= 'dead' then
-  finish(mkey, id, user, status, 'delivered', (tonumber(n) or 0) + 1, attempt,
-    {conn = conn, via = 'reply'}, retention, 'acked', F_DELIVERED_AT, NOW)
+  finish(mkey, id, user, status, 'delivered', inc(n or '1'), attempt,
+    {conn = conn, via = 'reply'}, retention, 'acked', {m[7], m[8]}, F_DELIVERED_AT, NOW_S)
 end
 redis.call('PUBLISH', channel, data)
 return 'ok'

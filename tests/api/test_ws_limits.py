@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from api.auth import issue
 from delivery.keys import Keyspace
 from delivery.producer import Producer
+from delivery.queries import Queries
 from delivery.settings import Settings
 from tests.api.conftest import EdgeFactory
 from tests.api.rawsock import handshake
@@ -37,29 +38,32 @@ async def test_a_stuck_reader_does_not_make_the_edge_buffer_its_messages(
         await asyncio.sleep(0.5)
         before = p.rss()
         producer = Producer(r, keyspace=keyspace)
+        queries = Queries(r, keyspace=keyspace)
         blob = "x" * 60_000
         peak = before
         for _ in range(20):  # 1,000 x 60 KB
             await producer.submit_many([{"user_id": "stuck", "payload": blob}] * 50)
             peak = max(peak, p.rss())
 
+        async def counts() -> dict[str, int]:
+            got: dict[str, int] = (await queries.user_stats("stuck"))["counts"]
+            return got
+
         async def settled() -> bool:
-            counts = await r.hgetall(keyspace.user("stuck", "user_stats"))
-            return int(counts.get(b"sent", 0)) == 0 and int(counts.get(b"queued", 0)) == 0
+            now = await counts()
+            return now["sent"] == 0 and now["queued"] == 0
 
         deadline = time.monotonic() + 30
         while not await settled():
             peak = max(peak, p.rss())
-            assert time.monotonic() < deadline, await r.hgetall(
-                keyspace.user("stuck", "user_stats")
-            )
+            assert time.monotonic() < deadline, await counts()
             await asyncio.sleep(0.05)
     finally:
         s.close()
     grown = peak - before
     assert grown < 30 * MB, f"RSS grew {grown / MB:.0f} MB for one stuck reader"
-    counts = await r.hgetall(keyspace.user("stuck", "user_stats"))
-    assert int(counts.get(b"parked", 0)) == 1000, counts  # all kept for its next connection
+    final = await counts()
+    assert final["parked"] == 1000, final  # all kept for its next connection
     assert "code=1008" in p.log_text()
 
 

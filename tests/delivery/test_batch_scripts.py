@@ -6,7 +6,7 @@ answers, in the order given, and leaves the same keys behind.
 
 from __future__ import annotations
 
-from delivery.clock import server_ms
+from delivery.edge_calls import AckRequest
 from delivery.keys import GROUP
 from tests.support import NODE, Harness, raw_timeline
 
@@ -31,35 +31,40 @@ async def test_dispatch_many(h: Harness) -> None:
     resp = await h.r.xreadgroup(GROUP, "probe", {s: ">" for s in ks.streams(p)})
     entries = {e.message_id: e for e in h.worker._entries(resp)}
     order = [first.id, second.id, third.id, first.id]  # the last one repeats the first
-    args: list[object] = [GROUP, 300, 60_000, 1000, RETENTION]
+    args: list[object] = [60_000, 1000, RETENTION]
     for mid in order:
         e = entries[mid]
-        args += [e.entry_id, mid, e.user_id, e.priority]
+        args += [e.entry_id, mid, e.user_id, e.priority, ""]
 
     raw = await h.store.scripts.dispatch_many(keys=[ks.part(p)], args=args)
 
-    assert len(raw) == 4
-    c1 = await h.r.hget(ks.msg(first.id), "ca")
-    c3 = await h.r.hget(ks.msg(third.id), "ca")
     target = f"{NODE}|c1".encode()
-    assert raw[0] == [b"sent", 1, b'{"n":1}', c1, b"", b"", b"0", target]
-    assert raw[1] == [b"parked"]
-    assert raw[2] == [b"sent", 1, b'{"n":3}', c3, b"", b"", b"0", target]
-    assert raw[3] == [b"skip", b"sent"]  # already sent by the first answer
+    assert raw == [
+        *(b"sent", b"1", 1, target),
+        b"parked",
+        *(b"sent", b"1", 1, target),
+        *(b"skip", b"sent"),  # already sent by the first answer
+    ]
     assert [await h.status(m) for m in (first.id, second.id, third.id)] == [
         "sent",
         "parked",
         "sent",
     ]
-    # Every entry is acknowledged and deleted from its stream in the same call.
+    # The sent ones' entries stay pending (their in-flight records); the others are
+    # acknowledged and trimmed in the same call.
+    pending = {}
     for prio in ("high", "normal", "low"):
         stream = ks.stream(p, prio)
-        assert await h.r.xlen(stream) == 0
-        assert (await h.r.xpending(stream, GROUP))["pending"] == 0
-    now = await server_ms(h.r)
+        rows = await h.r.xpending_range(stream, GROUP, "-", "+", 10)
+        pending[prio] = [r["message_id"].decode() for r in rows]
+        assert await h.r.xlen(stream) == len(rows)
+    assert pending == {
+        "high": [],
+        "normal": [entries[first.id].entry_id],
+        "low": [entries[third.id].entry_id],
+    }
     for mid in (first.id, third.id):
-        deadline = await h.r.zscore(ks.key(p, "inflight"), mid)
-        assert now < deadline <= now + 300
+        assert await h.r.hget(ks.msg(mid), "en") == entries[mid].entry_id.encode()
         assert (await raw_timeline(h.r, ks, mid))[-1]["e"] == "sent"
     assert await h.r.zscore(ks.user(offline, "parked"), second.id) is not None
 
@@ -73,33 +78,30 @@ async def test_ack_many(h: Harness) -> None:
     assert {await h.status(m) for m in mids} == {"sent"}
     missing = f"{p}-{'b' * 20}"
     # Two frames of one connection and one of a stranger, in one call.
-    args: list[object] = [RETENTION, 2]
+    args: list[object] = [RETENTION]
     args += ["alice", "c1", NODE, 2, mids[0], mids[1]]
     args += ["mallory", "c7", NODE, 1, mids[2]]
     args += ["alice", "c1", NODE, 3, mids[2], missing, mids[0]]
 
     raw = await h.store.scripts.ack_many(keys=[ks.part(p)], args=args)
 
-    assert len(raw) == 6
-    codes = [r.decode().split("|")[0] for r in raw]
+    assert len(raw) == 7  # the server time, then one answer per id
+    codes = [r.decode().split("|")[0] for r in raw[1:]]
     # an id acked again after delivery is a harmless duplicate
     assert codes == ["ok", "ok", "forbidden", "ok", "unknown", "duplicate"]
     assert {await h.status(m) for m in mids} == {"delivered"}
-    assert await h.r.zcard(ks.key(p, "inflight")) == 0
-    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
-    assert stats[b"delivered"] == b"3" and stats[b"sent"] == b"0"
-    # Only the last `samples` (2) latencies are kept.
-    assert await h.r.llen(ks.user("alice", "user_latency")) == 2
+    assert (await h.r.xpending(ks.stream(p, "normal"), GROUP))["pending"] == 0
+    assert await h.r.hget(ks.key(p, "reached"), "delivered") == b"3"
     for mid in mids:
         last = (await raw_timeline(h.r, ks, mid))[-1]  # the duplicate added no event
-        assert (last["e"], last["conn"]) == ("acked", "c1")
+        assert (last["e"], last["conn"], last["node"]) == ("acked", "c1", NODE)
         assert 0 < await h.r.pttl(ks.msg(mid)) <= RETENTION
 
 
 async def test_a_batch_that_fails_midway_keeps_what_it_did_consistent(h: Harness) -> None:
     """Redis keeps a failing script's writes; the writes a script gathers until its end
-    (ack deadlines, counters) are made too, so a message marked `sent` before the error
-    is still retried if its ack never comes."""
+    (acknowledgements, totals) are made too, so a message marked `sent` before the error
+    keeps its in-flight record and is retried if its ack never comes."""
     import pytest
     from redis.exceptions import ResponseError
 
@@ -114,15 +116,38 @@ async def test_a_batch_that_fails_midway_keeps_what_it_did_consistent(h: Harness
     await h.r.set(ks.user(broken, "conns"), "not a zset")  # its dispatch will fail
     resp = await h.r.xreadgroup(GROUP, "probe", {s: ">" for s in ks.streams(p)})
     entries = {e.message_id: e for e in h.worker._entries(resp)}
-    args: list[object] = [GROUP, 300, 60_000, 1000, RETENTION]
+    args: list[object] = [60_000, 1000, RETENTION]
     for mid in (ok.id, bad.id):
         e = entries[mid]
-        args += [e.entry_id, mid, e.user_id, e.priority]
+        args += [e.entry_id, mid, e.user_id, e.priority, ""]
 
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await h.store.scripts.dispatch_many(keys=[ks.part(p)], args=args)
 
-    assert await h.status(ok.id) == "sent"
-    assert await h.r.zscore(ks.key(p, "inflight"), ok.id) is not None
-    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
-    assert stats[b"sent"] == b"1" and stats[b"queued"] == b"0"
+    assert await h.status(ok.id) == "sent" and await h.status(bad.id) == "queued"
+    rows = await h.r.xpending_range(ks.stream(p, "normal"), GROUP, "-", "+", 10)
+    assert {r["message_id"].decode() for r in rows} == {
+        entries[ok.id].entry_id,
+        entries[bad.id].entry_id,
+    }
+    assert await h.r.hget(ks.key(p, "reached"), "sent") == b"1"
+
+
+async def test_one_call_acknowledges_more_than_a_chunk_of_records(h: Harness) -> None:
+    """The acknowledgements of one call go out in chunks of 1,000 ids, each with the
+    group name: 1,100 acks of one stream in one call leave nothing pending."""
+    ks = h.keyspace
+    p = ks.partition_of("alice")
+    await h.connect("alice", conn="c1")
+    accepted = await h.producer.submit_many(
+        [{"user_id": "alice", "payload": i} for i in range(1_100)]
+    )
+    mids = [a.id for (a,) in accepted]
+    await h.pump()
+    stream = ks.stream(p, "normal")
+    assert (await h.r.xpending(stream, GROUP))["pending"] == 1_100
+
+    codes = await h.store.ack_many([AckRequest("alice", "c1", NODE, mids)])
+
+    assert set(codes[0].values()) == {"ok"}
+    assert (await h.r.xpending(stream, GROUP))["pending"] == 0

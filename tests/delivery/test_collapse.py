@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from delivery.queries import Queries
 from tests.support import Harness, raw_timeline
 
 
@@ -20,8 +21,8 @@ async def test_newer_message_cancels_a_parked_one_with_the_same_collapse_key(h: 
     await h.pump()
     _, pushes = await h.store.unpark(user_id="alice", node_id="n", conn_id="c", limit=10)
     assert [p.id for p in pushes] == [new.id] and pushes[0].collapse_key == "match-7"
-    stats = await h.r.hgetall(h.keyspace.user("alice", "user_stats"))
-    assert stats[b"cancelled"] == b"1" and stats[b"parked"] == b"0"
+    stats = await Queries(h.r, keyspace=h.keyspace).user_stats("alice")
+    assert stats["counts"]["cancelled"] == 1 and stats["counts"]["parked"] == 0
 
 
 async def test_newer_message_cancels_a_queued_one(h: Harness) -> None:
@@ -34,7 +35,10 @@ async def test_newer_message_cancels_a_queued_one(h: Harness) -> None:
     assert h.devices.frames["alice"][0]["collapse_key"] == "k"
     assert await h.status(old.id) == "cancelled"
     part = h.keyspace.partition_of("alice")
-    assert await h.r.xlen(h.keyspace.stream(part, "normal")) == 0
+    stream = h.keyspace.stream(part, "normal")  # the old entry acked and trimmed; the new
+    ((entry, fields),) = await h.r.xrange(stream)  # one is the sent message's record
+    assert fields[b"m"] == new.id.encode() and fields[b"ck"] == b"k"
+    assert await h.r.hget(h.keyspace.msg(new.id), "en") == entry
 
 
 async def test_newer_message_cancels_a_scheduled_one(h: Harness) -> None:

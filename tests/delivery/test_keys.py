@@ -29,8 +29,10 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
     ks = h.keyspace
     p = ks.partition_of("alice")
     # ensure_groups made an (empty) stream with the consumer group for every priority of
-    # every partition: these exist from the start and never expire.
+    # every partition, and the partition's drained stream: these exist from the start
+    # and never expire.
     streams = {ks.stream(q, prio) for q in range(ks.partitions) for prio in PRIORITIES}
+    streams |= {ks.drained(q) for q in range(ks.partitions)}
     assert await h.keys() == streams
     for s in streams:
         assert await h.r.pttl(s) == -1 and await h.r.xlen(s) == 0
@@ -51,52 +53,49 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
     conn = await h.r.hgetall(ks.user("alice", "conn", conn="c1"))
     assert set(conn) == {b"user", b"node", b"connected_at", b"last_seen", b"device"}
 
-    # 2. Enqueue: the message hash, alice's index and counters, one stream entry.
+    # 2. Enqueue: the message hash, alice's index, the partition's totals (no TTL: one
+    #    hash per partition), one stream entry carrying what the frame needs.
     sent = await h.producer.send("alice", {"text": "hi"})
     msg = ks.msg(sent.id)
-    user_keys = {ks.user("alice", "user_msgs"), ks.user("alice", "user_stats")}
+    index, totals = ks.user("alice", "user_msgs"), ks.key(p, "reached")
+    stream = ks.stream(p, "normal")
     ttls = await _ttls(h)
-    assert set(ttls) == streams | presence | {node_set, msg} | user_keys
+    assert set(ttls) == streams | presence | {node_set, msg, index, totals}
     assert _about(ttls[msg], MESSAGE_TTL_MS)
-    assert all(_about(ttls[k], USER_KEYS_TTL_MS) for k in user_keys)
-    assert await h.r.xlen(ks.stream(p, "normal")) == 1
-    fields = set(await h.r.hkeys(msg))
-    assert fields == {
-        b"id",
-        b"u",
-        b"p",
-        b"pl",
-        b"ca",
-        b"ea",
-        b"tl",
-        b"ma",
-        b"a",
-        b"rr",
-        b"s",
-        b"n",
-        b"e1",
-    }
+    assert _about(ttls[index], USER_KEYS_TTL_MS)
+    assert ttls[totals] == -1 and await h.r.hgetall(totals) == {b"queued": b"1"}
+    # (no attempts yet; the ttl is expires - created; the first event, queued at
+    # created, is implied)
+    assert set(await h.r.hkeys(msg)) == {b"u", b"p", b"pl", b"ca", b"ea", b"ma", b"s"}
+    ((entry, fields),) = await h.r.xrange(stream)
+    assert set(fields) == {b"m", b"u", b"pl", b"ca"}
 
-    # 3. Dispatched to the device: the stream entry is acked and deleted, the ack
-    #    deadline lives in the partition's inflight zset (shared, no TTL, emptied on ack).
+    # 3. Dispatched to the device: no key more. The stream entry stays, pending in the
+    #    consumer group: the message's in-flight record, which the hash names (`en`).
     await h.pump()
-    inflight = ks.key(p, "inflight")
     ttls = await _ttls(h)
-    assert set(ttls) == streams | presence | {node_set, msg, inflight} | user_keys
-    assert ttls[inflight] == -1 and await h.r.zcard(inflight) == 1
-    for s in streams:
+    assert set(ttls) == streams | presence | {node_set, msg, index, totals}
+    assert await h.r.xlen(stream) == 1
+    (row,) = await h.r.xpending_range(stream, "couriers", "-", "+", 10)
+    assert row["message_id"] == entry
+    assert await h.r.hmget(msg, "s", "a", "en") == [b"sent", b"1", entry]
+    assert set(await h.r.hkeys(msg)) == {
+        *(b"u", b"p", b"pl", b"ca", b"ea", b"ma", b"s"),
+        *(b"a", b"en", b"n", b"e2"),
+    }
+    for s in streams - {stream}:
         assert await h.r.xlen(s) == 0 and (await h.r.xpending(s, "couriers"))["pending"] == 0
 
-    # 4. Acked: inflight is gone, the latency sample list appears, the message hash is
-    #    kept for the retention only; the partition's events stream has its `delivered`
-    #    event (no TTL: capped by MAXLEN ~ COURIER_EVENTS_MAX_LEN).
+    # 4. Acked: the record is acknowledged (the entry leaves the stream with the next
+    #    trim), the message hash is kept for the retention only; the partition's events
+    #    stream has its `delivered` event (no TTL: capped by MAXLEN ~
+    #    COURIER_EVENTS_MAX_LEN).
     assert await h.ack("alice", [sent.id]) == {sent.id: "ok"}
-    latency = ks.user("alice", "user_latency")
     events = ks.events(p)
     ttls = await _ttls(h)
-    assert set(ttls) == streams | presence | {node_set, msg, latency, events} | user_keys
+    assert set(ttls) == streams | presence | {node_set, msg, index, totals, events}
     assert _about(ttls[msg], h.store.timing.retention_ms)
-    assert _about(ttls[latency], USER_KEYS_TTL_MS)
+    assert _about(ttls[index], USER_KEYS_TTL_MS)
     ((_, event),) = await h.r.xrange(events)
     assert {k: v for k, v in event.items() if k not in (b"t", b"lat")} == {
         b"e": b"delivered",
@@ -107,26 +106,23 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
         b"node": NODE.encode(),
     }
     for key, ttl in ttls.items():
-        if key in streams or key in (node_set, events):
+        if key in streams or key in (node_set, totals, events):
             assert ttl == -1, key
         else:
             assert ttl > 0, key  # everything else has a bounded life
-    stats = await h.r.hgetall(ks.user("alice", "user_stats"))
-    assert {k: int(v) for k, v in stats.items() if k != b"ack_ms"} == {
-        b"queued": 0,
-        b"sent": 0,
-        b"delivered": 1,
-        b"ack_n": 1,
-    }
-    assert await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1) == [sent.id.encode()]
-    assert await h.r.llen(latency) == 1
+    assert (await h.r.xpending(stream, "couriers"))["pending"] == 0
+    assert await h.r.hgetall(totals) == {b"queued": b"1", b"sent": b"1", b"delivered": b"1"}
+    assert await h.r.zrange(index, 0, -1) == [sent.id.encode()]
+    assert b"da" in await h.r.hkeys(msg)
     assert not any(
         ":dlq" in k or k.endswith(":nodes") or ":idem:" in k or ":ck:" in k for k in ttls
     )
+    await h.scheduler.tick()  # its trim
+    assert await h.r.xlen(stream) == 0
 
     # 5. The device disconnects: every presence key is gone, the node set too.
     await h.disconnect("alice")
-    assert await h.keys() == streams | {msg, latency, events} | user_keys
+    assert await h.keys() == streams | {msg, index, totals, events}
 
 
 async def test_user_ids_with_colons_never_share_a_key_with_another_user(h: Harness) -> None:

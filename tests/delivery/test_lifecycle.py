@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from delivery.clock import server_ms
+from delivery.queries import Queries
 from tests.support import NODE, Harness, raw_timeline
 
 
@@ -49,11 +50,11 @@ async def test_timeline_events_carry_time_attempt_and_connection(h: Harness) -> 
     assert body["timeline"][2]["conn"] == "phone" and body["timeline"][2]["node"] == NODE
     assert all(e["at"].endswith("Z") for e in body["timeline"])
     assert body["status"] == "delivered" and body["attempts"] == 1
-    stats = await h.r.hgetall(h.keyspace.user("alice", "user_stats"))
-    assert int(stats[b"delivered"]) == 1 and int(stats[b"ack_n"]) == 1
+    stats = await Queries(h.r, keyspace=h.keyspace).user_stats("alice")
+    assert stats["counts"]["delivered"] == 1 and stats["ack_latency_ms"]["samples"] == 1
     created_ms = int(await h.r.hget(h.keyspace.msg(sent.id), "ca"))
     assert created_ms == times[0]
-    assert int(stats[b"ack_ms"]) == times[2] - created_ms  # enqueue-to-ack latency
+    assert stats["ack_latency_ms"]["mean"] == times[2] - created_ms  # enqueue-to-ack
 
 
 async def _has(h: Harness, user: str) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from delivery.clock import server_ms
+from delivery.keys import GROUP
 from tests.support import Harness, raw_timeline, wait_until
 
 
@@ -48,7 +49,7 @@ async def test_queued_message_past_its_ttl_expires_at_dispatch(h: Harness) -> No
     assert await h.status(sent.id) == "expired"
     assert [e["e"] for e in await raw_timeline(h.r, h.keyspace, sent.id)] == ["queued", "expired"]
     part = h.keyspace.partition_of("alice")
-    assert await h.r.xlen(h.keyspace.stream(part, "normal")) == 0
-    assert await h.r.zscore(h.keyspace.key(part, "inflight"), sent.id) is None
+    stream = h.keyspace.stream(part, "normal")
+    assert await h.r.xlen(stream) == 0 and (await h.r.xpending(stream, GROUP))["pending"] == 0
     retention = h.store.timing.retention_ms
     assert 0 < await h.r.pttl(h.keyspace.msg(sent.id)) <= retention
