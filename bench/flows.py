@@ -73,7 +73,7 @@ async def courier_target(stack: Stack, o: Opts, **settings: Any) -> Target:
             [f"ws://{host}:{port}"],
             [(host, int(port))],
             stack.redis_url,
-            Keyspace(s.key_prefix, s.partitions),
+            s.keyspace(),
         )
     stack.start_redis()
     merged = {"max_connections": max(10_000, o.users + 100), **o.server_settings, **settings}

@@ -184,7 +184,7 @@ class Producer:
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
-        ks = Keyspace(settings.key_prefix, settings.partitions)
+        ks = settings.keyspace()
         return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
 
     async def send(self, user_id: str, payload: Any, **options: Any) -> Accepted:
@@ -340,7 +340,7 @@ class SyncProducer:
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
-        ks = Keyspace(settings.key_prefix, settings.partitions)
+        ks = settings.keyspace()
         return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
 
     def send(self, user_id: str, payload: Any, **options: Any) -> Accepted:

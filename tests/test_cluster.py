@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def ks() -> Keyspace:
-    return Keyspace(prefix=f"t{secrets.token_hex(4)}", partitions=PARTITIONS)
+    # what Settings.keyspace() builds for a redis+cluster:// URL
+    return Keyspace(prefix=f"t{secrets.token_hex(4)}", partitions=PARTITIONS, spread=True)
 
 
 @pytest.fixture
@@ -90,6 +92,19 @@ def fast_timing(ack_timeout_ms: int = 300) -> Timing:
 
 
 # -- the core through the cluster client ----------------------------------------------------
+
+
+async def test_partitions_spread_evenly_over_the_masters(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """The servers' own CLUSTER SLOTS and KEYSLOT: 8 partitions on 3 masters split
+    3/3/2 (``{pK}`` tags split 4/2/2), 6 split 2/2/2."""
+    spread = Counter((await partition_nodes(rc, ks)).values())
+    assert sorted(spread.values()) == [2, 3, 3]
+    old = Keyspace(ks.prefix, PARTITIONS)
+    assert sorted(Counter((await partition_nodes(rc, old)).values()).values()) == [2, 2, 4]
+    six = Keyspace(ks.prefix, 6, spread=True)
+    assert sorted(Counter((await partition_nodes(rc, six)).values()).values()) == [2, 2, 2]
 
 
 async def test_lifecycle_over_partitions_on_different_nodes(
