@@ -221,11 +221,14 @@ def spread_tags(partitions: int) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Keyspace:
     """Builds key names for one deployment (prefix + partition count); ``spread``: the
-    partitions' hash tags are :func:`spread_tags` (Redis Cluster), else ``pK``."""
+    partitions' hash tags are :func:`spread_tags` (Redis Cluster), else ``pK``;
+    ``sharded``: each edge node's channels are shard channels (``SPUBLISH`` /
+    ``SSUBSCRIBE``, Redis Cluster) tagged with the node id, else plain ones."""
 
     prefix: str = "courier"
     partitions: int = 8
     spread: bool = False
+    sharded: bool = False
     tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -252,11 +255,15 @@ class Keyspace:
         return self.global_key("node_conns", node=node)
 
     def node_channel(self, node: str) -> str:
-        """pub/sub channel that carries frames to one edge node."""
-        return f"{self.prefix}:node:{node}"
+        """pub/sub channel that carries frames to one edge node; a shard channel in the
+        slot of the node id when ``sharded``."""
+        return f"{self.prefix}:node:{{{node}}}" if self.sharded else f"{self.prefix}:node:{node}"
 
     def control_channel(self, node: str) -> str:
-        """pub/sub channel of operators' orders to one edge node (api/control.py)."""
+        """pub/sub channel of operators' orders to one edge node (api/control.py); in
+        the slot of :meth:`node_channel` when ``sharded``."""
+        if self.sharded:
+            return f"{self.prefix}:control:{{{node}}}"
         return f"{self.prefix}:control:{node}"
 
     @property

@@ -15,11 +15,20 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
   each script is loaded on every primary (``SCRIPT LOAD``) before its first pipelined
   use, and a call that still meets ``NOSCRIPT`` (a primary restarted or was promoted)
   is sent again alone after loading it again: NOSCRIPT means it did not run.
-* Pub/sub on one node. PUBLISH reaches the subscribers of every node, but answers
-  only how many listen on the node that took it, and Courier relies on that number
-  (zero: the edge node is gone, retry at once). So every PUBLISH and SUBSCRIBE of a
-  deployment goes to one primary: the one serving the slot of ``pubsub_key`` (the
-  key prefix), through a plain connection to that node.
+* Each edge node's own channels (frames, operators' orders) are *shard channels*
+  (``SPUBLISH`` / ``SSUBSCRIBE``, Redis 7) in the slot of the node id
+  (:meth:`Keyspace.node_channel`): a frame goes to one primary, the one serving that
+  slot, and ``SPUBLISH`` answers how many listen there, the number Courier relies on
+  (zero: the edge node is gone, retry at once). :meth:`AsyncCluster.shard_pubsub` is a
+  plain connection to that primary.
+* The deployment-wide channels (topics, broadcasts, replies, task cancels) stay plain
+  pub/sub, which Redis Cluster carries to every node; PUBLISH answers only how many
+  listen on the node that took it, so every PUBLISH and SUBSCRIBE of them goes to one
+  primary: the one serving the slot of ``pubsub_key`` (the key prefix).
+* No ``COMMAND GETKEYS``. redis-py finds the keys of a command whose keys move
+  (``XREADGROUP``, ``XREAD``) by asking a node, one more round trip per call, all on
+  one node; here the slot of a stream read is that of its first stream, computed
+  locally (the server refuses a read across slots anyway).
 * ``TIME`` and ``PUBLISH`` inside pipelines (refused by the cluster pipeline).
 """
 
@@ -73,6 +82,18 @@ class _Queued:
         yield  # a generator: never awaited, it is dropped without a warning
 
 
+def _stream_read_key(args: tuple[Any, ...]) -> Any:
+    """The first stream of an ``XREADGROUP`` / ``XREAD`` (the word after ``STREAMS``)."""
+    for i, a in enumerate(args):
+        word = a.decode() if isinstance(a, bytes) else a
+        if isinstance(word, str) and word.upper() == "STREAMS" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+_STREAM_READS = {"XREADGROUP", "XREAD"}
+
+
 def _raise_first(results: list[Any]) -> None:
     for res in results:
         if isinstance(res, Exception):
@@ -116,18 +137,32 @@ class AsyncCluster(aiocluster.RedisCluster):
                 await self.script_load(self.script_sources[sha])
                 self.scripts_loaded.add(sha)
 
-    async def pubsub_node(self) -> aiocluster.ClusterNode:
-        """The primary that carries this deployment's pub/sub."""
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        # no COMMAND GETKEYS round trip for a stream read (module doc)
+        if isinstance(command, str) and command.upper() in _STREAM_READS:
+            key = _stream_read_key(args)
+            if key is not None:
+                return int(self.keyslot(key))
+        return int(await super()._determine_slot(command, *args))
+
+    async def pubsub_node(self, key: Any = None) -> aiocluster.ClusterNode:
+        """The primary that carries this deployment's pub/sub (``key``: the one serving
+        the slot of that shard channel instead)."""
         if self._initialize:
             await self.initialize()
-        node = self.get_node_from_key(self.pubsub_key)
+        key = self.pubsub_key if key is None else key
+        node = self.get_node_from_key(key)
         if node is None:
-            raise RedisError(f"no cluster node serves the slot of {self.pubsub_key!r}")
+            raise RedisError(f"no cluster node serves the slot of {key!r}")
         return node
 
     # override: a plain PubSub on one node (module doc), not redis-py's ClusterPubSub
     def pubsub(self, **kwargs: Any) -> AsyncPubSub:  # type: ignore[override]
         return _NodePubSub(self, **kwargs)
+
+    def shard_pubsub(self, channel: Any, **kwargs: Any) -> AsyncPubSub:
+        """A plain PubSub on the primary serving ``channel``'s slot, for SSUBSCRIBE."""
+        return _NodePubSub(self, shard_channel=channel, **kwargs)
 
     async def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:
         node = await self.pubsub_node()
@@ -146,8 +181,9 @@ class AsyncCluster(aiocluster.RedisCluster):
 class _NodePubSub(AsyncPubSub):
     """A plain pub/sub connection to the deployment's pub/sub node, found on first use."""
 
-    def __init__(self, cluster: AsyncCluster, **kwargs: Any) -> None:
+    def __init__(self, cluster: AsyncCluster, shard_channel: Any = None, **kwargs: Any) -> None:
         self._cluster = cluster
+        self._shard_channel = shard_channel
         super().__init__(
             connection_pool=None,  # type: ignore[arg-type]  # set in connect()
             encoder=cluster.get_encoder(),
@@ -156,7 +192,7 @@ class _NodePubSub(AsyncPubSub):
 
     async def connect(self) -> None:
         if self.connection_pool is None:
-            node = await self._cluster.pubsub_node()
+            node = await self._cluster.pubsub_node(self._shard_channel)
             self.connection_pool = aioredis.ConnectionPool.from_url(
                 node_url(self._cluster.seed_url, node.host, node.port),
                 **self._cluster.pubsub_options,
@@ -264,6 +300,14 @@ class SyncCluster(SyncRedisCluster):
                 self.script_load(self.script_sources[sha])
                 self.scripts_loaded.add(sha)
 
+    def determine_slot(self, *args: Any) -> Any:
+        # no COMMAND GETKEYS round trip for a stream read (module doc)
+        if args and isinstance(args[0], str) and args[0].upper() in _STREAM_READS:
+            key = _stream_read_key(args[1:])
+            if key is not None:
+                return self.keyslot(key)
+        return super().determine_slot(*args)
+
     def pubsub_node(self) -> Any:
         return self.get_node_from_key(self.pubsub_key)
 
@@ -352,3 +396,29 @@ def sync_client(url: str, *, cluster: bool = False, pubsub_key: str = "courier")
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, AsyncCluster | SyncCluster | aiocluster.RedisCluster)
+
+
+# -- an edge node's own channels ------------------------------------------------------------
+
+
+def node_pubsub(client: Any, channel: Any, *, sharded: bool) -> AsyncPubSub:
+    """The pub/sub connection for one edge node's own channels: on the primary serving
+    ``channel``'s slot when ``sharded`` (shard channels), else ``client.pubsub()``."""
+    if sharded and isinstance(client, AsyncCluster):
+        return client.shard_pubsub(channel)
+    # a single server takes SSUBSCRIBE too (Redis 7): tests use a sharded keyspace there
+    return client.pubsub()  # type: ignore[no-any-return]
+
+
+async def node_subscribe(ps: AsyncPubSub, *channels: Any, sharded: bool) -> None:
+    """SSUBSCRIBE (``sharded``) or SUBSCRIBE to an edge node's own channels."""
+    if sharded:
+        await ps.ssubscribe(*channels)
+    else:
+        await ps.subscribe(*channels)
+
+
+def node_publish(target: Any, channel: Any, data: Any, *, sharded: bool) -> Any:
+    """SPUBLISH (``sharded``) or PUBLISH on a client or pipeline: what it answers (a
+    pipeline queues it)."""
+    return target.spublish(channel, data) if sharded else target.publish(channel, data)

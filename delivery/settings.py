@@ -210,7 +210,7 @@ class Settings(BaseSettings):
         """The deployment's key names: prefix, partitions and their hash tags."""
         tags = self.partition_tags
         spread = tags is PartitionTags.SPREAD or (tags is PartitionTags.AUTO and self.cluster)
-        return Keyspace(self.key_prefix, self.partitions, spread=spread)
+        return Keyspace(self.key_prefix, self.partitions, spread=spread, sharded=self.cluster)
 
     @field_validator("node_id")
     @classmethod

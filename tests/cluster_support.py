@@ -64,6 +64,10 @@ class LocalCluster:
         return [n.port for n in self.nodes]
 
     @property
+    def master_ports(self) -> list[int]:
+        return self.ports[: self.masters]
+
+    @property
     def url(self) -> str:
         """The URL Courier is pointed at (any one node; the client discovers the rest)."""
         return f"redis+cluster://127.0.0.1:{self.ports[0]}"

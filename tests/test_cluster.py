@@ -29,7 +29,7 @@ from api.redis_server import free_port
 from api.runtime import redis_client
 from delivery.keys import GROUP, Keyspace
 from delivery.producer import Limits, Producer, SyncProducer
-from delivery.redis_clients import AsyncCluster, SyncCluster
+from delivery.redis_clients import AsyncCluster, SyncCluster, node_pubsub, node_subscribe
 from delivery.settings import Settings
 from delivery.store import Timing
 from tests.api.conftest import Client
@@ -56,7 +56,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 def ks() -> Keyspace:
     # what Settings.keyspace() builds for a redis+cluster:// URL
-    return Keyspace(prefix=f"t{secrets.token_hex(4)}", partitions=PARTITIONS, spread=True)
+    return Keyspace(
+        prefix=f"t{secrets.token_hex(4)}", partitions=PARTITIONS, spread=True, sharded=True
+    )
 
 
 @pytest.fixture
@@ -176,40 +178,73 @@ async def test_delay_and_retries_to_dead_letter_on_two_nodes(
     ]
 
 
-async def test_frames_to_another_edge_node_go_over_cluster_pubsub(
-    rc: aioredis.Redis, ks: Keyspace
+async def command_counts(cluster: LocalCluster, *names: str) -> dict[int, dict[str, int]]:
+    """port -> calls of each command (INFO commandstats) on every master."""
+    out: dict[int, dict[str, int]] = {}
+    for port in cluster.master_ports:
+        node = aioredis.Redis(port=port)
+        try:
+            stats = await node.info("commandstats")
+        finally:
+            await node.aclose()
+        out[port] = {n: int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in names}
+    return out
+
+
+async def reset_stats(cluster: LocalCluster) -> None:
+    for port in cluster.master_ports:
+        node = aioredis.Redis(port=port)
+        try:
+            await node.config_resetstat()
+        finally:
+            await node.aclose()
+
+
+async def test_frames_to_edge_nodes_go_over_shard_channels_on_their_own_masters(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
 ) -> None:
-    """A node that holds the sockets gets frames on its channel; PUBLISH counts it
-    (zero would mean "node gone" and a retry), so every message goes out once."""
+    """Each edge node's channel is a shard channel in the slot of its node id: frames
+    to it are SPUBLISHed on the master serving that slot only, whose answer counts the
+    node (zero would mean "node gone" and a retry), so every message goes out once.
+    No stream read costs a COMMAND GETKEYS round trip."""
     assert isinstance(rc, AsyncCluster)
-    pubsub = await rc.pubsub_node()
-    hub = f"{pubsub.host}:{pubsub.port}"
-    # Channels whose own slot is on another node: PUBLISH routed by channel name (what
-    # redis-py does) would answer 0 there.
-    names = [f"edge-{i}" for i in range(100)]
-    elsewhere = [n for n in names if await owner(rc, ks.node_channel(n)) != hub]
-    async with rc.pubsub() as ps:
-        await ps.subscribe(ks.node_channel(elsewhere[1]))
-        assert await rc.publish(ks.node_channel(elsewhere[1]), b"x") == 1
-        assert await rc.publish(ks.node_channel("nobody"), b"x") == 0
+    by_master: dict[str, str] = {}  # master -> an edge node id whose channel it serves
+    for i in range(200):
+        by_master.setdefault(await owner(rc, ks.node_channel(f"edge-{i}")), f"edge-{i}")
+    assert len(by_master) == 3  # node ids spread their channels over every master
+    async with node_pubsub(rc, ks.node_channel("edge-0"), sharded=True) as ps:
+        await node_subscribe(ps, ks.node_channel("edge-0"), sharded=True)
+        assert await rc.spublish(ks.node_channel("edge-0"), b"x") == 1  # type: ignore[attr-defined]
+        assert await rc.spublish(ks.node_channel("nobody"), b"x") == 0  # type: ignore[attr-defined]
     users = spread_users(ks, per_partition=1)
     h = await Harness(rc, ks, fast_timing(ack_timeout_ms=5000), Limits()).start()
-    edge = await NodeDevice(rc, h.store, h.presence, elsewhere[0], users).start()
+    edges = [
+        await NodeDevice(rc, h.store, h.presence, n, users).start() for n in by_master.values()
+    ]
+    await reset_stats(cluster)
     try:
         sent = [await h.producer.send(u, {"to": u}) for u in users]
 
         async def delivered() -> bool:
-            edge.check()
+            for e in edges:
+                e.check()
             return all([await h.status(a.id) == "delivered" for a in sent])
 
         await h.pump(delivered)
-        assert sorted(edge.received) == sorted(a.id for a in sent)
-        assert edge.duplicates == 0 and edge.unparked == []
+        got = sorted(mid for e in edges for mid in e.received)
+        # each user's frame reached each edge holding one of its connections, once
+        assert got == sorted(a.id for a in sent for _ in edges)
+        assert sum(e.duplicates for e in edges) == 0
         for a in sent:
             events = [e["e"] for e in await raw_timeline(rc, ks, a.id)]
             assert events == ["queued", "sent", "acked"]  # no "unreachable" retry
+        counts = await command_counts(cluster, "spublish", "publish", "command|getkeys")
+        assert all(c["spublish"] > 0 for c in counts.values())  # every master carried some
+        assert sum(c["publish"] for c in counts.values()) == 0
+        assert sum(c["command|getkeys"] for c in counts.values()) == 0
     finally:
-        await edge.stop()
+        for e in edges:
+            await e.stop()
 
 
 async def test_reply_published_by_a_script_on_another_node_reaches_the_producer(
