@@ -149,6 +149,8 @@ class LocalCluster:
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", str((d / "nodes.conf").resolve()),
                     "--cluster-node-timeout", str(self.node_timeout_ms),
+                    # a failed master stops its own slots only (docs/operations.md)
+                    "--cluster-require-full-coverage", "no",
                     "--appendonly", "yes",
                     "--appendfsync", self.appendfsync,
                 ],

@@ -34,6 +34,7 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Generator, Iterable
 from typing import Any
@@ -45,11 +46,15 @@ from redis.asyncio import cluster as aiocluster
 from redis.asyncio.client import PubSub as AsyncPubSub
 from redis.cluster import ClusterPipeline as SyncClusterPipelineBase
 from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+PIPELINE_RETRY_S = 0.1
+"""Pause before a cluster pipeline is sent again after a node was out of reach."""
 
 
 def cluster_seed(url: str, cluster: bool = False) -> str | None:
@@ -197,7 +202,14 @@ class _NodePubSub(AsyncPubSub):
                 node_url(self._cluster.seed_url, node.host, node.port),
                 **self._cluster.pubsub_options,
             )
-        await super().connect()
+        try:
+            await super().connect()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            # the node is gone (failover): read the slot map again before the next try
+            self._cluster._initialize = True
+            await self.connection_pool.disconnect()
+            self.connection_pool = None  # type: ignore[assignment]
+            raise
 
     async def aclose(self) -> None:
         await super().aclose()
@@ -242,7 +254,13 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
                 queue[pos].kwargs["target_nodes"] = node
         if scripted:
             await client.load_scripts({c[1] for c in scripted.values()})
-        results = await super().execute(False, allow_redirections)
+        if isinstance(self._execution_strategy, aiocluster.PipelineStrategy):
+            try:
+                results = await self._run(allow_redirections)
+            finally:
+                await super().reset()
+        else:  # a MULTI of one slot: redis-py's own
+            results = await super().execute(False, allow_redirections)
         missing = _missing_scripts(scripted, results)
         if missing:
             log.info("NOSCRIPT for %d pipelined script calls: loading again", len(missing))
@@ -255,6 +273,42 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
         if raise_on_error:
             _raise_first(results)
         return results
+
+    async def _run(self, allow_redirections: bool) -> list[Any]:
+        """redis-py's pipeline execution, retried the same way (a node out of reach:
+        read the slot map again, then send what has no answer yet) but without closing
+        every connection of the client first: that close failed the calls other
+        requests had in flight on the healthy masters (issue 15)."""
+        client = self.cluster_client
+        # attr-defined: the strategy's queue and _execute are private to redis-py
+        strategy: Any = self._execution_strategy
+        if not strategy._command_queue:
+            return []
+        attempts = client.retry.get_retries()
+        while True:
+            try:
+                if client._initialize:
+                    await client.initialize()
+                return list(
+                    await strategy._execute(
+                        client,
+                        strategy._command_queue,
+                        raise_on_error=False,
+                        allow_redirections=allow_redirections,
+                    )
+                )
+            except (*aiocluster.RedisCluster.ERRORS_ALLOW_RETRY, AttributeError) as e:
+                if isinstance(e, AttributeError):
+                    # redis-py's teardown race: a connection another task disconnected
+                    # (its writer None) while this one sent on it; nothing went out
+                    if "NoneType" not in str(e):
+                        raise
+                    e = RedisConnectionError(f"connection closed while in use ({e})")
+                if attempts <= 0:
+                    raise e from None
+                attempts -= 1
+                client._initialize = True
+                await asyncio.sleep(PIPELINE_RETRY_S)
 
     # override: the stubs mix up the pipeline's reset with the RESET command's
     async def reset(self) -> None:  # type: ignore[override]
@@ -272,6 +326,9 @@ def async_cluster(
 ) -> AsyncCluster:
     """An :class:`AsyncCluster` from a node's plain URL (see :func:`cluster_seed`)."""
     # return-value: redis-py's from_url is typed as returning RedisCluster, not cls
+    # reinitialize_steps=0: a MOVED patches the slot map (redis-py's default closes
+    # every connection of the client on each 5th MOVED, failing what is in flight)
+    options.setdefault("reinitialize_steps", 0)
     return AsyncCluster.from_url(  # type: ignore[return-value]
         url, pubsub_key=pubsub_key, seed_url=url, pubsub_options=pubsub_options, **options
     )
