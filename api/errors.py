@@ -93,6 +93,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CourierError)
     async def _courier(_: Request, exc: CourierError) -> OrjsonResponse:
+        if exc.retry_after is not None:
+            return _unavailable(exc.code, exc.detail, exc.retry_after)
         return OrjsonResponse(body(exc.code, exc.detail), status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)

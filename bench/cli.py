@@ -87,6 +87,9 @@ def e2e(
         "", help="appendfsync of the Redis the bench starts (default: everysec; --cluster: always)."
     ),
     partitions: int = typer.Option(0, min=0, help="COURIER_PARTITIONS (0: the default)."),
+    sync_replicas: int = typer.Option(
+        0, min=0, help="The producer WAITs for this many replicas (SYNC_REPLICAS)."
+    ),
 ) -> None:
     """Courier end to end: producer -> streams -> workers -> WebSocket -> ack."""
     from .flows import Opts, run_courier
@@ -108,6 +111,7 @@ def e2e(
         replicas=replicas,
         appendfsync=fsync or ("always" if cluster else "everysec"),
         server_settings={"partitions": partitions} if partitions else {},
+        sync_replicas=sync_replicas,
     )
     res = _run(run_courier(o))
     show([res], title="courier bench e2e", json_out=json_out)

@@ -45,6 +45,7 @@ class Opts:
     masters: int = 3
     replicas: int = 1
     appendfsync: str = "everysec"  # of the Redis (or the cluster's nodes) the bench starts
+    sync_replicas: int = 0  # the bench's producer WAITs for this many replicas
     loadgens: int = 1
     servers: int = 1
     quiet: bool = False
@@ -239,7 +240,8 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
         target = await courier_target(stack, o)
         r = redis_of(target)
         nodes = await stats_nodes(target)
-        producer = Producer(r, keyspace=target.keyspace, limits=Limits())
+        limits = Limits(sync_replicas=o.sync_replicas, sync_timeout_ms=1000)
+        producer = Producer(r, keyspace=target.keyspace, limits=limits)
         users = user_ids(o.users)
         delivered0 = await delivered_count(r, target.keyspace)  # a --url deployment's past
         lg, connect = await start_clients(stack, o, "courier", target.ws_urls, users)

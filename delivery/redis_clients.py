@@ -226,6 +226,7 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
         super().__init__(client, transaction)
         self._scripted: dict[int, tuple[Any, ...]] = {}  # position -> EVALSHA command
         self._publishes: list[int] = []  # positions whose node is set in execute()
+        self.noscript_retried = False
 
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         command = ("EVALSHA", sha, numkeys, *keys_and_args)
@@ -263,6 +264,7 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
             results = await super().execute(False, allow_redirections)
         missing = _missing_scripts(scripted, results)
         if missing:
+            self.noscript_retried = True  # on other connections (delivery/replication.py)
             log.info("NOSCRIPT for %d pipelined script calls: loading again", len(missing))
             await client.load_scripts({scripted[p][1] for p in missing}, again=True)
             for pos in missing:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     key_prefix: str = "courier"
     partitions: int = Field(default=8, ge=1, le=1024)
     partition_tags: PartitionTags = PartitionTags.AUTO
+    # an accepted enqueue waits for this many replicas (WAIT), else 503 not_replicated
+    sync_replicas: int = Field(default=0, ge=0, le=16)
+    sync_timeout_ms: int = Field(default=100, ge=1, le=60_000)
     # One absolute place, whatever the working directory (see data_dir_absolute).
     data_dir: str = Field(default_factory=default_data_dir)
 

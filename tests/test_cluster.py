@@ -30,6 +30,7 @@ from api.runtime import redis_client
 from delivery.keys import GROUP, Keyspace
 from delivery.producer import Limits, Producer, SyncProducer
 from delivery.redis_clients import AsyncCluster, SyncCluster, node_pubsub, node_subscribe
+from delivery.replication import NotReplicated
 from delivery.settings import Settings
 from delivery.store import Timing
 from tests.api.conftest import Client
@@ -245,6 +246,38 @@ async def test_frames_to_edge_nodes_go_over_shard_channels_on_their_own_masters(
     finally:
         for e in edges:
             await e.stop()
+
+
+async def test_sync_replicas_waits_for_the_partitions_replicas(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """SYNC_REPLICAS=1: a batch over every partition is accepted only once each master
+    it wrote to has the writes on its replica, so the replicas hold every message when
+    the producer gets its answer; 2 (more replicas than there are) is not_replicated,
+    and the messages are written all the same."""
+    users = spread_users(ks, per_partition=1)
+    producer = Producer(rc, keyspace=ks, limits=Limits(sync_replicas=1, sync_timeout_ms=2000))
+    batch = await producer.submit_many({"user_id": u, "payload": {"r": 1}} for u in users)
+    ids = [acc[0].id for acc in batch]
+    replicas = [p for p, role in cluster.roles().items() if role == "slave"]
+    found = 0
+    for port in replicas:  # read the replicas at once: no waiting
+        replica = aioredis.Redis(port=port)
+        try:
+            await replica.execute_command("READONLY")
+            for mid in ids:
+                slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.msg(mid)))
+                mine = await replica.execute_command("CLUSTER COUNTKEYSINSLOT", slot)
+                if mine and await replica.hget(ks.msg(mid), "s") == b"queued":
+                    found += 1
+        finally:
+            await replica.aclose()
+    assert found == len(ids)  # each message on its master's replica
+    greedy = Producer(rc, keyspace=ks, limits=Limits(sync_replicas=2, sync_timeout_ms=50))
+    with pytest.raises(NotReplicated, match="acknowledged by 1 of the 2 replicas"):
+        await greedy.send(users[0], {"r": 2})
+    index = await rc.zrange(ks.user(users[0], "user_msgs"), 0, -1)
+    assert len(index) == 2  # the refused one was written too
 
 
 async def test_reply_published_by_a_script_on_another_node_reaches_the_producer(
