@@ -119,25 +119,56 @@ class LocalCluster:
             self.stop()
             raise
         try:
-            subprocess.run(
-                [
-                    cli,
-                    "--cluster",
-                    "create",
-                    *(f"127.0.0.1:{p}" for p in self.ports),
-                    "--cluster-replicas",
-                    str(self.replicas),
-                    "--cluster-yes",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=timeout,
-            )
+            if self.masters >= 3:
+                subprocess.run(
+                    [
+                        cli,
+                        "--cluster",
+                        "create",
+                        *(f"127.0.0.1:{p}" for p in self.ports),
+                        "--cluster-replicas",
+                        str(self.replicas),
+                        "--cluster-yes",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=timeout,
+                )
+            else:  # redis-cli creates clusters of 3 masters or more
+                self._join_by_hand(timeout)
             self._wait_ok(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _join_by_hand(self, timeout: float) -> None:
+        """Slots split as redis-cli splits them, the nodes met, each master's replicas
+        (the nodes after the masters, in turn) set to follow it."""
+        clients = [redis.Redis(port=p, socket_timeout=5) for p in self.ports]
+        try:
+            per = 16384 / self.masters
+            for i in range(self.masters):
+                first = round(i * per)
+                last = 16383 if i == self.masters - 1 else round(i * per + per - 1)
+                clients[i].execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+            for c in clients[1:]:
+                c.execute_command("CLUSTER MEET", "127.0.0.1", self.ports[0])
+            ids = [str(c.execute_command("CLUSTER MYID"), "ascii") for c in clients]
+            deadline = time.monotonic() + timeout
+            for k, c in enumerate(clients[self.masters :]):
+                master = ids[k % self.masters]
+                while True:  # the replica must know its master first
+                    try:
+                        c.execute_command("CLUSTER REPLICATE", master)
+                        break
+                    except redis.ResponseError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
+        finally:
+            for c in clients:
+                c.close()
 
     def _start_node(self, d: Path, tries: int = 3) -> RedisServer:
         """One cluster-mode node; another port pair if its ports were taken meanwhile."""
