@@ -29,6 +29,13 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
   (``XREADGROUP``, ``XREAD``) by asking a node, one more round trip per call, all on
   one node; here the slot of a stream read is that of its first stream, computed
   locally (the server refuses a read across slots anyway).
+* No script on half a partition. A script declares only its partition prefix
+  (``KEYS[1]``, a key that never exists), so while the partition's slot migrates the
+  source answers ASK for every script call; following it would run the script on the
+  target against the keys moved so far. Here an ASK for ``EVALSHA`` is
+  :class:`SlotMigrating` (a TRYAGAIN: the caller answers 503 with Retry-After, the
+  consumers retry) and MOVED is followed: once the slot has moved, every key is there
+  (``courier cluster move``, delivery/resharding.py).
 * ``TIME`` and ``PUBLISH`` inside pipelines (refused by the cluster pipeline).
 """
 
@@ -46,8 +53,15 @@ from redis.asyncio import cluster as aiocluster
 from redis.asyncio.client import PubSub as AsyncPubSub
 from redis.cluster import ClusterPipeline as SyncClusterPipelineBase
 from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
@@ -85,6 +99,10 @@ class _Queued:
     def __await__(self) -> Generator[Any, None, Any]:
         return self.pipe
         yield  # a generator: never awaited, it is dropped without a warning
+
+
+class SlotMigrating(TryAgainError):
+    """A script call met ASK: its partition's slot is moving (see the module doc)."""
 
 
 def _stream_read_key(args: tuple[Any, ...]) -> Any:
@@ -149,6 +167,28 @@ class AsyncCluster(aiocluster.RedisCluster):
             if key is not None:
                 return int(self.keyslot(key))
         return int(await super()._determine_slot(command, *args))
+
+    async def _execute_command(
+        self, target_node: aiocluster.ClusterNode, *args: Any, **kwargs: Any
+    ) -> Any:
+        # a script follows MOVED, never ASK (module doc); the rest as redis-py does it
+        if not (args and isinstance(args[0], str) and args[0].upper() == "EVALSHA"):
+            return await super()._execute_command(target_node, *args, **kwargs)
+        for _ in range(self.RedisClusterRequestTTL):
+            try:
+                return await target_node.execute_command(*args, **kwargs)
+            except MovedError as e:
+                await self.nodes_manager.move_slot(e)
+                target_node = self.nodes_manager.get_node_from_slot(e.slot_id)
+            except AskError as e:
+                raise SlotMigrating(
+                    f"TRYAGAIN slot {e.slot_id} is moving to {e.host}:{e.port}: "
+                    "its partition takes scripts again once it is there"
+                ) from None
+            except (RedisConnectionError, RedisTimeoutError):
+                self._initialize = True  # read the slot map again (redis-py does so)
+                raise
+        raise ClusterError("TTL exhausted.")
 
     async def pubsub_node(self, key: Any = None) -> aiocluster.ClusterNode:
         """The primary that carries this deployment's pub/sub (``key``: the one serving

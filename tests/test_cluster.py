@@ -27,9 +27,16 @@ from websockets.asyncio.client import connect
 from api.auth import issue
 from api.redis_server import free_port
 from api.runtime import redis_client
+from delivery import resharding
 from delivery.keys import GROUP, Keyspace
 from delivery.producer import Limits, Producer, SyncProducer
-from delivery.redis_clients import AsyncCluster, SyncCluster, node_pubsub, node_subscribe
+from delivery.redis_clients import (
+    AsyncCluster,
+    SlotMigrating,
+    SyncCluster,
+    node_pubsub,
+    node_subscribe,
+)
 from delivery.replication import NotReplicated
 from delivery.settings import Settings
 from delivery.store import Timing
@@ -179,6 +186,12 @@ async def test_delay_and_retries_to_dead_letter_on_two_nodes(
     ]
 
 
+def sync_seed(cluster: LocalCluster) -> Any:
+    import redis as sync_redis
+
+    return sync_redis.Redis(port=cluster.ports[0])
+
+
 async def command_counts(cluster: LocalCluster, *names: str) -> dict[int, dict[str, int]]:
     """port -> calls of each command (INFO commandstats) on every master."""
     out: dict[int, dict[str, int]] = {}
@@ -278,6 +291,43 @@ async def test_sync_replicas_waits_for_the_partitions_replicas(
         await greedy.send(users[0], {"r": 2})
     index = await rc.zrange(ks.user(users[0], "user_msgs"), 0, -1)
     assert len(index) == 2  # the refused one was written too
+
+
+async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_half(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """A partition's slot MIGRATING: the source answers ASK for every script (its only
+    declared key never exists); the client refuses it (TRYAGAIN, a 503 upstream)
+    instead of running the script on the target, alone or pipelined: no script writes
+    there. Once the slot is stable again the same calls go through."""
+    users = spread_users(ks, per_partition=1)
+    user = users[0]
+    h = await Harness(rc, ks, fast_timing(), Limits()).start()
+    first = await h.producer.send(user, {"n": 1})
+    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
+    here = await owner(rc, ks.part_of_user(user))
+    target = next(m for a, m in places.items() if a != here)
+    slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.part_of_user(user)))
+    src = aioredis.Redis.from_url(f"redis://{here}")
+    dst = aioredis.Redis.from_url(f"redis://{target.address}")
+    try:
+        await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", places[here].id)
+        await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+        with pytest.raises(SlotMigrating):
+            await h.producer.send(user, {"n": 2})
+        with pytest.raises(SlotMigrating):  # a batch: one pipeline over every master
+            await h.producer.submit_many({"user_id": u, "payload": {"n": 3}} for u in users)
+        # only the batch's room reservation (a plain SETRANGE that followed ASK; it
+        # expires by itself), no key of a script
+        on_target = await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+        assert [k for k in on_target if ":reserve:" not in str(k)] == []
+        assert await h.status(first.id) == "queued"  # single-key reads follow ASK
+    finally:
+        for node in (src, dst):
+            await node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
+            await node.aclose()
+    again = await h.producer.send(user, {"n": 4})
+    assert again.status == "queued"
 
 
 async def test_reply_published_by_a_script_on_another_node_reaches_the_producer(
