@@ -331,11 +331,13 @@ class Queries:
         for n in nodes:
             users |= n.pop("_users")
         rows = self._consumers(consumers, beats, now)
+        enqueued = reached.pop("enqueued", 0)
         return {
             "time": iso_ms(now),
             "streams": streams,
             **totals,
             "reached": reached,  # messages that reached each status (since the start)
+            "enqueued": enqueued,  # messages enqueued (since the start), by any producer
             "partitions": partitions,
             "nodes": nodes,
             "nodes_alive": sum(1 for n in nodes if n["alive"]),
