@@ -25,7 +25,7 @@ from typing import Any
 from delivery.settings import Settings
 
 from . import embedded, logs
-from .instance import DataFolder, FolderLock, Instance, InstanceError
+from .instance import DataFolder, FolderLock, Instance, InstanceError, shown_url
 from .preflight import check_redis
 from .redis_server import RedisServer
 
@@ -130,7 +130,7 @@ def serve(
             source = "COURIER_REDIS_URL" if lock is None else "the embedded Redis"
             version = check_redis(url, source=source, cluster=settings.redis_cluster)
             if lock is None:
-                echo(f"Redis {version} at {url} (COURIER_REDIS_URL).")
+                echo(f"Redis {version} at {shown_url(url)} (COURIER_REDIS_URL).")
             server = Server(config(create_app(settings, consumers=consumers), settings), settings)
             running = settings
 
