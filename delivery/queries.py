@@ -165,9 +165,9 @@ class Queries:
         return Page(items, None if last is None else _encode_cursor(*last))
 
     async def user_stats(self, user_id: str) -> dict[str, Any]:
-        """Counts by status, delivery rate, enqueue-to-ack latency (computed from the
-        messages the user's index still names, see :mod:`delivery.user_figures`) and
-        devices online."""
+        """Counts by status, delivery rate, time to ack from when each message was due
+        (computed from the messages the user's index still names, see
+        :mod:`delivery.user_figures`) and devices online."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrangebyscore(self.keyspace.user(user_id, "conns"), "-inf", "+inf", withscores=True)
         pipe.time()
