@@ -21,6 +21,8 @@ let courier;
 /** @type {Awaited<ReturnType<typeof launchBrowser>>} */
 let browser;
 const pageErrors = /** @type {string[]} */ ([]);
+/** files of the page (not API answers) that were not found: a favicon, a script */
+const notFound = /** @type {string[]} */ ([]);
 
 before(async () => {
   redis = await startRedis();
@@ -41,6 +43,9 @@ after(async () => {
 async function blank() {
   const page = await browser.context.newPage();
   page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("response", (r) => {
+    if (r.status() === 404 && r.request().method() === "GET" && !new URL(r.url()).pathname.startsWith("/v1/")) notFound.push(r.url());
+  });
   await page.goto(`${courier.base}/admin/`);
   return page;
 }
@@ -180,6 +185,7 @@ test("a dead letter replayed from the page reaches a connected client and shows 
   const row = page.locator(`tr[data-dead="${id}"]`);
   await row.waitFor();
   assert.match(await row.innerText(), /ack_timeout/);
+  assert.equal(await page.locator("#replay-all").isDisabled(), false, "enabled with a dead letter");
   await screenshot(page, "dead-letters");
   await row.locator("button.replay").click();
   const followed = page.locator(`tr[data-replayed="${id}"] [data-status]`);
@@ -271,6 +277,34 @@ test("tasks and the live tail: a user's task statuses; lifecycle events as they 
   await page.close();
 });
 
-test("no page threw", () => {
+test("the shell: expiry in words, Redis uptime, charts as wide as their tiles, empty dead letters disable their buttons", async () => {
+  const page = await console_("#/");
+  assert.match(await page.locator('[data-testid="who"] [data-k="until"]').innerText(), /^until \d\d:\d\d \(in \d+ (s|min|h \d+ min|d \d+ h)\)$/);
+  await page.waitForSelector('[data-testid="redis"] [data-k="uptime"]');
+  assert.match(await page.locator('[data-testid="redis"] [data-k="uptime"]').innerText(), /^\d+ (s|min|h \d+ min|d \d+ h)$/);
+  const widths = await page.$$eval(".chart", (els) => els.map((e) => [e.querySelector(".plot")?.clientWidth, e.querySelector("canvas")?.getBoundingClientRect().width]));
+  for (const [box, canvas] of widths) assert.ok(box && canvas && Math.abs(box - canvas) <= 2 && canvas > 250, JSON.stringify(widths));
+  // dead letters: none left by the earlier tests' purge and replay? purge them all first
+  await courier.api("DELETE", "/v1/dead-letters", { token: sign("ops", { role: "admin" }) });
+  await page.evaluate(() => (location.hash = "#/dead-letters"));
+  await page.locator('[data-testid="dlq-empty"]').waitFor();
+  assert.equal(await page.locator("#replay-all").isDisabled(), true);
+  assert.equal(await page.locator("#purge-all").isDisabled(), true);
+  await page.close();
+});
+
+test("a device connected without a name shows as default", async () => {
+  const user = "nameless-judy";
+  const client = await courier.client(user);
+  const page = await console_(`#/user/${user}`);
+  const cell = page.locator(`[data-testid="devices"] tr[data-conn="${client.connectionId}"] [data-k="device"]`);
+  await cell.waitFor();
+  assert.match(await cell.innerText(), /^default\s/);
+  client.ws.close();
+  await page.close();
+});
+
+test("no page threw, no file of the page was missing (the favicon included)", () => {
   assert.deepEqual(pageErrors, []);
+  assert.deepEqual(notFound, []);
 });
