@@ -208,6 +208,8 @@ def register(app: typer.Typer) -> None:
     app.command()(stats)
     app.command()(user)
     app.add_typer(dlq_app, name="dlq")
+    from .cli_cluster import cluster_app
     from .cli_webhooks import webhooks_app
 
     app.add_typer(webhooks_app, name="webhooks")
+    app.add_typer(cluster_app, name="cluster")

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from delivery.presence import Conn
+from delivery.redis_clients import node_publish
 
 from .hub import Hub
 from .protocol import CloseCode
@@ -96,7 +97,8 @@ async def disconnect(
         if node == rt.node_id and hub is not None:
             order.apply(hub)
             continue
-        heard = await rt.redis.publish(rt.keyspace.control_channel(node), order.encode())
+        channel = rt.keyspace.control_channel(node)
+        heard = await node_publish(rt.redis, channel, order.encode(), sharded=rt.keyspace.sharded)
         if not heard:
             unreachable.append(node)
     return Sent({n: len(c) for n, c in by_node.items()}, unreachable)

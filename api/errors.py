@@ -1,7 +1,8 @@
 """Every error leaves as ``{"error": {"code", "detail"}}`` with a fitting status, never
 as plain text: Redis refusing writes (out of memory, a failover, a cluster that is
-down) or out of reach is ``503`` with ``Retry-After`` (``redis_full`` or
-``redis_unavailable``), anything unforeseen ``500 internal_error``."""
+down, a master failing over, a slot moving) or out of reach is ``503`` with
+``Retry-After`` (``redis_full`` or ``redis_unavailable``), anything unforeseen ``500
+internal_error``."""
 
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CourierError)
     async def _courier(_: Request, exc: CourierError) -> OrjsonResponse:
+        if exc.retry_after is not None:
+            return _unavailable(exc.code, exc.detail, exc.retry_after)
         return OrjsonResponse(body(exc.code, exc.detail), status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
@@ -101,6 +104,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(rex.RedisError)
     async def _redis(_: Request, exc: Exception) -> OrjsonResponse:
+        return redis_error_response(exc)
+
+    # redis-py's cluster client raises these outside RedisError (a slot map it cannot
+    # read during a failover): 503 when transient, like the others
+    @app.exception_handler(rex.RedisClusterException)
+    async def _cluster(_: Request, exc: Exception) -> OrjsonResponse:
         return redis_error_response(exc)
 
     @app.exception_handler(Exception)

@@ -15,12 +15,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from consumers.resilience import forever, transient
 from delivery import clock
 from delivery.keys import BROADCAST_REPORT_TTL_S
 from delivery.metrics import FRAMES_OUT
 from delivery.presence import Conn
+from delivery.redis_clients import node_pubsub, node_subscribe
 from delivery.totals import Totals
 from delivery.transport import decode_envelope
 
@@ -73,22 +75,58 @@ class Node:
     # -- pub/sub listener -----------------------------------------------------------------
     async def _listen(self) -> float:
         """This node's channel (message frames), live topic frames, broadcasts and
-        operators' orders (api/control.py)."""
+        operators' orders (api/control.py). On Redis Cluster this node's own channels
+        are shard channels on the primary serving the node id's slot, read by a second
+        connection beside the deployment-wide one (delivery/redis_clients.py)."""
         ks = self.rt.keyspace
         own = ks.node_channel(self.rt.node_id)
         orders = ks.control_channel(self.rt.node_id)
-        async with self.rt.redis.pubsub() as ps:
-            await ps.subscribe(own, ks.topics_channel, ks.broadcast_channel, orders)
-            log.info("node %s listening on %s", self.rt.node_id, own)
-            if self._listened:  # back after an outage: frames published meanwhile were
-                for conn in self.hub.open_connections():  # retried or parked; drain them
-                    self.drain_again(conn)
-            self._listened = True
-            while not self.stop_event.is_set():
-                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is not None:
-                    await self._heard(msg["channel"].decode(), msg["data"])
+        wide = (ks.topics_channel, ks.broadcast_channel)
+        if not ks.sharded:
+            async with self.rt.redis.pubsub() as ps:
+                await ps.subscribe(own, *wide, orders)
+                self._listening(own)
+                await self._read(ps)
+            return 0.0
+        async with (
+            self.rt.redis.pubsub() as ps,
+            node_pubsub(self.rt.redis, own, sharded=True) as shard,
+        ):
+            await ps.subscribe(*wide)
+            await node_subscribe(shard, own, orders, sharded=True)
+            self._listening(own)
+            readers = [asyncio.create_task(self._read(ps)), asyncio.create_task(self._read(shard))]
+            try:
+                done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for r in readers:
+                    r.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+            for r in done:
+                r.result()  # the error that ended it, if any
         return 0.0
+
+    def _listening(self, own: str) -> None:
+        log.info("node %s listening on %s", self.rt.node_id, own)
+        if self._listened:  # back after an outage: frames published meanwhile were
+            for conn in self.hub.open_connections():  # retried or parked; drain them
+                self.drain_again(conn)
+        self._listened = True
+
+    async def _read(self, ps: Any) -> None:
+        """Hand what one pub/sub connection hears to the hub until the node stops. A
+        shard channel whose slot moved (resharding, failover) is unsubscribed by the
+        server: a ConnectionError, so that the listener subscribes again where the slot
+        is now."""
+        while not self.stop_event.is_set():
+            msg = await ps.get_message(timeout=1.0)
+            if msg is None:
+                continue
+            kind = msg["type"]
+            if kind in ("message", "smessage"):
+                await self._heard(msg["channel"].decode(), msg["data"])
+            elif kind == "sunsubscribe":
+                raise RedisConnectionError(f"shard channel {msg['channel']!r} moved")
 
     async def _heard(self, channel: str, data: bytes) -> None:
         ks = self.rt.keyspace

@@ -108,7 +108,7 @@ class Runtime:
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
-        ks = Keyspace(settings.key_prefix, settings.partitions)
+        ks = settings.keyspace()
         node = node_id or settings.node_id or make_node_id()
         timing = Timing.from_settings(settings)
         store = Store(client, keyspace=ks, timing=timing)

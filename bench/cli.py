@@ -73,11 +73,30 @@ def e2e(
         help="Server CPU per layer (py-spy) and Redis time per script "
         "(SLOWLOG) per delivered message; the profilers slow the run down a little.",
     ),
+    redis_url: str | None = typer.Option(
+        None,
+        help="A running Redis for the Courier the bench starts (redis+cluster://host:port "
+        "for a Redis Cluster) instead of a redis-server of its own.",
+    ),
+    cluster: bool = typer.Option(
+        False, "--cluster", help="Start a local Redis Cluster (masters + one replica each)."
+    ),
+    masters: int = typer.Option(3, min=1, help="Masters of --cluster."),
+    replicas: int = typer.Option(1, min=0, help="Replicas per master of --cluster."),
+    fsync: str = typer.Option(
+        "", help="appendfsync of the Redis the bench starts (default: everysec; --cluster: always)."
+    ),
+    partitions: int = typer.Option(0, min=0, help="COURIER_PARTITIONS (0: the default)."),
+    sync_replicas: int = typer.Option(
+        0, min=0, help="The producer WAITs for this many replicas (SYNC_REPLICAS)."
+    ),
 ) -> None:
     """Courier end to end: producer -> streams -> workers -> WebSocket -> ack."""
     from .flows import Opts, run_courier
     from .report import show
 
+    if fsync not in ("", "always", "everysec", "no"):
+        raise typer.BadParameter("--fsync: always, everysec or no")
     o = Opts(
         users=users,
         messages=messages,
@@ -86,6 +105,13 @@ def e2e(
         loadgens=loadgens,
         quiet=quiet,
         profile=profile,
+        redis_url=redis_url,
+        cluster=cluster,
+        masters=masters,
+        replicas=replicas,
+        appendfsync=fsync or ("always" if cluster else "everysec"),
+        server_settings={"partitions": partitions} if partitions else {},
+        sync_replicas=sync_replicas,
     )
     res = _run(run_courier(o))
     show([res], title="courier bench e2e", json_out=json_out)

@@ -13,9 +13,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from api.redis_server import free_port
-from api.runtime import load_settings
+from api.runtime import load_settings, redis_client
 from delivery.keys import Keyspace
 from delivery.producer import Limits, Producer
+from delivery.redis_clients import cluster_seed, node_url
+from delivery.settings import Settings
 
 from .common import ACK_DELAY_MS, Ticker, paced, payload, user_ids, user_of
 from .driver import Child, Loadgens
@@ -38,6 +40,12 @@ class Opts:
     messages: int = 100_000
     rate: float | None = None
     url: str | None = None  # a running Courier (http://host:port); its Redis from settings
+    redis_url: str | None = None  # a running Redis (redis+cluster://: a cluster) for ours
+    cluster: bool = False  # start a local Redis Cluster (bench/cluster.py) for ours
+    masters: int = 3
+    replicas: int = 1
+    appendfsync: str = "everysec"  # of the Redis (or the cluster's nodes) the bench starts
+    sync_replicas: int = 0  # the bench's producer WAITs for this many replicas
     loadgens: int = 1
     servers: int = 1
     quiet: bool = False
@@ -73,17 +81,72 @@ async def courier_target(stack: Stack, o: Opts, **settings: Any) -> Target:
             [f"ws://{host}:{port}"],
             [(host, int(port))],
             stack.redis_url,
-            Keyspace(s.key_prefix, s.partitions),
+            s.keyspace(),
         )
-    stack.start_redis()
+    if o.cluster:
+        stack.start_cluster(o.masters, o.replicas, o.appendfsync)
+    else:
+        stack.start_redis(o.redis_url, o.appendfsync)
     merged = {"max_connections": max(10_000, o.users + 100), **o.server_settings, **settings}
     ports = await stack.start_courier(o.servers, **merged)
+    ks = Settings(
+        redis_url=stack.redis_url,
+        key_prefix=stack.prefix,
+        partitions=int(merged.get("partitions", 8)),
+        partition_tags=str(merged.get("partition_tags", "auto")),
+    ).keyspace()
     return Target(
         [f"ws://127.0.0.1:{p}" for p in ports],
         [("127.0.0.1", p) for p in ports],
         stack.redis_url,
-        Keyspace(stack.prefix, int(merged.get("partitions", 8))),
+        ks,
     )
+
+
+def redis_of(target: Target) -> Any:
+    """The bench's own client of the target's Redis: a cluster client on a cluster."""
+    return redis_client(target.redis_url, pubsub_key=target.keyspace.prefix)
+
+
+async def stats_nodes(target: Target) -> list[aioredis.Redis]:
+    """Plain clients of every master (one server: of it), for INFO commandstats."""
+    seed = cluster_seed(target.redis_url)
+    if seed is None:
+        return [aioredis.Redis.from_url(target.redis_url)]
+    probe: Any = redis_client(target.redis_url, pubsub_key=target.keyspace.prefix)
+    try:
+        await probe.initialize()
+        masters = probe.get_primaries()
+    finally:
+        await probe.aclose()
+    return [aioredis.Redis.from_url(node_url(seed, m.host, m.port)) for m in masters]
+
+
+async def commandstats_of(nodes: list[aioredis.Redis]) -> dict[str, tuple[int, int]]:
+    """INFO commandstats summed over ``nodes``."""
+    out: dict[str, tuple[int, int]] = {}
+    for n in nodes:
+        for cmd, (calls, usec) in (await commandstats(n)).items():
+            c0, u0 = out.get(cmd, (0, 0))
+            out[cmd] = (c0 + calls, u0 + usec)
+    return out
+
+
+def shard_costs(cpu_seconds: dict[str, float], messages: int) -> dict[str, Any]:
+    """Redis CPU per message on a cluster: per master, the masters', the replicas',
+    and the busiest master's share of the masters' CPU (the spread: 1/masters ideal)."""
+    masters = {r: s for r, s in cpu_seconds.items() if r.startswith("redis-master")}
+    replicas = {r: s for r, s in cpu_seconds.items() if r.startswith("redis-replica")}
+    if not masters:
+        return {}
+    total = sum(masters.values())
+    per = max(messages, 1)
+    return {
+        "redis_masters_us_per_msg": round(total * 1e6 / per, 1),
+        "redis_replicas_us_per_msg": round(sum(replicas.values()) * 1e6 / per, 1),
+        "redis_per_master_us_per_msg": {r: round(s * 1e6 / per, 1) for r, s in masters.items()},
+        "busiest_master_share": round(max(masters.values()) / total, 3) if total else 0.0,
+    }
 
 
 async def finish_loadgens(stack: Stack, lg: Loadgens) -> dict[str, Any]:
@@ -175,8 +238,10 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
     tick = Ticker(label, quiet=o.quiet)
     try:
         target = await courier_target(stack, o)
-        r = aioredis.Redis.from_url(target.redis_url)
-        producer = Producer(r, keyspace=target.keyspace, limits=Limits())
+        r = redis_of(target)
+        nodes = await stats_nodes(target)
+        limits = Limits(sync_replicas=o.sync_replicas, sync_timeout_ms=1000)
+        producer = Producer(r, keyspace=target.keyspace, limits=limits)
         users = user_ids(o.users)
         delivered0 = await delivered_count(r, target.keyspace)  # a --url deployment's past
         lg, connect = await start_clients(stack, o, "courier", target.ws_urls, users)
@@ -192,7 +257,7 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
                 ]
             )
 
-        cmds0 = await commandstats(r)
+        cmds0 = await commandstats_of(nodes)
         spy = await start_profile(stack, r) if o.profile else None
         stack.usage.mark()
         t0 = time.time()
@@ -243,11 +308,14 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
             messages=o.messages,
             delivered=counts.get("delivered", 0),
             statuses=counts,
-            redis_commands=command_delta(cmds0, await commandstats(r), o.messages),
+            redis_commands=command_delta(cmds0, await commandstats_of(nodes), o.messages),
             produce_seconds=round(produce_s, 3) if produce_s else None,
+            **shard_costs(got["cpu_seconds"], done),
             **layers,
         )
         await r.aclose()
+        for n in nodes:
+            await n.aclose()
         return res
     finally:
         await stack.close()

@@ -29,6 +29,8 @@ import psutil
 
 from api.redis_server import RedisServer, free_port
 
+from .cluster import LocalCluster
+
 log = logging.getLogger(__name__)
 
 PY = sys.executable
@@ -242,19 +244,39 @@ class Stack:
         self.secret = secrets.token_urlsafe(24)
         self.prefix = f"bench{secrets.token_hex(3)}"
         self.redis: RedisServer | None = None
+        self.cluster: LocalCluster | None = None
         self.redis_url = ""
         self.children: list[subprocess.Popen[bytes]] = []
         self.async_children: list[asyncio.subprocess.Process] = []
         self.server_ports: list[int] = []
 
-    def start_redis(self, url: str | None = None) -> str:
+    def start_redis(self, url: str | None = None, appendfsync: str = "everysec") -> str:
         if url:
             self.redis_url = url
             return url
-        self.redis = RedisServer(self.dir / "redis").start()
+        self.redis = RedisServer(self.dir / "redis", appendfsync=appendfsync).start()
         assert self.redis.proc is not None
         self.usage.add(Proc("redis", self.redis.proc))
         self.redis_url = self.redis.url
+        return self.redis_url
+
+    def start_cluster(
+        self, masters: int = 3, replicas: int = 1, appendfsync: str = "always"
+    ) -> str:
+        """A local Redis Cluster (bench/cluster.py); its nodes' CPU counts as roles
+        ``redis-master<i>`` and ``redis-replica<i>`` (their roles when it started)."""
+        self.cluster = LocalCluster(
+            self.dir / "cluster", masters=masters, replicas=replicas, appendfsync=appendfsync
+        ).start()
+        roles = self.cluster.roles()
+        kinds = {"master": 0, "slave": 0}
+        for node in self.cluster.nodes:
+            assert node.proc is not None
+            kind = roles[node.port]
+            name = "redis-master" if kind == "master" else "redis-replica"
+            self.usage.add(Proc(f"{name}{kinds[kind]}", node.proc))
+            kinds[kind] += 1
+        self.redis_url = self.cluster.url
         return self.redis_url
 
     async def start_courier(self, n: int = 1, **settings: Any) -> list[int]:
@@ -315,6 +337,8 @@ class Stack:
                 p.wait(5)
         if self.redis is not None:
             self.redis.kill()  # nothing to keep: skip writing the AOF out
+        if self.cluster is not None:
+            self.cluster.stop()
         if os.environ.get("COURIER_BENCH_KEEP"):
             log.warning("bench files kept in %s", self.dir)
         else:  # logs, load generator results and the Redis data (large after overload)

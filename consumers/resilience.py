@@ -24,11 +24,24 @@ Step = Callable[[], Awaitable[float | None]]
 # texts are what a script's error carries on Redis 6.2, or a pipeline's.
 _GOING_AWAY = (
     rex.ReadOnlyError,  # a failover made our primary a replica
-    rex.ClusterDownError,
-    rex.TryAgainError,
+    rex.ClusterError,  # CLUSTERDOWN, MASTERDOWN, and redis-py's "TTL exhausted."
+    rex.TryAgainError,  # a multi-key command while its slot migrates
+    rex.AskError,  # ASK / MOVED that outlived redis-py's redirections (a slot moving)
+    rex.SlotNotCoveredError,  # a slot map read while a master fails over
     rex.NoScriptError,  # Redis restarted and lost its script cache mid-pipeline
 )
-_GOING_AWAY_TEXT = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOSCRIPT")
+_GOING_AWAY_TEXT = (
+    "LOADING",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "READONLY",
+    "NOSCRIPT",
+    "ASK ",
+    "MOVED ",
+)
+# redis-py's RedisClusterException (not a RedisError) for a cluster it cannot reach
+_CLUSTER_AWAY_TEXT = ("Redis Cluster cannot be connected", "No targets were found")
 
 
 def redis_full(exc: BaseException) -> bool:
@@ -45,6 +58,8 @@ def transient(exc: BaseException) -> bool:
     poison delivery: see ``Worker``)."""
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *_GOING_AWAY)):
         return True  # BusyLoadingError (LOADING) is a ConnectionError
+    if isinstance(exc, rex.RedisClusterException):
+        return str(exc).startswith(_CLUSTER_AWAY_TEXT)
     if redis_full(exc):
         return True
     if isinstance(exc, rex.ResponseError):

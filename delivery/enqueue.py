@@ -36,6 +36,8 @@ class Limits:
     max_recipients: int = 1000
     escalate_after_seconds: float | None = None  # the default of escalate_after_seconds
     events_max_len: int = EVENTS_MAX_LEN  # 0: no lifecycle events (COURIER_EVENTS=false)
+    sync_replicas: int = 0  # >0: WAIT for this many replicas (delivery/replication.py)
+    sync_timeout_ms: int = 100
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
@@ -48,6 +50,8 @@ class Limits:
             max_recipients=s.max_recipients,
             escalate_after_seconds=s.escalate_after_seconds,
             events_max_len=s.events_max_len if s.events else 0,
+            sync_replicas=s.sync_replicas,
+            sync_timeout_ms=s.sync_timeout_ms,
         )
 
 

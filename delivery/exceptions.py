@@ -24,6 +24,7 @@ class CourierError(Exception):
 
     code = "courier_error"
     http_status = 500
+    retry_after: int | None = None  # seconds, sent as Retry-After (a 503 that passes)
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)

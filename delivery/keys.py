@@ -1,10 +1,16 @@
 """Every Redis key Courier writes, with its type and lifetime, in one place.
 
 Keys are grouped by *partition*: a user belongs to partition ``crc32(user) % N``
-and every key of that partition carries the hash tag ``{pK}``. A Lua script
+and every key of that partition carries the partition's hash tag. A Lua script
 therefore touches exactly one slot, which keeps the layout legal on Redis Cluster
 (the same technique BullMQ uses: scripts receive the partition prefix and build the
 per-message and per-user names from it).
+
+The tag of partition K is ``{pK}`` on a single Redis. On Redis Cluster it is the
+*spread* tag :func:`spread_tags` picks for K: one whose slot lies in the middle of the
+K-th of N equal slot ranges, so the partitions split over evenly split masters as
+evenly as N allows (``{pK}`` puts them where CRC16 happens to: ``PARTITIONS=8`` lands
+4/2/2 on three masters).
 
 The layout below is the single source of truth: the Lua prelude's ``key_*`` functions
 are generated from :data:`PARTITION_LAYOUT`, so Python and Lua cannot disagree on a
@@ -16,7 +22,9 @@ entries are in :mod:`delivery.fields`, the members of the presence sets in
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from binascii import crc_hqx
+from dataclasses import dataclass, field
+from functools import cache
 from typing import NamedTuple
 
 DAY_MS = 86_400_000
@@ -174,12 +182,61 @@ def partition_of(user_id: str, partitions: int) -> int:
     return zlib.crc32(user_id.encode()) % partitions
 
 
+SLOTS = 16384
+"""Hash slots of a Redis Cluster."""
+
+
+def tag_slot(tag: str) -> int:
+    """The cluster slot of every key carrying the hash tag ``{tag}`` (CRC16/XMODEM, as
+    Redis computes it: ``CLUSTER KEYSLOT x{tag}y``)."""
+    return crc_hqx(tag.encode(), 0) % SLOTS
+
+
+def slot_range(partition: int, partitions: int) -> tuple[int, int]:
+    """The K-th of ``partitions`` equal slot ranges, first and last slot included."""
+    return partition * SLOTS // partitions, (partition + 1) * SLOTS // partitions - 1
+
+
+@cache
+def spread_tags(partitions: int) -> tuple[str, ...]:
+    """The hash tag of each partition on Redis Cluster: for partition K the first of
+    ``pK``, ``pK.1``, ``pK.2``, ... whose slot lies in the middle half of the K-th of
+    ``partitions`` equal slot ranges (anywhere in it when that range is narrower than
+    8 slots). A pure function of the partition count: every process computes the same
+    tags.
+
+    ``redis-cli --cluster create`` gives each of M masters one run of 16384/M slots, so
+    with ``partitions`` a multiple of M every master serves exactly partitions/M of
+    them; the middle half keeps a tag off the rounding at the range ends."""
+    tags = []
+    for k in range(partitions):
+        lo, hi = slot_range(k, partitions)
+        width = hi - lo + 1
+        if width >= 8:
+            lo, hi = lo + width // 4, hi - width // 4
+        tag, n = f"p{k}", 0
+        while not lo <= tag_slot(tag) <= hi:
+            n += 1
+            tag = f"p{k}.{n}"
+        tags.append(tag)
+    return tuple(tags)
+
+
 @dataclass(frozen=True)
 class Keyspace:
-    """Builds key names for one deployment (prefix + partition count)."""
+    """Builds key names for one deployment (prefix + partition count); ``spread``: the
+    partitions' hash tags are :func:`spread_tags` (Redis Cluster), else ``pK``;
+    ``sharded``: each edge node's channels are shard channels (``SPUBLISH`` /
+    ``SSUBSCRIBE``, Redis Cluster) tagged with the node id, else plain ones."""
 
     prefix: str = "courier"
     partitions: int = 8
+    spread: bool = False
+    sharded: bool = False
+    tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", spread_tags(self.partitions) if self.spread else ())
 
     # -- global keys (single-key commands only) -------------------------------------
     def global_key(self, name: str, **fields: str) -> str:
@@ -202,11 +259,15 @@ class Keyspace:
         return self.global_key("node_conns", node=node)
 
     def node_channel(self, node: str) -> str:
-        """pub/sub channel that carries frames to one edge node."""
-        return f"{self.prefix}:node:{node}"
+        """pub/sub channel that carries frames to one edge node; a shard channel in the
+        slot of the node id when ``sharded``."""
+        return f"{self.prefix}:node:{{{node}}}" if self.sharded else f"{self.prefix}:node:{node}"
 
     def control_channel(self, node: str) -> str:
-        """pub/sub channel of operators' orders to one edge node (api/control.py)."""
+        """pub/sub channel of operators' orders to one edge node (api/control.py); in
+        the slot of :meth:`node_channel` when ``sharded``."""
+        if self.sharded:
+            return f"{self.prefix}:control:{{{node}}}"
         return f"{self.prefix}:control:{node}"
 
     @property
@@ -251,8 +312,14 @@ class Keyspace:
         return partition_of(user_id, self.partitions)
 
     def part(self, partition: int) -> str:
-        """The partition prefix; every per-partition key starts with it."""
-        return f"{self.prefix}:{{p{partition}}}:"
+        """The partition prefix; every per-partition key starts with it. A partition
+        outside the deployment's (a made-up message id) is a ValueError with spread
+        tags; with ``pK`` tags it names keys that do not exist."""
+        if not self.spread:
+            return f"{self.prefix}:{{p{partition}}}:"
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"no partition {partition} among {self.partitions}")
+        return f"{self.prefix}:{{{self.tags[partition]}}}:"
 
     def part_of_user(self, user_id: str) -> str:
         return self.part(self.partition_of(user_id))

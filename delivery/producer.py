@@ -29,6 +29,7 @@ from .keys import RESERVE_TTL_MS, Keyspace, partition_from_id
 from .message import MessageIn
 from .metrics import ENQUEUED
 from .redis_clients import async_client, sync_client
+from .replication import check, wait_commands, wait_targets
 from .reporter import SyncTaskReporter, TaskReporter, async_decorator, sync_decorator
 from .scripts import Scripts
 from .settings import Settings
@@ -184,8 +185,18 @@ class Producer:
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
-        ks = Keyspace(settings.key_prefix, settings.partitions)
+        ks = settings.keyspace()
         return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
+
+    async def _replicated(self, chunks: Sequence[Enqueue | EnqueueMany]) -> list[Any]:
+        """The enqueue calls, then WAIT on each master written to (SYNC_REPLICAS)."""
+        lim = self.limits
+        targets = await wait_targets(self.redis, sorted({c.prefix for c in chunks}))
+        after = wait_commands(targets, lim.sync_replicas, lim.sync_timeout_ms)
+        calls = [self._scripts.call(c) for c in chunks]
+        raw, acked, retried = await self._scripts.pipelined_then(calls, after, self.redis)
+        check(acked, lim.sync_replicas, retried)
+        return [c.parse(r) for c, r in zip(chunks, raw, strict=True)]
 
     async def send(self, user_id: str, payload: Any, **options: Any) -> Accepted:
         """Enqueue one message for one user; see :class:`MessageIn` for the options."""
@@ -202,7 +213,10 @@ class Producer:
         chunks = _chunks(plans)
         if len(chunks) > 1:  # all or nothing across the calls (see rooms)
             await reserve(self.redis, rooms(self.keyspace, chunks))
-        out = _unpack(plans, chunks, await self._scripts.run_many(chunks, self.redis))
+        if self.limits.sync_replicas:
+            out = _unpack(plans, chunks, await self._replicated(chunks))
+        else:
+            out = _unpack(plans, chunks, await self._scripts.run_many(chunks, self.redis))
         _count(plans, out)
         if log.isEnabledFor(logging.DEBUG):  # one line per message, to follow it around
             for a in (a for accepted in out for a in accepted):
@@ -340,7 +354,7 @@ class SyncProducer:
             cluster=settings.redis_cluster,
             pubsub_key=settings.key_prefix,
         )
-        ks = Keyspace(settings.key_prefix, settings.partitions)
+        ks = settings.keyspace()
         return cls(client, keyspace=ks, limits=Limits.from_settings(settings))
 
     def send(self, user_id: str, payload: Any, **options: Any) -> Accepted:

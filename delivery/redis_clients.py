@@ -15,16 +15,33 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
   each script is loaded on every primary (``SCRIPT LOAD``) before its first pipelined
   use, and a call that still meets ``NOSCRIPT`` (a primary restarted or was promoted)
   is sent again alone after loading it again: NOSCRIPT means it did not run.
-* Pub/sub on one node. PUBLISH reaches the subscribers of every node, but answers
-  only how many listen on the node that took it, and Courier relies on that number
-  (zero: the edge node is gone, retry at once). So every PUBLISH and SUBSCRIBE of a
-  deployment goes to one primary: the one serving the slot of ``pubsub_key`` (the
-  key prefix), through a plain connection to that node.
+* Each edge node's own channels (frames, operators' orders) are *shard channels*
+  (``SPUBLISH`` / ``SSUBSCRIBE``, Redis 7) in the slot of the node id
+  (:meth:`Keyspace.node_channel`): a frame goes to one primary, the one serving that
+  slot, and ``SPUBLISH`` answers how many listen there, the number Courier relies on
+  (zero: the edge node is gone, retry at once). :meth:`AsyncCluster.shard_pubsub` is a
+  plain connection to that primary.
+* The deployment-wide channels (topics, broadcasts, replies, task cancels) stay plain
+  pub/sub, which Redis Cluster carries to every node; PUBLISH answers only how many
+  listen on the node that took it, so every PUBLISH and SUBSCRIBE of them goes to one
+  primary: the one serving the slot of ``pubsub_key`` (the key prefix).
+* No ``COMMAND GETKEYS``. redis-py finds the keys of a command whose keys move
+  (``XREADGROUP``, ``XREAD``) by asking a node, one more round trip per call, all on
+  one node; here the slot of a stream read is that of its first stream, computed
+  locally (the server refuses a read across slots anyway).
+* No script on half a partition. A script declares only its partition prefix
+  (``KEYS[1]``, a key that never exists), so while the partition's slot migrates the
+  source answers ASK for every script call; following it would run the script on the
+  target against the keys moved so far. Here an ASK for ``EVALSHA`` is
+  :class:`SlotMigrating` (a TRYAGAIN: the caller answers 503 with Retry-After, the
+  consumers retry) and MOVED is followed: once the slot has moved, every key is there
+  (``courier cluster move``, delivery/resharding.py).
 * ``TIME`` and ``PUBLISH`` inside pipelines (refused by the cluster pipeline).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Generator, Iterable
 from typing import Any
@@ -36,11 +53,22 @@ from redis.asyncio import cluster as aiocluster
 from redis.asyncio.client import PubSub as AsyncPubSub
 from redis.cluster import ClusterPipeline as SyncClusterPipelineBase
 from redis.cluster import RedisCluster as SyncRedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+PIPELINE_RETRY_S = 0.1
+"""Pause before a cluster pipeline is sent again after a node was out of reach."""
 
 
 def cluster_seed(url: str, cluster: bool = False) -> str | None:
@@ -71,6 +99,22 @@ class _Queued:
     def __await__(self) -> Generator[Any, None, Any]:
         return self.pipe
         yield  # a generator: never awaited, it is dropped without a warning
+
+
+class SlotMigrating(TryAgainError):
+    """A script call met ASK: its partition's slot is moving (see the module doc)."""
+
+
+def _stream_read_key(args: tuple[Any, ...]) -> Any:
+    """The first stream of an ``XREADGROUP`` / ``XREAD`` (the word after ``STREAMS``)."""
+    for i, a in enumerate(args):
+        word = a.decode() if isinstance(a, bytes) else a
+        if isinstance(word, str) and word.upper() == "STREAMS" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+_STREAM_READS = {"XREADGROUP", "XREAD"}
 
 
 def _raise_first(results: list[Any]) -> None:
@@ -116,18 +160,54 @@ class AsyncCluster(aiocluster.RedisCluster):
                 await self.script_load(self.script_sources[sha])
                 self.scripts_loaded.add(sha)
 
-    async def pubsub_node(self) -> aiocluster.ClusterNode:
-        """The primary that carries this deployment's pub/sub."""
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        # no COMMAND GETKEYS round trip for a stream read (module doc)
+        if isinstance(command, str) and command.upper() in _STREAM_READS:
+            key = _stream_read_key(args)
+            if key is not None:
+                return int(self.keyslot(key))
+        return int(await super()._determine_slot(command, *args))
+
+    async def _execute_command(
+        self, target_node: aiocluster.ClusterNode, *args: Any, **kwargs: Any
+    ) -> Any:
+        # a script follows MOVED, never ASK (module doc); the rest as redis-py does it
+        if not (args and isinstance(args[0], str) and args[0].upper() == "EVALSHA"):
+            return await super()._execute_command(target_node, *args, **kwargs)
+        for _ in range(self.RedisClusterRequestTTL):
+            try:
+                return await target_node.execute_command(*args, **kwargs)
+            except MovedError as e:
+                await self.nodes_manager.move_slot(e)
+                target_node = self.nodes_manager.get_node_from_slot(e.slot_id)
+            except AskError as e:
+                raise SlotMigrating(
+                    f"TRYAGAIN slot {e.slot_id} is moving to {e.host}:{e.port}: "
+                    "its partition takes scripts again once it is there"
+                ) from None
+            except (RedisConnectionError, RedisTimeoutError):
+                self._initialize = True  # read the slot map again (redis-py does so)
+                raise
+        raise ClusterError("TTL exhausted.")
+
+    async def pubsub_node(self, key: Any = None) -> aiocluster.ClusterNode:
+        """The primary that carries this deployment's pub/sub (``key``: the one serving
+        the slot of that shard channel instead)."""
         if self._initialize:
             await self.initialize()
-        node = self.get_node_from_key(self.pubsub_key)
+        key = self.pubsub_key if key is None else key
+        node = self.get_node_from_key(key)
         if node is None:
-            raise RedisError(f"no cluster node serves the slot of {self.pubsub_key!r}")
+            raise RedisError(f"no cluster node serves the slot of {key!r}")
         return node
 
     # override: a plain PubSub on one node (module doc), not redis-py's ClusterPubSub
     def pubsub(self, **kwargs: Any) -> AsyncPubSub:  # type: ignore[override]
         return _NodePubSub(self, **kwargs)
+
+    def shard_pubsub(self, channel: Any, **kwargs: Any) -> AsyncPubSub:
+        """A plain PubSub on the primary serving ``channel``'s slot, for SSUBSCRIBE."""
+        return _NodePubSub(self, shard_channel=channel, **kwargs)
 
     async def publish(self, channel: Any, message: Any, **kwargs: Any) -> int:
         node = await self.pubsub_node()
@@ -146,8 +226,9 @@ class AsyncCluster(aiocluster.RedisCluster):
 class _NodePubSub(AsyncPubSub):
     """A plain pub/sub connection to the deployment's pub/sub node, found on first use."""
 
-    def __init__(self, cluster: AsyncCluster, **kwargs: Any) -> None:
+    def __init__(self, cluster: AsyncCluster, shard_channel: Any = None, **kwargs: Any) -> None:
         self._cluster = cluster
+        self._shard_channel = shard_channel
         super().__init__(
             connection_pool=None,  # type: ignore[arg-type]  # set in connect()
             encoder=cluster.get_encoder(),
@@ -156,12 +237,19 @@ class _NodePubSub(AsyncPubSub):
 
     async def connect(self) -> None:
         if self.connection_pool is None:
-            node = await self._cluster.pubsub_node()
+            node = await self._cluster.pubsub_node(self._shard_channel)
             self.connection_pool = aioredis.ConnectionPool.from_url(
                 node_url(self._cluster.seed_url, node.host, node.port),
                 **self._cluster.pubsub_options,
             )
-        await super().connect()
+        try:
+            await super().connect()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            # the node is gone (failover): read the slot map again before the next try
+            self._cluster._initialize = True
+            await self.connection_pool.disconnect()
+            self.connection_pool = None  # type: ignore[assignment]
+            raise
 
     async def aclose(self) -> None:
         await super().aclose()
@@ -178,6 +266,7 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
         super().__init__(client, transaction)
         self._scripted: dict[int, tuple[Any, ...]] = {}  # position -> EVALSHA command
         self._publishes: list[int] = []  # positions whose node is set in execute()
+        self.noscript_retried = False
 
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         command = ("EVALSHA", sha, numkeys, *keys_and_args)
@@ -206,9 +295,16 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
                 queue[pos].kwargs["target_nodes"] = node
         if scripted:
             await client.load_scripts({c[1] for c in scripted.values()})
-        results = await super().execute(False, allow_redirections)
+        if isinstance(self._execution_strategy, aiocluster.PipelineStrategy):
+            try:
+                results = await self._run(allow_redirections)
+            finally:
+                await super().reset()
+        else:  # a MULTI of one slot: redis-py's own
+            results = await super().execute(False, allow_redirections)
         missing = _missing_scripts(scripted, results)
         if missing:
+            self.noscript_retried = True  # on other connections (delivery/replication.py)
             log.info("NOSCRIPT for %d pipelined script calls: loading again", len(missing))
             await client.load_scripts({scripted[p][1] for p in missing}, again=True)
             for pos in missing:
@@ -219,6 +315,42 @@ class AsyncClusterPipeline(aiocluster.ClusterPipeline):
         if raise_on_error:
             _raise_first(results)
         return results
+
+    async def _run(self, allow_redirections: bool) -> list[Any]:
+        """redis-py's pipeline execution, retried the same way (a node out of reach:
+        read the slot map again, then send what has no answer yet) but without closing
+        every connection of the client first: that close failed the calls other
+        requests had in flight on the healthy masters (issue 15)."""
+        client = self.cluster_client
+        # attr-defined: the strategy's queue and _execute are private to redis-py
+        strategy: Any = self._execution_strategy
+        if not strategy._command_queue:
+            return []
+        attempts = client.retry.get_retries()
+        while True:
+            try:
+                if client._initialize:
+                    await client.initialize()
+                return list(
+                    await strategy._execute(
+                        client,
+                        strategy._command_queue,
+                        raise_on_error=False,
+                        allow_redirections=allow_redirections,
+                    )
+                )
+            except (*aiocluster.RedisCluster.ERRORS_ALLOW_RETRY, AttributeError) as e:
+                if isinstance(e, AttributeError):
+                    # redis-py's teardown race: a connection another task disconnected
+                    # (its writer None) while this one sent on it; nothing went out
+                    if "NoneType" not in str(e):
+                        raise
+                    e = RedisConnectionError(f"connection closed while in use ({e})")
+                if attempts <= 0:
+                    raise e from None
+                attempts -= 1
+                client._initialize = True
+                await asyncio.sleep(PIPELINE_RETRY_S)
 
     # override: the stubs mix up the pipeline's reset with the RESET command's
     async def reset(self) -> None:  # type: ignore[override]
@@ -236,6 +368,9 @@ def async_cluster(
 ) -> AsyncCluster:
     """An :class:`AsyncCluster` from a node's plain URL (see :func:`cluster_seed`)."""
     # return-value: redis-py's from_url is typed as returning RedisCluster, not cls
+    # reinitialize_steps=0: a MOVED patches the slot map (redis-py's default closes
+    # every connection of the client on each 5th MOVED, failing what is in flight)
+    options.setdefault("reinitialize_steps", 0)
     return AsyncCluster.from_url(  # type: ignore[return-value]
         url, pubsub_key=pubsub_key, seed_url=url, pubsub_options=pubsub_options, **options
     )
@@ -263,6 +398,14 @@ class SyncCluster(SyncRedisCluster):
             if (again or sha not in self.scripts_loaded) and sha in self.script_sources:
                 self.script_load(self.script_sources[sha])
                 self.scripts_loaded.add(sha)
+
+    def determine_slot(self, *args: Any) -> Any:
+        # no COMMAND GETKEYS round trip for a stream read (module doc)
+        if args and isinstance(args[0], str) and args[0].upper() in _STREAM_READS:
+            key = _stream_read_key(args[1:])
+            if key is not None:
+                return self.keyslot(key)
+        return super().determine_slot(*args)
 
     def pubsub_node(self) -> Any:
         return self.get_node_from_key(self.pubsub_key)
@@ -352,3 +495,29 @@ def sync_client(url: str, *, cluster: bool = False, pubsub_key: str = "courier")
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, AsyncCluster | SyncCluster | aiocluster.RedisCluster)
+
+
+# -- an edge node's own channels ------------------------------------------------------------
+
+
+def node_pubsub(client: Any, channel: Any, *, sharded: bool) -> AsyncPubSub:
+    """The pub/sub connection for one edge node's own channels: on the primary serving
+    ``channel``'s slot when ``sharded`` (shard channels), else ``client.pubsub()``."""
+    if sharded and isinstance(client, AsyncCluster):
+        return client.shard_pubsub(channel)
+    # a single server takes SSUBSCRIBE too (Redis 7): tests use a sharded keyspace there
+    return client.pubsub()  # type: ignore[no-any-return]
+
+
+async def node_subscribe(ps: AsyncPubSub, *channels: Any, sharded: bool) -> None:
+    """SSUBSCRIBE (``sharded``) or SUBSCRIBE to an edge node's own channels."""
+    if sharded:
+        await ps.ssubscribe(*channels)
+    else:
+        await ps.subscribe(*channels)
+
+
+def node_publish(target: Any, channel: Any, data: Any, *, sharded: bool) -> Any:
+    """SPUBLISH (``sharded``) or PUBLISH on a client or pipeline: what it answers (a
+    pipeline queues it)."""
+    return target.spublish(channel, data) if sharded else target.publish(channel, data)

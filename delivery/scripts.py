@@ -217,6 +217,38 @@ class Scripts:
         for name in NAMES:
             setattr(self, name, client.register_script(source(name, events_max_len)))
 
+    async def pipelined_then(
+        self, calls: Sequence[Call], after: Sequence[Any], client: Any = None
+    ) -> tuple[list[Any], list[Any], bool]:
+        """:meth:`pipelined` with ``after``, commands (args, kwargs) sent behind the
+        calls on the same connections (``WAIT``: delivery/replication.py). Returns the
+        calls' results, the answers to ``after`` and whether a call was sent again
+        (NOSCRIPT: on a new connection, which those answers may not cover)."""
+        client = client if client is not None else self.client
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for args, kwargs in after:
+            pipe.execute_command(*args, **kwargs)
+        answers = list(await pipe.execute(raise_on_error=False))
+        results, tail = answers[: len(calls)], answers[len(calls) :]
+        retried = bool(getattr(pipe, "noscript_retried", False))
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            retried = True
+            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+                await client.script_load(script.script)
+            retry = client.pipeline(transaction=False)
+            for i in missing:
+                script, keys, args = calls[i]
+                retry.evalsha(script.sha, len(keys), *keys, *args)
+            for i, r in zip(missing, await retry.execute(raise_on_error=False), strict=True):
+                results[i] = r
+        for r in [*results, *tail]:
+            if isinstance(r, Exception):
+                raise r
+        return results, tail, retried
+
     async def pipelined(
         self, calls: Sequence[Call], client: Any = None, pipe: Any = None
     ) -> list[Any]:

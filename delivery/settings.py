@@ -16,8 +16,19 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import NotConfigured, SettingsError
-from .keys import EVENTS_MAX_LEN
+from .keys import EVENTS_MAX_LEN, Keyspace
 from .members import check_id
+from .redis_clients import cluster_seed
+
+
+class PartitionTags(StrEnum):
+    """The partitions' hash tags (delivery/keys.py): ``spread`` (one per slot range),
+    ``pk`` (``{pK}``, what every deployment used before), ``auto``: spread on Redis
+    Cluster, ``pk`` on a single server."""
+
+    AUTO = "auto"
+    SPREAD = "spread"
+    PK = "pk"
 
 
 class JwtAlgorithm(StrEnum):
@@ -62,6 +73,10 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     key_prefix: str = "courier"
     partitions: int = Field(default=8, ge=1, le=1024)
+    partition_tags: PartitionTags = PartitionTags.AUTO
+    # an accepted enqueue waits for this many replicas (WAIT), else 503 not_replicated
+    sync_replicas: int = Field(default=0, ge=0, le=16)
+    sync_timeout_ms: int = Field(default=100, ge=1, le=60_000)
     # One absolute place, whatever the working directory (see data_dir_absolute).
     data_dir: str = Field(default_factory=default_data_dir)
 
@@ -185,6 +200,20 @@ class Settings(BaseSettings):
                 "which finds the running `courier serve`"
             )
         return self.redis_url
+
+    @property
+    def cluster(self) -> bool:
+        """The Redis URL (or ``REDIS_CLUSTER``) names a Redis Cluster."""
+        return (
+            bool(self.redis_url)
+            and cluster_seed(self.redis_url or "", self.redis_cluster) is not None
+        )
+
+    def keyspace(self) -> Keyspace:
+        """The deployment's key names: prefix, partitions and their hash tags."""
+        tags = self.partition_tags
+        spread = tags is PartitionTags.SPREAD or (tags is PartitionTags.AUTO and self.cluster)
+        return Keyspace(self.key_prefix, self.partitions, spread=spread, sharded=self.cluster)
 
     @field_validator("node_id")
     @classmethod

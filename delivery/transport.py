@@ -2,8 +2,9 @@
 
 The consumer that dispatched a message knows its targets (node, connection). Frames
 for connections on this very process go straight to the local sink; frames for other
-nodes are PUBLISHed on that node's channel. PUBLISH answers how many subscribers got
-it: zero means the node is gone, and the message is retried at once instead of
+nodes are PUBLISHed on that node's channel (SPUBLISH on Redis Cluster: a shard channel
+in the slot of the node id, see delivery/redis_clients.py). PUBLISH answers how many
+subscribers got it: zero means the node is gone, and the message is retried at once instead of
 waiting for its ack timeout. A node also counts as gone once its heartbeat is older
 than the heartbeat timeout, subscribed or not (a frozen process keeps its
 subscription): its messages are retried at once too, and go to the user's other
@@ -23,7 +24,7 @@ import redis.asyncio as aioredis
 
 from .calls import Push
 from .keys import Keyspace
-from .redis_clients import is_cluster
+from .redis_clients import is_cluster, node_publish
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class RedisTransport:
         if remote:
             pipe = self.redis.pipeline(transaction=False)
             for _, node, env in remote:
-                pipe.publish(self.keyspace.node_channel(node), env)
+                channel = self.keyspace.node_channel(node)
+                node_publish(pipe, channel, env, sharded=self.keyspace.sharded)
             nodes = sorted({node for _, node, _ in remote})
             if self.heartbeat_timeout_ms is not None and not self._cluster:  # same trip
                 pipe.time()

@@ -27,7 +27,7 @@ from consumers.worker import Worker
 from delivery.keys import GROUP, Keyspace
 from delivery.presence import Conn, Presence
 from delivery.producer import Limits, Producer
-from delivery.redis_clients import is_cluster
+from delivery.redis_clients import is_cluster, node_pubsub, node_subscribe
 from delivery.store import Store, Timing
 from delivery.transport import RedisTransport, decode_envelope
 
@@ -241,11 +241,12 @@ class NodeDevice:
             raise AssertionError(f"the test device stopped: {exc!r}") from exc
 
     async def _run(self) -> None:
-        channel = self.store.keyspace.node_channel(self.node)
+        ks = self.store.keyspace
+        channel = ks.node_channel(self.node)
         while True:
-            pubsub = self.r.pubsub()
+            pubsub = node_pubsub(self.r, channel, sharded=ks.sharded)
             try:
-                await pubsub.subscribe(channel)
+                await node_subscribe(pubsub, channel, sharded=ks.sharded)
                 await self._refresh()
                 self._ready.set()
                 next_refresh = time.monotonic() + self.refresh_every

@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,17 @@ from websockets.asyncio.client import connect
 from api.auth import issue
 from api.redis_server import free_port
 from api.runtime import redis_client
+from delivery import resharding
 from delivery.keys import GROUP, Keyspace
 from delivery.producer import Limits, Producer, SyncProducer
-from delivery.redis_clients import AsyncCluster, SyncCluster
+from delivery.redis_clients import (
+    AsyncCluster,
+    SlotMigrating,
+    SyncCluster,
+    node_pubsub,
+    node_subscribe,
+)
+from delivery.replication import NotReplicated
 from delivery.settings import Settings
 from delivery.store import Timing
 from tests.api.conftest import Client
@@ -54,7 +63,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def ks() -> Keyspace:
-    return Keyspace(prefix=f"t{secrets.token_hex(4)}", partitions=PARTITIONS)
+    # what Settings.keyspace() builds for a redis+cluster:// URL
+    return Keyspace(
+        prefix=f"t{secrets.token_hex(4)}", partitions=PARTITIONS, spread=True, sharded=True
+    )
 
 
 @pytest.fixture
@@ -90,6 +102,19 @@ def fast_timing(ack_timeout_ms: int = 300) -> Timing:
 
 
 # -- the core through the cluster client ----------------------------------------------------
+
+
+async def test_partitions_spread_evenly_over_the_masters(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """The servers' own CLUSTER SLOTS and KEYSLOT: 8 partitions on 3 masters split
+    3/3/2 (``{pK}`` tags split 4/2/2), 6 split 2/2/2."""
+    spread = Counter((await partition_nodes(rc, ks)).values())
+    assert sorted(spread.values()) == [2, 3, 3]
+    old = Keyspace(ks.prefix, PARTITIONS)
+    assert sorted(Counter((await partition_nodes(rc, old)).values()).values()) == [2, 2, 4]
+    six = Keyspace(ks.prefix, 6, spread=True)
+    assert sorted(Counter((await partition_nodes(rc, six)).values()).values()) == [2, 2, 2]
 
 
 async def test_lifecycle_over_partitions_on_different_nodes(
@@ -161,40 +186,148 @@ async def test_delay_and_retries_to_dead_letter_on_two_nodes(
     ]
 
 
-async def test_frames_to_another_edge_node_go_over_cluster_pubsub(
-    rc: aioredis.Redis, ks: Keyspace
+def sync_seed(cluster: LocalCluster) -> Any:
+    import redis as sync_redis
+
+    return sync_redis.Redis(port=cluster.ports[0])
+
+
+async def command_counts(cluster: LocalCluster, *names: str) -> dict[int, dict[str, int]]:
+    """port -> calls of each command (INFO commandstats) on every master."""
+    out: dict[int, dict[str, int]] = {}
+    for port in cluster.master_ports:
+        node = aioredis.Redis(port=port)
+        try:
+            stats = await node.info("commandstats")
+        finally:
+            await node.aclose()
+        out[port] = {n: int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in names}
+    return out
+
+
+async def reset_stats(cluster: LocalCluster) -> None:
+    for port in cluster.master_ports:
+        node = aioredis.Redis(port=port)
+        try:
+            await node.config_resetstat()
+        finally:
+            await node.aclose()
+
+
+async def test_frames_to_edge_nodes_go_over_shard_channels_on_their_own_masters(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
 ) -> None:
-    """A node that holds the sockets gets frames on its channel; PUBLISH counts it
-    (zero would mean "node gone" and a retry), so every message goes out once."""
+    """Each edge node's channel is a shard channel in the slot of its node id: frames
+    to it are SPUBLISHed on the master serving that slot only, whose answer counts the
+    node (zero would mean "node gone" and a retry), so every message goes out once.
+    No stream read costs a COMMAND GETKEYS round trip."""
     assert isinstance(rc, AsyncCluster)
-    pubsub = await rc.pubsub_node()
-    hub = f"{pubsub.host}:{pubsub.port}"
-    # Channels whose own slot is on another node: PUBLISH routed by channel name (what
-    # redis-py does) would answer 0 there.
-    names = [f"edge-{i}" for i in range(100)]
-    elsewhere = [n for n in names if await owner(rc, ks.node_channel(n)) != hub]
-    async with rc.pubsub() as ps:
-        await ps.subscribe(ks.node_channel(elsewhere[1]))
-        assert await rc.publish(ks.node_channel(elsewhere[1]), b"x") == 1
-        assert await rc.publish(ks.node_channel("nobody"), b"x") == 0
+    by_master: dict[str, str] = {}  # master -> an edge node id whose channel it serves
+    for i in range(200):
+        by_master.setdefault(await owner(rc, ks.node_channel(f"edge-{i}")), f"edge-{i}")
+    assert len(by_master) == 3  # node ids spread their channels over every master
+    async with node_pubsub(rc, ks.node_channel("edge-0"), sharded=True) as ps:
+        await node_subscribe(ps, ks.node_channel("edge-0"), sharded=True)
+        assert await rc.spublish(ks.node_channel("edge-0"), b"x") == 1  # type: ignore[attr-defined]
+        assert await rc.spublish(ks.node_channel("nobody"), b"x") == 0  # type: ignore[attr-defined]
     users = spread_users(ks, per_partition=1)
     h = await Harness(rc, ks, fast_timing(ack_timeout_ms=5000), Limits()).start()
-    edge = await NodeDevice(rc, h.store, h.presence, elsewhere[0], users).start()
+    edges = [
+        await NodeDevice(rc, h.store, h.presence, n, users).start() for n in by_master.values()
+    ]
+    await reset_stats(cluster)
     try:
         sent = [await h.producer.send(u, {"to": u}) for u in users]
 
         async def delivered() -> bool:
-            edge.check()
+            for e in edges:
+                e.check()
             return all([await h.status(a.id) == "delivered" for a in sent])
 
         await h.pump(delivered)
-        assert sorted(edge.received) == sorted(a.id for a in sent)
-        assert edge.duplicates == 0 and edge.unparked == []
+        got = sorted(mid for e in edges for mid in e.received)
+        # each user's frame reached each edge holding one of its connections, once
+        assert got == sorted(a.id for a in sent for _ in edges)
+        assert sum(e.duplicates for e in edges) == 0
         for a in sent:
             events = [e["e"] for e in await raw_timeline(rc, ks, a.id)]
             assert events == ["queued", "sent", "acked"]  # no "unreachable" retry
+        counts = await command_counts(cluster, "spublish", "publish", "command|getkeys")
+        assert all(c["spublish"] > 0 for c in counts.values())  # every master carried some
+        assert sum(c["publish"] for c in counts.values()) == 0
+        assert sum(c["command|getkeys"] for c in counts.values()) == 0
     finally:
-        await edge.stop()
+        for e in edges:
+            await e.stop()
+
+
+async def test_sync_replicas_waits_for_the_partitions_replicas(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """SYNC_REPLICAS=1: a batch over every partition is accepted only once each master
+    it wrote to has the writes on its replica, so the replicas hold every message when
+    the producer gets its answer; 2 (more replicas than there are) is not_replicated,
+    and the messages are written all the same."""
+    users = spread_users(ks, per_partition=1)
+    producer = Producer(rc, keyspace=ks, limits=Limits(sync_replicas=1, sync_timeout_ms=2000))
+    batch = await producer.submit_many({"user_id": u, "payload": {"r": 1}} for u in users)
+    ids = [acc[0].id for acc in batch]
+    replicas = [p for p, role in cluster.roles().items() if role == "slave"]
+    found = 0
+    for port in replicas:  # read the replicas at once: no waiting
+        replica = aioredis.Redis(port=port)
+        try:
+            await replica.execute_command("READONLY")
+            for mid in ids:
+                slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.msg(mid)))
+                mine = await replica.execute_command("CLUSTER COUNTKEYSINSLOT", slot)
+                if mine and await replica.hget(ks.msg(mid), "s") == b"queued":
+                    found += 1
+        finally:
+            await replica.aclose()
+    assert found == len(ids)  # each message on its master's replica
+    greedy = Producer(rc, keyspace=ks, limits=Limits(sync_replicas=2, sync_timeout_ms=50))
+    with pytest.raises(NotReplicated, match="acknowledged by 1 of the 2 replicas"):
+        await greedy.send(users[0], {"r": 2})
+    index = await rc.zrange(ks.user(users[0], "user_msgs"), 0, -1)
+    assert len(index) == 2  # the refused one was written too
+
+
+async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_half(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """A partition's slot MIGRATING: the source answers ASK for every script (its only
+    declared key never exists); the client refuses it (TRYAGAIN, a 503 upstream)
+    instead of running the script on the target, alone or pipelined: no script writes
+    there. Once the slot is stable again the same calls go through."""
+    users = spread_users(ks, per_partition=1)
+    user = users[0]
+    h = await Harness(rc, ks, fast_timing(), Limits()).start()
+    first = await h.producer.send(user, {"n": 1})
+    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
+    here = await owner(rc, ks.part_of_user(user))
+    target = next(m for a, m in places.items() if a != here)
+    slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.part_of_user(user)))
+    src = aioredis.Redis.from_url(f"redis://{here}")
+    dst = aioredis.Redis.from_url(f"redis://{target.address}")
+    try:
+        await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", places[here].id)
+        await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+        with pytest.raises(SlotMigrating):
+            await h.producer.send(user, {"n": 2})
+        with pytest.raises(SlotMigrating):  # a batch: one pipeline over every master
+            await h.producer.submit_many({"user_id": u, "payload": {"n": 3}} for u in users)
+        # only the batch's room reservation (a plain SETRANGE that followed ASK; it
+        # expires by itself), no key of a script
+        on_target = await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+        assert [k for k in on_target if ":reserve:" not in str(k)] == []
+        assert await h.status(first.id) == "queued"  # single-key reads follow ASK
+    finally:
+        for node in (src, dst):
+            await node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
+            await node.aclose()
+    again = await h.producer.send(user, {"n": 4})
+    assert again.status == "queued"
 
 
 async def test_reply_published_by_a_script_on_another_node_reaches_the_producer(
