@@ -57,17 +57,23 @@ class Receiver:
             self._running[path] = self._running.get(path, 0) + 1
             self.peak[path] = max(self.peak.get(path, 0), self._running[path])
             try:
-                return await self._answer(path, got)
+                return await self._answer(path, got, request)
             finally:
                 self._running[path] -= 1
 
         return app
 
-    async def _answer(self, path: str, got: Received) -> Response:
+    async def _answer(self, path: str, got: Received, request: Request) -> Response:
         mode = self.mode.get(path, "ok")
         first = sum(1 for r in self.requests if r.webhook_id == got.webhook_id) == 1
         if mode == "hang" or (mode == "hang_once" and first):
-            await asyncio.sleep(60)
+            # held until the sender gives up and closes the connection (then no longer
+            # counted as running), at most 60 s
+            for _ in range(6000):
+                if await request.is_disconnected():
+                    break
+                await asyncio.sleep(0.01)
+            return Response(status_code=503)
         if mode == "fail":
             return Response(status_code=503)
         self.answered.append(got)
