@@ -27,10 +27,10 @@ async def test_an_edge_on_a_taken_port_fails_with_the_reason(
 ) -> None:
     running = await edge()  # a node of this test, to be stopped by the teardown
     await r.set(f"{keyspace.prefix}:mine", 1)
+    _seen.update(prefix=keyspace.prefix, loop=asyncio.get_running_loop(), node=running)
     with listening() as taken:
         with pytest.raises(StartupFailed, match=f"{port_of(taken)}.*address already in use"):
             await edge(port=port_of(taken))
-    _seen.update(prefix=keyspace.prefix, loop=asyncio.get_running_loop(), node=running)
     assert (await running.http.get("/readyz")).status_code == 200  # the other one serves on
 
 
