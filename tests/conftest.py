@@ -43,11 +43,35 @@ for _name in ("COURIER_REDIS_URL", "REDIS_URL"):  # the tests name their Redis t
     os.environ.pop(_name, None)
 
 
-async def _contained(coro: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        return await coro
-    except SystemExit as e:
-        raise RuntimeError(f"SystemExit({e.code}) in a task") from e
+class _Contained(Coroutine[Any, Any, Any]):
+    """A task's coroutine whose SystemExit comes out as RuntimeError. A proxy rather than
+    a wrapping ``async def``: a task cancelled before its first step still starts (and
+    ends) the coroutine itself, so no "coroutine was never awaited"."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+        self.__qualname__ = getattr(coro, "__qualname__", type(coro).__qualname__)
+
+    def send(self, value: Any) -> Any:
+        try:
+            return self.coro.send(value)
+        except SystemExit as e:
+            raise RuntimeError(f"SystemExit({e.code}) in a task") from e
+
+    def throw(self, *exc: Any) -> Any:
+        try:
+            return self.coro.throw(*exc)
+        except SystemExit as e:
+            raise RuntimeError(f"SystemExit({e.code}) in a task") from e
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.coro.__await__()
+
+    def __getattr__(self, name: str) -> Any:  # cr_frame, cr_code, ... for task reprs
+        return getattr(self.coro, name)
 
 
 def _contained_task(
@@ -55,7 +79,7 @@ def _contained_task(
     coro: Coroutine[Any, Any, Any],
     context: Context | None = None,
 ) -> asyncio.Task[Any]:
-    return asyncio.Task(_contained(coro), loop=loop, context=context)
+    return asyncio.Task(_Contained(coro), loop=loop, context=context)
 
 
 class _ContainedPolicy(asyncio.DefaultEventLoopPolicy):
