@@ -17,7 +17,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 from uvicorn.protocols.utils import ClientDisconnected
@@ -192,6 +192,37 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         self.transport.abort()
 
 
+class Flushable(Protocol):
+    def flush_now(self) -> None: ...
+
+
+class Flusher:
+    """One socket write per connection per turn of the event loop, without a task
+    switch: a connection with frames to write is marked (:meth:`mark`), and once the
+    callbacks of this turn have run, every marked connection writes its whole outbox
+    in one ``transport.write`` (:meth:`Connection.flush_now`). Its writer task wakes
+    only for what this cannot do: a socket whose buffer is full, an outbox larger than
+    a chunk, frames the writer is still writing, the close."""
+
+    __slots__ = ("marked", "scheduled")
+
+    def __init__(self) -> None:
+        self.marked: dict[Flushable, None] = {}  # insertion-ordered, each once
+        self.scheduled = False
+
+    def mark(self, conn: Flushable) -> None:
+        self.marked[conn] = None
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        marked, self.marked = self.marked, {}
+        for conn in marked:
+            conn.flush_now()
+
+
 class Wire:
     """Writes through plain ASGI messages (one ``send`` per frame)."""
 
@@ -217,6 +248,12 @@ class Wire:
         for text in frames:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await self.ws.send_text(text)
+
+    def write_now(self, frames: Sequence[str], chars: int) -> bool:
+        """Write the frames (``chars`` characters) at once, without waiting; False
+        when that is not possible here and :meth:`send` must do it (always, on plain
+        ASGI). Raises ClientDisconnected when the connection is gone."""
+        return False
 
     async def close(self, code: int, reason: str) -> None:
         async with asyncio.timeout(SEND_TIMEOUT):
@@ -254,6 +291,14 @@ class FastWire(Wire):
                 end += 1
             proto.write_texts(frames if start == 0 and end == n else frames[start:end])
             start = end
+
+    def write_now(self, frames: Sequence[str], chars: int) -> bool:
+        """One socket write, when the transport is below its high-water mark and the
+        frames fit in one chunk."""
+        if chars > CHUNK_CHARS or not self.proto.writable.is_set():
+            return False
+        self.proto.write_texts(frames)
+        return True
 
     async def receive_many(self) -> list[Any]:
         return await self.proto.receive_many()

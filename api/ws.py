@@ -37,7 +37,7 @@ from .frames import FrameError, ack, dispatch
 from .inbound import Ack, Action, Close, Closed, Refuse, Serve, plan
 from .node import Node
 from .protocol import CloseCode, ErrorCode, close_label
-from .wire import Wire
+from .wire import FastWire, Wire
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -186,6 +186,8 @@ async def _serve(node: Node, conn: Connection) -> None:
     if tasks:
         conn.offer(protocol.tasks(tasks))
     writer = asyncio.create_task(_writer(conn))
+    if isinstance(conn.wire, FastWire):  # from now on (after the greeting), see Flusher
+        conn.flusher = node.flusher
     drainer = asyncio.create_task(drain(rt, conn))
     try:
         try:

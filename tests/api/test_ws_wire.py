@@ -19,6 +19,7 @@ from api.wire import EdgeProtocol, FastWire, Inbox, Wire, _header
 from delivery.keys import Keyspace
 from tests.api.conftest import EdgeFactory, Node
 from tests.api.test_ws_shutdown import raw_slow_client
+from tests.support import wait_until
 
 PLAIN = {"ws": "websockets-sansio"}  # uvicorn's own protocol: no courier.wire
 
@@ -74,6 +75,57 @@ async def test_frames_queued_together_go_out_in_one_write(
     got = [(await c.recv_type("topic"))["data"] for _ in range(5)]
     assert [g[0] for g in got] == [0, 1, 2, 3, 4] and all(g[1] == big for g in got)
     assert writes == [5]
+
+
+async def test_one_loop_turn_writes_each_connection_once_without_waking_its_writer(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await edge()
+    clients = [(await node.online(u))[0] for u in ("ada", "bo")]
+    conns = [next(iter(node.hub.by_user[u])) for u in ("ada", "bo")]
+    for conn in conns:
+
+        async def writer_waits(conn: Connection = conn) -> bool:
+            return conn._ready is not None
+
+        await wait_until(writer_waits, within=5, every=0.01)
+    writes: list[int] = []
+    original = EdgeProtocol.write_texts
+
+    def counting(self: EdgeProtocol, frames: Any) -> None:
+        writes.append(len(frames))
+        original(self, frames)
+
+    monkeypatch.setattr(EdgeProtocol, "write_texts", counting)
+    waiting = [conn._ready for conn in conns]
+    for n in range(3):
+        for conn in conns:
+            assert conn.offer(orjson.dumps({"type": "topic", "topic": "t", "data": n}).decode())
+    for c in clients:
+        assert [(await c.recv_type("topic"))["data"] for _ in range(3)] == [0, 1, 2]
+    assert writes == [3, 3]
+    assert all(w is not None and not w.done() for w in waiting)  # no writer woke up
+
+
+async def test_a_full_socket_leaves_the_frames_to_the_writer_in_their_order(
+    edge: EdgeFactory,
+) -> None:
+    node = await edge()
+    c, _ = await node.online("cy")
+    conn = next(iter(node.hub.by_user["cy"]))
+    assert isinstance(conn.wire, FastWire)
+    writable = conn.wire.proto.writable
+    writable.clear()  # as uvicorn does when the transport is over its high-water mark
+    frame = '{{"type": "topic", "topic": "t", "data": {}}}'.format
+    for n in range(3):
+        conn.offer(frame(n))
+    await asyncio.sleep(0.05)
+    assert conn.queued_chars and not conn.outbox  # the writer took them and waits
+    for n in range(3, 6):  # the flusher must not write these before the writer's
+        conn.offer(frame(n))
+    await asyncio.sleep(0.05)
+    writable.set()
+    assert [(await c.recv_type("topic"))["data"] for _ in range(6)] == list(range(6))
 
 
 async def test_other_websocket_implementations_get_the_same_protocol(
