@@ -87,6 +87,14 @@ class Inbox:
         return not self.items
 
 
+class FrameTaker(Protocol):
+    """What takes frames in the protocol itself (:class:`api.reader.AckReader`)."""
+
+    def take(self, data: bytes) -> bool: ...
+
+    def flush(self) -> None: ...
+
+
 class EdgeProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol offering itself as ``courier.wire``,
     and lighter per connection: see :class:`Inbox`; the handshake's request and
@@ -105,12 +113,32 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         self.queue = Inbox()  # type: ignore[assignment]  # uvicorn declares an asyncio.Queue
         self.control: Callable[[], bool] | None = None  # the rate limit of control frames
         self.max_buffered = 4 * 1024 * 1024
+        self.taker: FrameTaker | None = None  # ack frames without an ASGI event
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.taker is not None:
+            self.taker.flush()  # the acks of this read, together
         exc = self.conn.handshake_exc
         if exc is not None and not self.handshake_initiated and not self.transport.is_closing():
             self._refuse_handshake(exc)
+
+    def send_receive_event_to_app(self) -> None:
+        """A whole text frame goes to :attr:`taker` first while the app's reader waits
+        with nothing queued (every frame before it is served: answers keep their order);
+        whatever it does not take becomes a receive event, as in uvicorn."""
+        taker = self.taker
+        if (
+            taker is not None
+            and self.curr_msg_data_type == "text"
+            and len(self.frames) == 1
+            and not self.close_sent
+        ):
+            inbox: Inbox = self.queue  # type: ignore[assignment]  # set in __init__
+            if not inbox.items and inbox.waiter is not None and taker.take(self.frames[0]):
+                self.frames = []
+                return
+        super().send_receive_event_to_app()
 
     def _refuse_handshake(self, exc: Exception) -> None:
         name = type(exc).__name__
@@ -306,6 +334,10 @@ class FastWire(Wire):
     def bind(self, control: Callable[[], bool], *, max_buffered: int) -> None:
         self.proto.control = control
         self.proto.max_buffered = max_buffered
+
+    def take_frames(self, taker: FrameTaker) -> None:
+        """Let ``taker`` take text frames in the protocol (see :class:`EdgeProtocol`)."""
+        self.proto.taker = taker
 
     def abort(self) -> None:
         self.proto.abort()

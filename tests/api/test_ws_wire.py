@@ -17,6 +17,7 @@ from api import wire as wire_module
 from api.connection import CLOSE_GRACE, Connection, TokenBucket
 from api.wire import EdgeProtocol, FastWire, Inbox, Wire, _header
 from delivery.keys import Keyspace
+from delivery.store import AckRequest
 from tests.api.conftest import EdgeFactory, Node
 from tests.api.test_ws_shutdown import raw_slow_client
 from tests.support import wait_until
@@ -254,13 +255,13 @@ async def test_ack_frames_read_together_are_one_ack_and_answers_keep_their_order
     mids = [await node.send("xena", {"n": n}) for n in range(4)]
     assert [m["id"] for m in await c.messages(4)] == mids
     asked: list[list[str]] = []
-    original = node.node.acks.ack
+    original = node.node.acks.submit
 
-    async def recording(**kw: Any) -> dict[str, str]:
-        asked.append(list(kw["message_ids"]))
-        return await original(**kw)
+    def recording(request: AckRequest, answer: Any) -> None:
+        asked.append(list(request.message_ids))
+        original(request, answer)
 
-    monkeypatch.setattr(node.node.acks, "ack", recording)
+    monkeypatch.setattr(node.node.acks, "submit", recording)
     frames = [
         {"type": "ack", "id": mids[0]},
         {"type": "ack", "ids": [mids[1], "garbage"]},
@@ -283,3 +284,35 @@ async def test_ack_frames_read_together_are_one_ack_and_answers_keep_their_order
     for mid in mids:
         await node.wait_status(mid, "delivered")
     assert not next(iter(node.hub.by_user["xena"])).unacked
+
+
+async def test_an_ack_frame_is_taken_by_the_protocol_without_a_receive_event(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await edge()
+    c, _ = await node.online("yuri")
+    conn = next(iter(node.hub.by_user["yuri"]))
+    assert isinstance(conn.wire, FastWire)
+    inbox: Inbox = conn.wire.proto.queue  # type: ignore[assignment]
+    events: list[Any] = []
+    original = Inbox.put_nowait
+
+    def recording(self: Inbox, item: Any) -> None:
+        if self is inbox:
+            events.append(item)
+        original(self, item)
+
+    monkeypatch.setattr(Inbox, "put_nowait", recording)
+    mids = [await node.send("yuri", {"n": n}) for n in range(3)]
+    assert [m["id"] for m in await c.messages(3)] == mids
+    await c.send({"type": "ack", "id": mids[0]})
+    await c.send({"type": "ack", "ids": mids[1:]})
+    for mid in mids:
+        await node.wait_status(mid, "delivered")
+    assert events == []  # no ASGI event, no wake-up of the endpoint's reader
+    assert not conn.unacked
+    await c.send({"type": "ack", "id": "nothing-here"})  # answered from the protocol's path
+    assert (await c.recv_type("error"))["id"] == "nothing-here"
+    await c.send({"type": "ping", "ts": 7})  # any other frame: the usual way
+    assert (await c.recv_type("pong"))["ts"] == 7
+    assert [e["type"] for e in events] == ["websocket.receive"]
