@@ -221,7 +221,9 @@ class WebhookDispatcher:
         for e in events:
             wants = [s.ep.id for s in self.senders.values() if s.ep.wants(e.type)]
             woken.update(wants)
-            by_part.setdefault(e.partition, []).append((e.entry_id, e.id, e.body(), wants))
+            # no endpoint wants it: only its ack, no JSON body (wh_fanout.lua reads none)
+            body = e.body() if wants else b""
+            by_part.setdefault(e.partition, []).append((e.entry_id, e.id, body, wants))
         made = 0
         for p, items in by_part.items():
             made += await self.store.fan_out(p, GROUP, items)
