@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 
 from delivery import clock
 from delivery.backoff import backoff_seconds
-from delivery.events import EventGroup, LifecycleEvent
+from delivery.events import EventGroup, LifecycleEvent, event_id
 from delivery.keys import Keyspace
 from delivery.metrics import (
     EVENTS_FANNED_OUT,
@@ -208,12 +208,28 @@ class WebhookDispatcher:
         if clock.monotonic() >= self._next_claim:
             events = await self.group.reclaim(count=self.config.read_count)
             self._next_claim = clock.monotonic() + self.config.claim_idle_ms / 2000
+        if not events and not self.senders:  # no endpoint: the new events are only acked
+            await self.ack_only(
+                await self.group.read_ids(
+                    count=self.config.read_count, block_ms=self.config.block_ms
+                )
+            )
+            return None
         if not events:
             events = await self.group.read(
                 count=self.config.read_count, block_ms=self.config.block_ms
             )
         await self.fan_out(events)
         return None
+
+    async def ack_only(self, ids: Sequence[tuple[int, str]]) -> None:
+        """Ack events no endpoint wants, read without parsing them (partition, entry
+        id): the same script as :meth:`fan_out`, making no job."""
+        by_part: dict[int, list[tuple[str, str, bytes, list[str]]]] = {}
+        for p, entry_id in ids:
+            by_part.setdefault(p, []).append((entry_id, event_id(p, entry_id), b"", []))
+        for p, items in by_part.items():
+            await self.store.fan_out(p, GROUP, items)
 
     async def fan_out(self, events: Sequence[LifecycleEvent]) -> int:
         by_part: dict[int, list[tuple[str, str, bytes, list[str]]]] = {}

@@ -166,6 +166,38 @@ async def test_event_types_filter_and_two_dispatchers_share_the_work(
     assert len([r for r in receiver.requests if r.path == "all"]) == 40  # no duplicates
 
 
+async def events_acked(h: Harness) -> bool:
+    """Every event was read by the webhook group and acked."""
+    for p in range(h.keyspace.partitions):
+        if await h.r.xlen(h.keyspace.events(p)):
+            info = await h.r.xinfo_groups(h.keyspace.events(p))
+            mine = [g for g in info if g["name"] == WEBHOOK_GROUP.encode()]
+            if not mine or mine[0]["pending"] or mine[0]["lag"]:
+                return False
+    return True
+
+
+async def test_with_no_endpoint_the_events_are_acked_unparsed(
+    h: Harness, dispatcher: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[object] = []
+    original = LifecycleEvent.from_entry.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[LifecycleEvent], *args: Any) -> LifecycleEvent:
+        parsed.append(args[1])
+        return original(cls, *args)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(LifecycleEvent, "from_entry", classmethod(counting))
+    d = await dispatcher([])
+    await h.connect("alice")
+    ms = [await h.producer.send("alice", {"i": i}) for i in range(5)]
+    await h.pump()
+    await h.ack("alice", [m.id for m in ms])
+    await wait_until(lambda: events_acked(h), within=15)
+    assert parsed == []  # read and acked, never parsed
+    assert d.senders == {} and len(await stream_events(h.r, h.keyspace)) >= 5
+
+
 async def test_events_no_endpoint_wants_are_acked_without_a_job(
     h: Harness, receiver: Receiver, dispatcher: Start
 ) -> None:
@@ -179,13 +211,7 @@ async def test_events_no_endpoint_wants_are_acked_without_a_job(
     assert len(parked) == 3 and len(expected) > 3
 
     async def acked() -> bool:
-        for p in range(h.keyspace.partitions):
-            if await h.r.xlen(h.keyspace.events(p)):
-                info = await h.r.xinfo_groups(h.keyspace.events(p))
-                mine = [g for g in info if g["name"] == WEBHOOK_GROUP.encode()]
-                if not mine or mine[0]["pending"] or mine[0]["lag"]:
-                    return False
-        return len(receiver.ids("parks")) == 3
+        return await events_acked(h) and len(receiver.ids("parks")) == 3
 
     await wait_until(acked, within=15)
     assert receiver.ids("parks") == parked
