@@ -269,16 +269,16 @@ class EventGroup:
             out += parse_read(self.keyspace, reply, self._streams)
         return out
 
-    async def read_ids(
+    async def read_raw(
         self, *, count: int = 100, block_ms: int | None = 1000
-    ) -> list[tuple[int, str]]:
-        """:meth:`read` for a consumer that only acks: (partition, entry id) of each new
-        event, none parsed."""
-        out: list[tuple[int, str]] = []
+    ) -> list[tuple[int, str, dict[Any, Any]]]:
+        """:meth:`read`, unparsed: (partition, entry id, fields) of each new event, for
+        a consumer that parses only what it needs (:meth:`LifecycleEvent.from_entry`)."""
+        out: list[tuple[int, str, dict[Any, Any]]] = []
         for reply in await self._read_new(count, block_ms):
             for stream, entries in _rows(reply):
                 p = self._streams[text(stream)]
-                out += [(p, text(entry_id)) for entry_id, fields in entries if fields]
+                out += [(p, text(entry_id), fields) for entry_id, fields in entries if fields]
         return out
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[Any]:
