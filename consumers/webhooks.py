@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "webhooks"
 FAN_OUT_REST = 0.02  # seconds between reads of the events that were not full
+NO_ENDPOINT_REST = 0.1  # seconds between moves of the group past the events, no endpoint
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,10 @@ class WebhookDispatcher:
     # -- fan-out --------------------------------------------------------------------------
     async def fan_out_step(self) -> float | None:
         """Read events (reclaiming a dead consumer's now and then) and make their jobs.
-        With no endpoint the events are read and acked all the same: an endpoint added
-        later gets the events from then on, not a backlog (COURIER_WEBHOOK_DELIVERY=false
-        saves the reading where no webhooks are used)."""
+        With no endpoint the group is moved past the events every NO_ENDPOINT_REST
+        seconds without reading them: an endpoint added later gets the events from then
+        on, not a backlog (COURIER_WEBHOOK_DELIVERY=false saves even that where no
+        webhooks are used)."""
         if not self._grouped:
             await self.group.ensure()
             self._grouped = True
@@ -212,6 +214,9 @@ class WebhookDispatcher:
         if events:
             await self.fan_out(events)
             return None
+        if not self.senders:  # nothing would make a job: skip the events unread
+            await self.group.skip_to_end()
+            return NO_ENDPOINT_REST
         raw = await self.group.read_raw(count=self.config.read_count, block_ms=self.config.block_ms)
         if self.senders:  # as they are now, after the read (an endpoint added meanwhile)
             await self.fan_out([LifecycleEvent.from_entry(p, e, f) for p, e, f in raw])

@@ -281,6 +281,19 @@ class EventGroup:
                 out += [(p, text(entry_id), fields) for entry_id, fields in entries if fields]
         return out
 
+    async def skip_to_end(self) -> None:
+        """Move the group past every event there is now, reading none (``XGROUP
+        SETID ... $``): for a consumer that would only ack them. What its consumers
+        read before stays pending; the lag shows as unknown until the next read."""
+        if is_cluster(self.redis):  # one stream per slot: one command each
+            for stream in self._streams:
+                await self.redis.xgroup_setid(stream, self.group, "$")
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xgroup_setid(stream, self.group, "$")
+        await pipe.execute()
+
     async def _read_new(self, count: int, block_ms: int | None) -> list[Any]:
         """The replies of one read per slot group; once one brought events, the others
         only for what they have now (no blocking)."""
