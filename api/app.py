@@ -32,6 +32,7 @@ from . import (
 from .auth import Verifier
 from .body_limit import BodyLimit
 from .hub import Hub
+from .json_bodies import JsonBodies
 from .node import Node
 from .responses import OrjsonResponse
 from .runtime import Runtime
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, consumers: bool = True) -> F
     app.state.settings = settings
     app.state.verifier = verifier
     errors.install(app)
+    app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, max_bytes=body_limit(settings))
     app.include_router(routes_messages.router)
     app.include_router(routes_admin.router)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
+import typer.core
 
 if TYPE_CHECKING:
     from delivery.settings import Settings
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 T = TypeVar("T")
+
+
+def _flags_take_no_value() -> None:
+    """Help without a type after a flag: this typer prints ``--json <bool>``, which
+    reads as if the flag took a value (``--version <bool>``). A flag shows none."""
+    shown = typer.core.TyperOption.display_type_rich
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_value()
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 YES_OPT = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
@@ -46,7 +61,7 @@ def settings(*, redis: bool = True, make_secret: bool = False, **overrides: Any)
     command with one line too (exit 2)."""
     from delivery.exceptions import SettingsError
 
-    from .instance import InstanceError, resolve_redis
+    from .instance import InstanceError, resolve_redis, shown_url
     from .preflight import check_redis
     from .runtime import load_settings
 
@@ -60,7 +75,7 @@ def settings(*, redis: bool = True, make_secret: bool = False, **overrides: Any)
         fail(e.detail, 2)
     except InstanceError as e:
         fail(str(e))
-    typer.echo(f"courier: Redis {version} at {url} ({source})", err=True)
+    typer.echo(f"courier: using Redis {version} at {shown_url(url)} ({source})", err=True)
     return s.model_copy(update={"redis_url": url})
 
 

@@ -6,11 +6,14 @@ off.
 The Swagger UI and ReDoc bundles come from the ``fastapi-offline`` package (kept up to
 date with both projects); its ``FastAPIOffline`` factory returns a plain FastAPI, while
 Courier's app is a subclass of its own (``api/app.py``), so the pages are built here
-with FastAPI's own page builders pointing at that package's files.
+with FastAPI's own page builders pointing at that package's files. ReDoc's bundle
+draws its footer logo from ``cdn.redoc.ly``: it is served here with that address
+emptied (the image is then left out; nothing is fetched).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,12 @@ from fastapi.openapi.docs import (
 from fastapi.openapi.models import Example
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
+REDOC_OFFLINE_JS = f"{ASSETS_URL}/offline/redoc.standalone.js"  # a route before the mount
+REDOC_CDN = b'"https://cdn.redoc.ly/redoc/logo-mini.svg"'
 SWAGGER_PARAMETERS = {
     "persistAuthorization": True,  # the token survives a reload of the page
     "validatorUrl": None,  # no badge fetched from an online validator
@@ -116,6 +121,15 @@ def install(app: FastAPI) -> None:
     openapi_url = app.openapi_url
     if openapi_url is None:  # COURIER_API_DOCS=false
         return
+
+    @app.get(REDOC_OFFLINE_JS, include_in_schema=False)
+    async def redoc_js() -> Response:
+        return Response(
+            redoc_bundle(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
     redirect = "/docs/oauth2-redirect"
 
@@ -142,10 +156,16 @@ def install(app: FastAPI) -> None:
         return get_redoc_html(
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - API",
-            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+            redoc_js_url=f"{root}{REDOC_OFFLINE_JS}",
             redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+
+
+@cache
+def redoc_bundle() -> bytes:
+    """ReDoc's bundle with no address outside this edge (read once)."""
+    return (ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_CDN, b'""')
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:

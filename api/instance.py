@@ -182,6 +182,18 @@ class FolderLock:
         self.release()
 
 
+def shown_url(url: str) -> str:
+    """A Redis URL as it may be printed or logged: its password as ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def resolve_redis(redis_url: str | None, data_dir: str) -> tuple[str, str]:
     """The Redis URL a command uses and where it came from, for the user to see."""
     if redis_url:

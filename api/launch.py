@@ -13,17 +13,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from delivery.settings import Settings
 
 from . import embedded, logs
-from .instance import DataFolder, FolderLock, Instance, InstanceError
+from .instance import DataFolder, FolderLock, Instance, InstanceError, shown_url
 from .preflight import check_redis
 from .redis_server import RedisServer
 
@@ -53,13 +55,26 @@ def _exit_cleanly(signum: int, _frame: Any) -> None:
     sys.exit(0)
 
 
-def banner(settings: Settings) -> str:
+def command_name(argv0: str | None = None, cwd: str | None = None) -> str:
+    """How a reader of this terminal runs the ``courier`` that is running: ``courier``
+    when that is the one on PATH, else its path (relative when under the working
+    directory: ``.venv/bin/courier`` after ``./scripts/serve``)."""
+    exe = Path(argv0 if argv0 is not None else sys.argv[0]).absolute()
+    on_path = shutil.which("courier")
+    if exe.name != "courier" or (on_path and Path(on_path).absolute() == exe):
+        return "courier"
+    here = Path(cwd if cwd is not None else os.getcwd()).absolute()
+    return str(exe.relative_to(here)) if exe.is_relative_to(here) else str(exe)
+
+
+def banner(settings: Settings, command: str = "courier") -> str:
     base = f"http://{settings.host}:{settings.port}"
     docs = f"API docs {base}/docs, " if settings.api_docs else ""
+    token = f"{command} token"
     return (
         f"Courier on {base}  ({docs}WebSocket ws://{settings.host}:{settings.port}/v1/ws)\n"
-        f"Try:  courier token alice            # a user token for the WebSocket\n"
-        f"      courier token backend --role service   # may POST {base}/v1/messages"
+        f"Try:  {token} alice            # a user token for the WebSocket\n"
+        f"      {token} backend --role service   # may POST {base}/v1/messages"
     )
 
 
@@ -115,12 +130,12 @@ def serve(
             source = "COURIER_REDIS_URL" if lock is None else "the embedded Redis"
             version = check_redis(url, source=source, cluster=settings.redis_cluster)
             if lock is None:
-                echo(f"Redis {version} at {url} (COURIER_REDIS_URL).")
+                echo(f"Redis {version} at {shown_url(url)} (COURIER_REDIS_URL).")
             server = Server(config(create_app(settings, consumers=consumers), settings), settings)
             running = settings
 
             def started() -> None:
-                echo(banner(running))
+                echo(banner(running, command_name()))
                 if after_banner is not None:
                     after_banner(running)
 

@@ -10,7 +10,7 @@ from redis.retry import Retry
 
 from delivery.redis_clients import cluster_seed
 
-from .instance import InstanceError
+from .instance import InstanceError, shown_url
 
 CONNECT_TIMEOUT = 2.0
 ANSWER_TIMEOUT = 2.0
@@ -29,21 +29,27 @@ def check_redis(url: str, *, source: str, cluster: bool = False) -> str:
             retry=Retry(NoBackoff(), 0),  # one try: the answer is for a person waiting
         )
     except ValueError as e:
-        raise InstanceError(f"{url!r} is not a Redis URL ({e}): {fix}") from None
+        raise InstanceError(f"{shown_url(url)!r} is not a Redis URL ({e}): {fix}") from None
     try:
         client.ping()
         version = str(client.info("server").get("redis_version", "?"))
     except redis.TimeoutError:
         raise InstanceError(
-            f"Redis at {url} ({source}) accepted the connection but did not answer PING "
+            f"Redis at {shown_url(url)} ({source}) accepted the connection but did not answer PING "
             f"within {ANSWER_TIMEOUT:.0f} s: is it a Redis? {fix}"
         ) from None
     except redis.AuthenticationError as e:
-        raise InstanceError(f"Redis at {url} ({source}) refused the login ({e}): {fix}") from None
+        raise InstanceError(
+            f"Redis at {shown_url(url)} ({source}) refused the login ({e}): {fix}"
+        ) from None
     except redis.ConnectionError as e:
-        raise InstanceError(f"cannot connect to Redis at {url} ({source}): {e}; {fix}") from None
+        raise InstanceError(
+            f"cannot connect to Redis at {shown_url(url)} ({source}): {e}; {fix}"
+        ) from None
     except redis.RedisError as e:
-        raise InstanceError(f"Redis at {url} ({source}) answered an error ({e}): {fix}") from None
+        raise InstanceError(
+            f"Redis at {shown_url(url)} ({source}) answered an error ({e}): {fix}"
+        ) from None
     finally:
         client.close()
     return version

@@ -95,7 +95,8 @@ async def user_messages(
 async def user_stats(
     user_id: str, _: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Any:
-    """Counts by status, delivery rate, mean and p95 enqueue-to-ack, devices online."""
+    """Counts by status, delivery rate, mean and p95 time to ack (from when each
+    message was due), devices online."""
     return OrjsonResponse(await queries(rt).user_stats(user_id))
 
 

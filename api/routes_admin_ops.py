@@ -164,7 +164,8 @@ async def replay_all_dead_letters(
 async def totals(_: Principal = Depends(admin), rt: Runtime = Depends(runtime)) -> Any:
     """What every live Courier process counted since it started (enqueued, delivered,
     retried, parked, expired, dead), each stamped with Redis time: two readings make
-    rates (diff each process's own numbers)."""
+    rates (diff each process's own numbers). `enqueued` beside them counts every message
+    the deployment accepted, from any producer (Redis's own count)."""
     reader = Totals(rt.redis, keyspace=rt.keyspace, process=rt.node_id)
     return OrjsonResponse(await reader.read())
 

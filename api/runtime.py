@@ -184,7 +184,7 @@ def load_settings(
     no instance runs there and no URL is set; never falls back to another Redis."""
     import secrets as _secrets
 
-    from .instance import DataFolder, resolve_redis
+    from .instance import DataFolder, resolve_redis, shown_url
 
     s = Settings()
     folder = DataFolder(s.data_dir)
@@ -192,7 +192,7 @@ def load_settings(
         given = overrides.get("redis_url") or s.redis_url
         url, source = resolve_redis(given if isinstance(given, str) else None, s.data_dir)
         overrides["redis_url"] = url
-        log.info("Redis %s (%s)", url, source)
+        log.info("using Redis at %s (%s)", shown_url(url), source)
     if not s.jwt_secret:
         secret_file = folder.secret_file
         if not secret_file.exists() and make_secret:

@@ -1,4 +1,10 @@
-"""Readable tables for the CLI (rich)."""
+"""Readable tables for the CLI (rich).
+
+Nothing is ever cut off: a value a person copies (an id, a URL, a node or consumer
+name) stays whole on one line, as wide as its longest value, and the other columns
+fold onto more lines when the terminal is narrow (80 columns, or no terminal at all);
+a table that cannot fit even so is printed as one block of name/value lines per row.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ from rich.table import Table
 console = Console()
 
 EMPTY = "-"
+WHOLE = frozenset({"id", "url", "node", "consumer", "event", "user"})
+"""Columns whose values are copied, not read: never folded nor shortened."""
+FOLDED_MIN = 8  # the narrowest a folding column may become and still read well
 
 
 def cell(value: Any) -> str:
@@ -29,6 +38,8 @@ def cell(value: Any) -> str:
 
 def print_message(msg: dict[str, Any]) -> None:
     head = Table.grid(padding=(0, 2))
+    head.add_column(no_wrap=True)
+    head.add_column(overflow="fold")
     for key in (
         "id",
         "user_id",
@@ -49,7 +60,7 @@ def print_message(msg: dict[str, Any]) -> None:
     console.print(head)
     t = Table(title="timeline")
     for col in ("at", "event", "attempt", "detail"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for e in msg["timeline"]:
         detail = cell({k: v for k, v in e.items() if k not in ("at", "event", "attempt")})
         t.add_row(
@@ -59,17 +70,43 @@ def print_message(msg: dict[str, Any]) -> None:
 
 
 def print_rows(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A table; one block of name/value lines per row instead when the table cannot
+    fit the terminal with its ids and URLs whole."""
+    cells = [[cell(x) for x in r] for r in rows]
+    widths = [max((len(r[i]) for r in cells), default=0) for i in range(len(columns))]
+    needed = 1 + sum(
+        3 + (max(w, len(c)) if c in WHOLE else min(max(w, len(c)), FOLDED_MIN))
+        for c, w in zip(columns, widths, strict=True)
+    )
+    if needed > console.width and cells:
+        return _print_records(title, columns, cells)
     t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*(escape(cell(x)) for x in r))
+    for c, w in zip(columns, widths, strict=True):
+        if c in WHOLE:
+            t.add_column(c, no_wrap=True, min_width=max(w, len(c)), overflow="fold")
+        else:
+            t.add_column(c, overflow="fold")
+    for r in cells:
+        t.add_row(*(escape(x) for x in r))
     console.print(t)
+
+
+def _print_records(title: str, columns: list[str], cells: list[list[str]]) -> None:
+    """Each value on its line after its name, never wrapped by rich (soft wrap: the
+    terminal shows a long URL on more rows, and it copies whole)."""
+    console.print(f"[bold]{escape(title)}[/]")
+    pad = max(len(c) for c in columns)
+    for r in cells:
+        for c, value in zip(columns, r, strict=True):
+            console.print(f"[bold]{escape(c.ljust(pad))}[/]  {escape(value)}", soft_wrap=True)
+        console.print()
 
 
 def print_pairs(pairs: list[tuple[str, Any]]) -> None:
     """Name/value lines, names in bold."""
     grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
     for name, value in pairs:
         grid.add_row(f"[bold]{name}[/]", escape(cell(value)))
     console.print(grid)

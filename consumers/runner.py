@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from delivery import groups
 from delivery.keys import GROUP, Keyspace
 from delivery.redis_clients import is_cluster
 from delivery.store import Store
@@ -121,11 +122,30 @@ class Consumers:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        await self.worker.close()
+        kept = await self._leave_groups()
         await self.heartbeat.leave()
         await self.totals.leave()
-        await self.worker.close()
         self.started = False
-        log.info("consumers stopped: %s", self.worker.consumer)
+        log.info(
+            "consumers stopped: %s%s",
+            self.worker.consumer,
+            f" (kept by {kept} streams: it holds messages waiting for an ack)" if kept else "",
+        )
+
+    async def _leave_groups(self) -> int:
+        """Leave the group where this consumer holds nothing (delivery/groups.py); the
+        number of streams that keep it. Redis may be gone at shutdown: then its name
+        stays until housekeeping forgets it."""
+        try:
+            return await groups.leave(
+                self.worker.store.scripts, self.keyspace, self.partitions, self.worker.consumer
+            )
+        except Exception:
+            log.warning(
+                "could not leave the consumer group as %s", self.worker.consumer, exc_info=True
+            )
+            return 0
 
     @property
     def alive(self) -> bool:

@@ -73,7 +73,11 @@ PARTITION_LAYOUT: dict[str, Key] = {
     "delayed": Key("delayed", "zset id->due ms", "members removed when promoted"),
     "parkx": Key("parkx", "zset id->park expiry ms", "members removed on unpark/expiry"),
     "dlq": Key("dlq", "stream", f"MAXLEN ~ DLQ_MAX_LEN ({DLQ_MAX_LEN})"),
-    "reached": Key("reached", "hash status->messages that reached it", "one per partition, no TTL"),
+    "reached": Key(
+        "reached",
+        "hash status->messages that reached it, and enqueued->messages enqueued",
+        "one per partition, no TTL",
+    ),
     "msg": Key("m:{id}", "hash", "expires_at + retention; retention after final"),
     "idem": Key("idem:{user*}:{key}", "string -> id", "message ttl + retention"),
     "collapse": Key("ck:{user*}:{key}", "string -> id", "message ttl"),

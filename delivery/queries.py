@@ -165,9 +165,9 @@ class Queries:
         return Page(items, None if last is None else _encode_cursor(*last))
 
     async def user_stats(self, user_id: str) -> dict[str, Any]:
-        """Counts by status, delivery rate, enqueue-to-ack latency (computed from the
-        messages the user's index still names, see :mod:`delivery.user_figures`) and
-        devices online."""
+        """Counts by status, delivery rate, time to ack from when each message was due
+        (computed from the messages the user's index still names, see
+        :mod:`delivery.user_figures`) and devices online."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrangebyscore(self.keyspace.user(user_id, "conns"), "-inf", "+inf", withscores=True)
         pipe.time()
@@ -331,11 +331,13 @@ class Queries:
         for n in nodes:
             users |= n.pop("_users")
         rows = self._consumers(consumers, beats, now)
+        enqueued = reached.pop("enqueued", 0)
         return {
             "time": iso_ms(now),
             "streams": streams,
             **totals,
             "reached": reached,  # messages that reached each status (since the start)
+            "enqueued": enqueued,  # messages enqueued (since the start), by any producer
             "partitions": partitions,
             "nodes": nodes,
             "nodes_alive": sum(1 for n in nodes if n["alive"]),

@@ -56,6 +56,7 @@ NAMES = (
     "wh_fail",
     "wh_replay",
     "wh_drop",
+    "leave",
 )
 
 # Scripts that accept a message as part of their work include the enqueue function.

@@ -9,9 +9,11 @@ process that restarted starts again from zero under a new name, so no sum ever g
 back). This is off the hot path: one ``HSET`` per process every two seconds, and no
 script changes.
 
-What is counted is what Courier's own processes did: a backend that enqueues through
-its own :class:`~delivery.producer.Producer` (no loop of Courier's) adds its messages
-to the depths but not to ``enqueued``.
+What a process counts is what Courier's own loops did: a backend that enqueues through
+its own :class:`~delivery.producer.Producer` (no loop of Courier's) adds nothing to a
+process's ``enqueued``. So the deployment-wide ``enqueued`` a reading also carries comes
+from Redis instead: the enqueue scripts count every message they accept in the
+partition's ``reached`` hash (field ``enqueued``), and a reading sums the partitions.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Totals:
 
     def __init__(self, client: aioredis.Redis, *, keyspace: Keyspace, process: str) -> None:
         self.redis = client
+        self.keyspace = keyspace
         self.key = keyspace.totals
         self.process = process
 
@@ -92,16 +95,30 @@ class Totals:
         raw: dict[Any, Any] = await self.redis.hgetall(self.key)
         return {text(k): orjson.loads(v) for k, v in raw.items()}
 
+    async def enqueued(self) -> int:
+        """Messages enqueued in the whole deployment since its start, by whichever
+        producer: the ``enqueued`` fields of the partitions' ``reached`` hashes."""
+        pipe = self.redis.pipeline(transaction=False)
+        for p in range(self.keyspace.partitions):
+            pipe.hget(self.keyspace.key(p, "reached"), "enqueued")
+        return sum(int(n or 0) for n in await pipe.execute())
+
     async def read(self) -> dict[str, Any]:
-        """Every live process's totals and their sum: ``{"time", "processes": [{"process",
-        "at", <names>}], "sum": {<names>}}`` (times in epoch ms, Redis server time)."""
+        """Every live process's totals and their sum, and the messages enqueued in the
+        whole deployment: ``{"time", "processes": [{"process", "at", <names>}], "sum":
+        {<names>}, "enqueued"}`` (times in epoch ms, Redis server time)."""
         now = await clock.server_ms(self.redis)
         rows = [
             {"process": p, **row}
             for p, row in sorted((await self.read_raw()).items())
             if now - row["at"] <= TOTALS_STALE_MS
         ]
-        return {"time": now, "processes": rows, "sum": _add(rows)}
+        return {
+            "time": now,
+            "processes": rows,
+            "sum": _add(rows),
+            "enqueued": await self.enqueued(),
+        }
 
 
 def _add(rows: Iterable[dict[str, Any]]) -> dict[str, int]:

@@ -35,5 +35,6 @@ async def main() -> None:
 if __name__ == "__main__":
     asyncio.run(main())
     # Broadcast to everyone online (live, best effort) goes through the HTTP API:
-    #   curl -X POST localhost:8000/v1/broadcast -H "Authorization: Bearer $(courier token
-    #   ops --role service)" -d '{"payload": {"text": "maintenance at 22:00"}, "system": true}'
+    #   curl -X POST localhost:8000/v1/broadcast \
+    #     -H "Authorization: Bearer $(courier token ops --role service)" \
+    #     -d '{"payload": {"text": "maintenance at 22:00"}, "system": true}'

@@ -60,6 +60,19 @@ def test_the_readme_has_what_this_test_runs() -> None:
     assert len(blocks("python")) == 1
 
 
+def test_the_command_table_names_every_command() -> None:
+    """Each command `courier --help` lists (the plugged-in ones too) has a row."""
+    import typer.main
+
+    from api.cli import app  # its import adds the plugged-in groups (admin, bench)
+
+    group = typer.main.get_group(app)
+    (table,) = re.findall(r"## Commands\n(.*?)\n## ", README, flags=re.S)
+    rows = set(re.findall(r"`courier (\w[\w-]*)", table))
+    assert set(group.commands) - rows == set(), "commands the README's table leaves out"
+    assert rows - set(group.commands) <= {"COMMAND"}  # `courier COMMAND --help`
+
+
 async def test_the_readme_as_written(tmp_path: Path) -> None:
     port = free_port()
     env = base_env(tmp_path / "data", COURIER_PORT=str(port))
@@ -90,6 +103,14 @@ async def test_the_readme_as_written(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             seen.append(line)
         assert f"Courier on http://127.0.0.1:{port}" in "".join(seen)
+        # the banner's commands run as printed, in this terminal (no venv activated)
+        (hint,) = [x for x in seen if x.startswith("Try:")]
+        shown = hint.removeprefix("Try:").split("#")[0].strip()
+        assert shown == ".venv/bin/courier token alice", hint
+        made = await asyncio.to_thread(
+            subprocess.run, ["bash", "-c", shown], cwd=ROOT, env=env, capture_output=True
+        )
+        assert made.returncode == 0 and made.stdout.count(b".") == 2, made.stderr
         redis_pid = int((tmp_path / "data" / "redis" / "redis.pid").read_text())
 
         client = subprocess.Popen(  # noqa: ASYNC220 - the README's second terminal

@@ -90,6 +90,7 @@ local function enqueue_one(id, user, payload, o)
 
   -- the user's index is written once per user when the script ends
   total(status)
+  total('enqueued')  -- whoever enqueued it: the deployment-wide rate (delivery/totals.py)
   local u = user_acc(user)
   local ids = u.ids
   if not ids then

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from api.protocol import CloseCode
 from delivery.keys import Keyspace
 from delivery.presence import Conn
+from delivery.producer import Producer
 from delivery.totals import NAMES, Totals
 from tests.api.admin_support import QUICK, admin, admin_get, bearer, kill_message, wait_for
 from tests.api.conftest import EdgeFactory
@@ -183,6 +184,24 @@ async def test_totals_count_what_each_process_did(edge: EdgeFactory) -> None:
     assert now["enqueued"] - row["enqueued"] >= 2 and now["delivered"] - row["delivered"] >= 1
     assert now["at"] > row["at"]
     assert set(before["sum"]) == set(NAMES)
+
+
+async def test_enqueued_counts_every_producer_of_the_deployment(edge: EdgeFactory) -> None:
+    """A backend's own Producer runs no Courier loop: its messages count in the
+    reading's deployment-wide `enqueued` (and /v1/stats's), summed over partitions."""
+    node = await edge()
+    before = await admin_get(node, "/v1/stats/totals")
+    keyspace = node.rt.keyspace
+    producer = Producer(node.rt.redis, keyspace=keyspace)
+    users = [f"elsewhere-{i}" for i in range(6)]
+    assert len({keyspace.partition_of(u) for u in users}) > 1, "spread over partitions"
+    for u in users:
+        await producer.send(u, {"from": "a backend"})
+    await node.send("lena", {"from": "the API"})
+    after = await admin_get(node, "/v1/stats/totals")
+    assert after["enqueued"] - before["enqueued"] == 7
+    stats = await admin_get(node, "/v1/stats")
+    assert stats["enqueued"] == after["enqueued"] and "enqueued" not in stats["reached"]
 
 
 async def test_a_stopped_process_leaves_no_totals(

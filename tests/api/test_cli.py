@@ -16,6 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.api.admin_support import QUICK, kill_message
 from tests.api.conftest import SECRET, EdgeFactory, Node
@@ -145,3 +146,52 @@ async def test_tables_read_well(edge: EdgeFactory, tmp_path: Path) -> None:
         proc = await run(*args, env=env, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         no_reprs(proc.stdout)
+
+
+async def test_tables_keep_ids_and_urls_whole_at_80_columns(
+    edge: EdgeFactory, tmp_path: Path
+) -> None:
+    """A terminal of 80 columns (also what rich takes when stdout is no terminal):
+    an id or URL is on one line, whole, to copy; other columns fold instead."""
+    node = await edge()
+    env = {**env_of(node, tmp_path), "COLUMNS": "80"}
+    ids = [await node.send("narrow-hal", {"text": f"n{i}"}) for i in range(2)]
+    for mid in ids:
+        await node.wait_status(mid, "parked")
+    url = "https://hooks.example.com/courier/deliveries/tenant-acme-production?v=2"
+    added = await run("webhooks", "add", "crm-production", url, env=env, cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    for args, whole in ((["user", "narrow-hal"], ids), (["webhooks", "list"], [url])):
+        proc = await run(*args, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        for value in whole:
+            assert any(value in line for line in lines), (value, proc.stdout)
+        assert "…" not in proc.stdout, proc.stdout
+    assert (
+        await run("webhooks", "remove", "crm-production", env=env, cwd=tmp_path)
+    ).returncode == 0
+
+
+def test_help_shows_no_type_after_a_flag(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "data", COLUMNS="100")
+    for args in (["--help"], ["send", "--help"], ["dlq", "purge", "--help"]):
+        out = courier(*args, env=env, cwd=tmp_path).stdout
+        assert "<bool>" not in out, out
+        assert re.search(r"--help +Show this message and exit", out), out
+    assert re.search(
+        r"--priority +<high\|normal\|low>", courier("send", "--help", env=env, cwd=tmp_path).stdout
+    )
+
+
+def test_load_settings_says_which_redis_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from api.runtime import load_settings
+
+    monkeypatch.setenv("COURIER_REDIS_URL", "redis://app:hunter2@127.0.0.1:6390/0")
+    caplog.set_level("INFO", logger="api.runtime")
+    assert load_settings().redis_url == "redis://app:hunter2@127.0.0.1:6390/0"
+    assert caplog.messages == [
+        "using Redis at redis://app:***@127.0.0.1:6390/0 (COURIER_REDIS_URL)"
+    ]

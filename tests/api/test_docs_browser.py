@@ -52,3 +52,29 @@ async def test_swagger_ui_offline_authorize_and_try_it_out(
         finally:
             await browser.close()
     assert requests and all(u.startswith(node.url) for u in requests), requests
+
+
+async def test_redoc_offline(edge: EdgeFactory, tmp_path: Path) -> None:
+    """/redoc renders the API with no request leaving the edge (its bundle's footer
+    logo came from cdn.redoc.ly)."""
+    node = await edge()
+    requests: list[str] = []
+    async with playwright.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("request", lambda req: requests.append(req.url))
+            await page.goto(f"{node.url}/redoc")
+            await page.wait_for_selector(".api-info h1", timeout=30_000)
+            assert "Courier" in await page.inner_text(".api-info h1")
+            assert await page.locator("[data-section-id^='tag/messages']").count() >= 1
+            await page.wait_for_load_state("networkidle")
+            await page.screenshot(path=str(tmp_path / "redoc.png"), full_page=False)
+        finally:
+            await browser.close()
+    local = (node.url, f"blob:{node.url}")  # ReDoc's search worker runs from a blob
+    assert requests and all(u.startswith(local) for u in requests), requests
+    assert (
+        b"cdn.redoc.ly"
+        not in (await node.http.get("/docs-assets/offline/redoc.standalone.js")).content
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -151,3 +152,17 @@ def test_the_banner_names_the_inbox_when_it_is_served(
     assert examples.banner(Settings(), "T") is None
     monkeypatch.setattr(examples, "checkout_root", lambda: None)  # a wheel: no checkout
     assert examples.banner(Settings(), "T") is None
+
+
+async def test_the_pages_docs_clients_md_opens_are_served_by_the_edge(edge: EdgeFactory) -> None:
+    """docs/clients.md opens the example pages from Courier itself (no other server)."""
+    node = await edge()
+    text = (ROOT / "docs" / "clients.md").read_text()
+    assert "http.server" not in text
+    paths = re.findall(r"http://127\.0\.0\.1:8000(/examples/[\w.]+\.html)", text)
+    assert {"/examples/inbox.html", "/examples/task_page.html"} <= set(paths)
+    for path in set(paths):
+        page = await node.http.get(path)
+        assert page.status_code == 200 and "@courier/client" in page.text, path
+        for module in re.findall(r'from "(\./[\w.]+\.js)"', page.text):
+            assert (await node.http.get(f"/examples/{module[2:]}")).status_code == 200, module

@@ -128,6 +128,21 @@ async def test_refused_requests_write_nothing(
         assert await keys(r, keyspace) == before, case
 
 
+@pytest.mark.parametrize(
+    "label",
+    [None, "application/x-www-form-urlencoded", "text/plain", "application/octet-stream"],
+)
+async def test_a_json_body_is_read_whatever_its_content_type(node: Node, label: str | None) -> None:
+    """curl -d labels a body as a form; other clients send none at all."""
+    headers = bearer(node, "service") | ({"content-type": label} if label else {})
+    body = b'{"user_id": "alice", "payload": {"text": "hi"}}'
+    ok = await node.http.post("/v1/messages", headers=headers, content=body)
+    assert ok.status_code == 202, ok.text
+    assert (await node.message(ok.json()["id"]))["payload"] == {"text": "hi"}
+    form = await node.http.post("/v1/messages", headers=headers, content=b"user_id=alice")
+    assert form.status_code == 400 and form.json()["error"]["code"] == "invalid_json"
+
+
 async def test_missing_token_and_wrong_role(
     node: Node, r: aioredis.Redis, keyspace: Keyspace
 ) -> None:

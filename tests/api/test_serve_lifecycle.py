@@ -153,7 +153,7 @@ def test_a_second_instance_is_refused_and_touches_nothing(tmp_path: Path) -> Non
     sent = first.cli("send", "carol", '{"n": 1}', cwd=elsewhere)  # another working dir
     assert sent.returncode == 0, sent.stderr
     assert sent.stderr.strip() == (
-        f"courier: Redis {first.instance()['redis_version']} at "
+        f"courier: using Redis {first.instance()['redis_version']} at "
         f"{first.instance()['redis_url']} (embedded, courier serve pid {first.proc.pid}, "  # type: ignore[union-attr]
         f"data folder {first.data_dir})"
     )

@@ -4,6 +4,7 @@ with no traceback and no banner (issue 11: 6)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from api import launch
 from api.redis_server import free_port
 from delivery.keys import Keyspace
+from delivery.settings import Settings
 from tests.serve_support import Serve, base_env, courier
 
 pytestmark = pytest.mark.slow
@@ -77,3 +80,16 @@ async def test_serve_on_a_configured_redis_says_which(
         assert not (tmp_path / "data" / "redis").exists()  # no embedded Redis
     finally:
         assert await asyncio.to_thread(s.stop) == 0
+
+
+def test_the_banner_names_the_command_as_this_terminal_runs_it(tmp_path: Path) -> None:
+    """After ./scripts/serve no venv is active: the banner's hints say .venv/bin/courier."""
+    exe = tmp_path / ".venv" / "bin" / "courier"
+    assert launch.command_name(str(exe), cwd=str(tmp_path)) == ".venv/bin/courier"
+    assert launch.command_name(str(exe), cwd=str(tmp_path / "elsewhere")) == str(exe)
+    on_path = shutil.which("courier")
+    if on_path:
+        assert launch.command_name(on_path, cwd=str(tmp_path)) == "courier"
+    text = launch.banner(Settings(), ".venv/bin/courier")
+    assert "Try:  .venv/bin/courier token alice " in text
+    assert "      .venv/bin/courier token backend --role service " in text

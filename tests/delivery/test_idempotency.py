@@ -24,7 +24,10 @@ async def test_same_idempotency_key_returns_the_same_id_and_writes_nothing_new(
     msg = await h.store.get(first.id)
     assert msg.payload == {"v": 1} and msg.idempotency_key == "order-42"
     assert len(msg.timeline) == 1
-    assert await h.r.hgetall(h.keyspace.key(part, "reached")) == {b"queued": b"1"}
+    assert await h.r.hgetall(h.keyspace.key(part, "reached")) == {
+        b"queued": b"1",
+        b"enqueued": b"1",
+    }
     assert await h.r.zcard(h.keyspace.user("alice", "user_msgs")) == 1
 
 
@@ -67,5 +70,9 @@ async def test_running_the_same_enqueue_twice_changes_nothing(h: Harness) -> Non
     assert again == [first[0], b"sent", 0]
     part = h.keyspace.partition_of("alice")
     assert await h.r.xlen(h.keyspace.stream(part, "normal")) == 1  # its in-flight record
-    assert await h.r.hgetall(h.keyspace.key(part, "reached")) == {b"queued": b"1", b"sent": b"1"}
+    assert await h.r.hgetall(h.keyspace.key(part, "reached")) == {
+        b"queued": b"1",
+        b"enqueued": b"1",
+        b"sent": b"1",
+    }
     assert [e.event for e in (await h.store.get(mid)).timeline] == ["queued", "sent"]

@@ -63,7 +63,7 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
     assert set(ttls) == streams | presence | {node_set, msg, index, totals}
     assert _about(ttls[msg], MESSAGE_TTL_MS)
     assert _about(ttls[index], USER_KEYS_TTL_MS)
-    assert ttls[totals] == -1 and await h.r.hgetall(totals) == {b"queued": b"1"}
+    assert ttls[totals] == -1 and await h.r.hgetall(totals) == {b"queued": b"1", b"enqueued": b"1"}
     # (no attempts yet; the ttl is expires - created; the first event, queued at
     # created, is implied)
     assert set(await h.r.hkeys(msg)) == {b"u", b"p", b"pl", b"ca", b"ea", b"ma", b"s"}
@@ -111,7 +111,12 @@ async def test_exact_keys_and_ttls_through_a_full_lifecycle(h: Harness) -> None:
         else:
             assert ttl > 0, key  # everything else has a bounded life
     assert (await h.r.xpending(stream, "couriers"))["pending"] == 0
-    assert await h.r.hgetall(totals) == {b"queued": b"1", b"sent": b"1", b"delivered": b"1"}
+    assert await h.r.hgetall(totals) == {
+        b"queued": b"1",
+        b"enqueued": b"1",
+        b"sent": b"1",
+        b"delivered": b"1",
+    }
     assert await h.r.zrange(index, 0, -1) == [sent.id.encode()]
     assert b"da" in await h.r.hkeys(msg)
     assert not any(

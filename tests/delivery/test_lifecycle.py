@@ -57,5 +57,32 @@ async def test_timeline_events_carry_time_attempt_and_connection(h: Harness) -> 
     assert stats["ack_latency_ms"]["mean"] == times[2] - created_ms  # enqueue-to-ack
 
 
+async def test_time_to_ack_counts_from_when_a_message_was_due(h: Harness) -> None:
+    """A delay a producer asked for is no time the user took: a message due in 0.6 s
+    and acked at once after it came counts from its due time, not its creation."""
+    await h.connect("alice")
+    later = await h.producer.send("alice", {"n": 1}, delay_seconds=0.6)
+    now = await h.producer.send("alice", {"n": 2})
+    await h.pump(lambda: _got(h, "alice", now.id))
+    assert await h.ack("alice", [now.id]) == {now.id: "ok"}
+    await h.pump(lambda: _got(h, "alice", later.id))
+    assert await h.ack("alice", [later.id]) == {later.id: "ok"}
+    rows = {}
+    for mid in (now.id, later.id):
+        raw = await raw_timeline(h.r, h.keyspace, mid)
+        created = int(await h.r.hget(h.keyspace.msg(mid), "ca"))
+        due = raw[0].get("due", created)
+        rows[mid] = (due - created, raw[-1]["t"] - due)
+    assert rows[later.id][0] >= 600 and rows[now.id][0] == 0
+    stats = await Queries(h.r, keyspace=h.keyspace).user_stats("alice")
+    assert stats["ack_latency_ms"]["samples"] == 2
+    assert stats["ack_latency_ms"]["mean"] == (rows[now.id][1] + rows[later.id][1]) / 2
+    assert stats["ack_latency_ms"]["mean"] < 600, "the delay is not counted"
+
+
+async def _got(h: Harness, user: str, mid: str) -> bool:
+    return any(f["id"] == mid for f in h.devices.frames[user])
+
+
 async def _has(h: Harness, user: str) -> bool:
     return bool(h.devices.frames[user])

@@ -81,7 +81,13 @@ async def test_unacked_message_is_retried_at_growing_intervals_then_dead(fast: H
     assert await h.r.xlen(stream) == 0  # every entry it had was trimmed
     assert await h.status(sent.id) == "dead" and len(h.devices.frames["alice"]) == 4
     totals = await h.r.hgetall(h.keyspace.key(part, "reached"))
-    assert totals == {b"queued": b"4", b"sent": b"4", b"scheduled": b"3", b"dead": b"1"}
+    assert totals == {
+        b"enqueued": b"1",
+        b"queued": b"4",
+        b"sent": b"4",
+        b"scheduled": b"3",
+        b"dead": b"1",
+    }
 
 
 async def test_ack_after_a_retry_delivers_and_stops_retries(fast: Harness) -> None:

@@ -104,7 +104,7 @@ async def test_enqueue(h: Harness) -> None:
     assert await h.r.get(ks.user("alice", "idem", key="i1")) == mid.encode()
     assert await h.r.get(ks.user("alice", "collapse", key="c1")) == mid.encode()
     assert await h.r.zscore(ks.user("alice", "user_msgs"), mid) == created
-    assert await h.r.hgetall(ks.key(p, "reached")) == {b"queued": b"1"}
+    assert await h.r.hgetall(ks.key(p, "reached")) == {b"queued": b"1", b"enqueued": b"1"}
 
     # A delay: the delayed zset instead of a stream; a repeat of the key: no write.
     (later,) = build(
@@ -121,7 +121,11 @@ async def test_enqueue(h: Harness) -> None:
     assert res == [mid.encode(), b"queued", 0]
     assert await h.r.exists(ks.msg(repeat.args()[0])) == 0
     assert await h.r.xlen(ks.stream(p, "normal")) == 0
-    assert await h.r.hgetall(ks.key(p, "reached")) == {b"queued": b"1", b"scheduled": b"1"}
+    assert await h.r.hgetall(ks.key(p, "reached")) == {
+        b"queued": b"1",
+        b"scheduled": b"1",
+        b"enqueued": b"2",
+    }
 
 
 async def test_enqueue_many(h: Harness) -> None:
@@ -156,7 +160,11 @@ async def test_enqueue_many(h: Harness) -> None:
     for field in (b"u", b"p", b"pl", b"ma", b"s"):
         assert one[field] == many[field], field
     assert (await h.store.get(ids[1])).timeline[0].event == "queued"
-    assert await h.r.hgetall(ks.key(p, "reached")) == {b"queued": b"3", b"scheduled": b"1"}
+    assert await h.r.hgetall(ks.key(p, "reached")) == {
+        b"queued": b"3",
+        b"scheduled": b"1",
+        b"enqueued": b"4",
+    }
 
 
 async def test_dispatch(h: Harness) -> None:
@@ -267,17 +275,22 @@ async def test_batches_add_up_like_one_call_per_message(h: Harness) -> None:
     accepted = await h.producer.submit_many([{"user_id": "alice", "payload": i} for i in range(5)])
     ids = [a.id for (a,) in accepted]
     totals, stream = ks.key(p, "reached"), ks.stream(p, "normal")
-    assert await h.r.hgetall(totals) == {b"queued": b"5"}
+    assert await h.r.hgetall(totals) == {b"queued": b"5", b"enqueued": b"5"}
     assert set(await h.r.zrange(ks.user("alice", "user_msgs"), 0, -1)) == {i.encode() for i in ids}
 
     assert [o for _, o, _ in await h.store.dispatch(await _read(h, "alice"))] == ["sent"] * 5
-    assert await h.r.hgetall(totals) == {b"queued": b"5", b"sent": b"5"}
+    assert await h.r.hgetall(totals) == {b"queued": b"5", b"enqueued": b"5", b"sent": b"5"}
     assert (await h.r.xpending(stream, GROUP))["pending"] == 5
 
     requests = [AckRequest("alice", "c1", NODE, ids[:2]), AckRequest("alice", "c1", NODE, ids[2:])]
     codes = await h.store.ack_many(requests)
     assert [c for r in codes for c in r.values()] == ["ok"] * 5
-    assert await h.r.hgetall(totals) == {b"queued": b"5", b"sent": b"5", b"delivered": b"5"}
+    assert await h.r.hgetall(totals) == {
+        b"queued": b"5",
+        b"enqueued": b"5",
+        b"sent": b"5",
+        b"delivered": b"5",
+    }
     assert (await h.r.xpending(stream, GROUP))["pending"] == 0
     for mid in ids:
         assert _events(await raw_timeline(h.r, ks, mid)) == ["queued", "sent", "acked"]

@@ -8,7 +8,7 @@ import { MessagePage } from "./message.js";
 import { Overview } from "./overview.js";
 import { Tail } from "./tail.js";
 import { Tasks } from "./tasks.js";
-import { Problem, html, render, time, useEffect, useState } from "./ui.js";
+import { Problem, html, render, time, until, useEffect, useState } from "./ui.js";
 import { UserPage } from "./user.js";
 
 const WHO = "courier.console.who";
@@ -121,7 +121,7 @@ function Shell(/** @type {{me: any, onSignOut: () => void}} */ { me, onSignOut }
       ${PAGES.map(([p, name]) => html`<a href=${`#/${p}`} class=${page === p ? "on" : ""} data-page=${p || "overview"}>${name}</a>`)}
       <div class="who" data-testid="who">
         Signed in as <b>${me.user_id}</b>
-        ${me.expires_at && html`<div class="small">until ${time(me.expires_at)}</div>`}
+        ${me.expires_at && html`<div class="small" data-k="until" title=${time(me.expires_at)}>until ${until(me.expires_at)}</div>`}
         <div><button id="sign-out" onClick=${onSignOut}>Sign out</button></div>
       </div>
     </nav>

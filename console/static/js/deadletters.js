@@ -105,6 +105,7 @@ export function DeadLetters() {
     setSelected(next);
   };
   const ids = [...selected];
+  const none = !data || (rows.length === 0 && cursors.length < 2); // nothing to replay or purge
   return html`<div data-testid="dead-letters">
     <h1>Dead letters</h1>
     ${notice && html`<div class="notice ok" data-testid="dlq-result">${notice}</div>`}
@@ -114,8 +115,8 @@ export function DeadLetters() {
         <button id="replay-selected" disabled=${!ids.length} onClick=${async () => (await confirmAction(`Replay ${ids.length} selected message${ids.length === 1 ? "" : "s"}?`, "Replay")) && replay(ids)}>Replay selected (${ids.length})</button>
         <button class="danger" id="purge-selected" disabled=${!ids.length} onClick=${() => purge(ids)}>Purge selected</button>
         <span style=${{ flex: 1 }}></span>
-        <button id="replay-all" onClick=${replayAll}>Replay all</button>
-        <button class="danger" id="purge-all" onClick=${purgeAll}>Purge all</button>
+        <button id="replay-all" disabled=${none} title=${none ? "No dead letters" : ""} onClick=${replayAll}>Replay all</button>
+        <button class="danger" id="purge-all" disabled=${none} title=${none ? "No dead letters" : ""} onClick=${purgeAll}>Purge all</button>
       </div>
       <table>
         <thead><tr><th></th><th>message</th><th>user</th><th>reason</th><th>last error</th><th class="num">attempts</th><th>dead since</th><th>status</th><th></th></tr></thead>

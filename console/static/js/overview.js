@@ -4,7 +4,7 @@
 import uPlot from "../vendor/uPlot.esm.js";
 import { get } from "./api.js";
 import { NAMES, Rates } from "./rates.js";
-import { Badge, Problem, ago, html, num, useEffect, useRef, useState } from "./ui.js";
+import { Badge, Problem, ago, duration, html, num, useEffect, useRef, useState } from "./ui.js";
 
 export const POLL_MS = 2000;
 const COLORS = {
@@ -35,7 +35,18 @@ function Chart({ name, rates, tick }) {
       [[], []],
       /** @type {HTMLDivElement} */ (box.current),
     );
-    return () => plot.current?.destroy();
+    // as wide as its tile: the grid gives each chart a share of the page's width
+    const fit = () => {
+      const w = box.current?.clientWidth;
+      if (w && plot.current && Math.abs(plot.current.width - w) > 1) plot.current.setSize({ width: w, height: 64 });
+    };
+    const watch = new ResizeObserver(fit);
+    if (box.current) watch.observe(box.current);
+    fit();
+    return () => {
+      watch.disconnect();
+      plot.current?.destroy();
+    };
   }, []);
   useEffect(() => {
     plot.current?.setData([rates.x, rates.rate[name]]);
@@ -46,7 +57,7 @@ function Chart({ name, rates, tick }) {
       <span>${name}/s</span>
       <span class="now">${now === null ? "–" : now.toFixed(now < 10 ? 1 : 0)}</span>
     </div>
-    <div ref=${box}></div>
+    <div class="plot" ref=${box}></div>
     <div class="small muted"><span class="window-total">${num(rates.total(name))}</span> in the last ${rates.span()} s</div>
   </div>`;
 }
@@ -88,7 +99,7 @@ function Nodes(/** @type {{stats: any}} */ { stats }) {
       <thead><tr><th>node</th><th></th><th class="num">connections</th><th class="num">users</th><th>last heartbeat</th></tr></thead>
       <tbody>
         ${stats.nodes.map(
-          (/** @type {any} */ n) => html`<tr data-node=${n.node_id}><td class="mono">${n.node_id}</td><td><${Badge} status=${n.alive ? "alive" : "down"} /></td><td class="num" data-k="connections">${num(n.connections)}</td><td class="num">${num(n.users)}</td><td>${ago(n.last_seen)}</td></tr>`,
+          (/** @type {any} */ n) => html`<tr data-node=${n.node_id}><td class="mono name" title=${n.node_id}>${n.node_id}</td><td><${Badge} status=${n.alive ? "alive" : "down"} /></td><td class="num" data-k="connections">${num(n.connections)}</td><td class="num">${num(n.users)}</td><td>${ago(n.last_seen)}</td></tr>`,
         )}
       </tbody>
     </table>
@@ -97,7 +108,7 @@ function Nodes(/** @type {{stats: any}} */ { stats }) {
       <thead><tr><th>consumer</th><th></th><th class="num">pending</th><th class="num">idle</th></tr></thead>
       <tbody>
         ${stats.consumers.map(
-          (/** @type {any} */ c) => html`<tr><td class="mono">${c.name}</td><td><${Badge} status=${c.alive ? "alive" : "down"} /></td><td class="num">${num(c.pending)}</td><td class="num">${c.idle_ms === null ? "–" : `${(c.idle_ms / 1000).toFixed(1)} s`}</td></tr>`,
+          (/** @type {any} */ c) => html`<tr data-consumer=${c.name}><td class="mono name" title=${c.name}>${c.name}</td><td><${Badge} status=${c.alive ? "alive" : "down"} /></td><td class="num">${num(c.pending)}</td><td class="num">${c.idle_ms === null ? "–" : `${(c.idle_ms / 1000).toFixed(1)} s`}</td></tr>`,
         )}
       </tbody>
     </table>
@@ -113,7 +124,7 @@ function Redis(/** @type {{redis: any, error: any}} */ { redis, error }) {
     <dl class="facts">
       <dt>PING</dt><dd data-k="ping">${redis.ping_ms} ms</dd>
       <dt>version, role</dt><dd>${redis.redis_version}, ${redis.role}</dd>
-      <dt>up</dt><dd>${(redis.uptime_in_seconds / 3600).toFixed(1)} h</dd>
+      <dt>up</dt><dd data-k="uptime">${duration(redis.uptime_in_seconds)}</dd>
       <dt>memory</dt><dd>${mem}, policy ${redis.maxmemory_policy}</dd>
       <dt>clients</dt><dd>${num(redis.connected_clients)}</dd>
       <dt>commands/s</dt><dd>${num(redis.instantaneous_ops_per_sec)}</dd>

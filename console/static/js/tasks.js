@@ -1,5 +1,5 @@
 // Tasks: a user's tasks, those running and those of their recent messages, with the
-// latest status, progress and message of each.
+// latest status, progress (a percentage, 0 to 100, as the API takes it) and message of each.
 
 import { enc, get } from "./api.js";
 import { Badge, Link, Problem, html, time, usePoll, useState } from "./ui.js";
@@ -17,7 +17,7 @@ function List({ user }) {
         (/** @type {any} */ t) => html`<tr data-task=${t.task_id}>
           <td class="mono">${t.task_id}${t.cancel_requested ? html` <span class="badge">cancel asked</span>` : null}</td>
           <td><${Badge} status=${t.status} /></td>
-          <td class="num">${t.progress === undefined || t.progress === null ? "–" : `${Math.round(t.progress * 100)} %`}</td>
+          <td class="num">${t.progress === undefined || t.progress === null ? "–" : `${Math.round(t.progress)} %`}</td>
           <td>${t.message || (t.error ? html`<span class="small">${JSON.stringify(t.error)}</span>` : "")}</td>
           <td>${time(t.updated_at)}</td>
           <td class="mono small">${t.message_id ? html`<${Link} to=${`message/${enc(t.message_id)}`}>${t.message_id}</${Link}>` : "–"}</td>

@@ -26,6 +26,26 @@ export function ago(iso) {
   return `${(s / 86400).toFixed(1)} d ago`;
 }
 
+/** A span of seconds in words: `42 s`, `7 min`, `3 h 5 min`, `2 d 4 h`.
+ * @param {number | null | undefined} seconds */
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return "–";
+  const s = Math.max(0, Math.floor(Number(seconds)));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+/** When a time ahead comes, as an operator reads it: `21:05 (in 7 h 59 min)`.
+ * @param {string | null | undefined} iso */
+export function until(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  const hm = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+  return `${hm} (in ${duration((d.getTime() - Date.now()) / 1000)})`;
+}
+
 /** @param {number | null | undefined} n */
 export const num = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
 

@@ -50,7 +50,7 @@ function Devices(/** @type {{user: string, onChange: () => void}} */ { user, onC
           <tbody>
             ${conns.map(
               (/** @type {any} */ c) => html`<tr data-conn=${c.conn_id}>
-                <td>${c.device || html`<span class="muted">–</span>`}<div class="small muted mono">${c.conn_id}</div></td>
+                <td data-k="device">${c.device || html`<span class="muted" title="connected without ?device=">default</span>`}<div class="small muted mono">${c.conn_id}</div></td>
                 <td class="mono">${c.address || "–"}</td><td class="mono">${c.node_id}</td>
                 <td>${time(c.connected_at)}</td><td>${ago(c.last_seen)}</td>
                 <td><button class="danger" onClick=${() => disconnect(c.conn_id)}>Disconnect</button></td>

@@ -86,7 +86,7 @@ async function open(name, user, params = {}, { route } = {}) {
 /** @param {import("playwright-core").Page} page */
 const state = (page) => page.locator("#state");
 /** @param {import("playwright-core").Page} page */
-const shownIds = (page) => page.$$eval("#messages li", (els) => els.map((e) => /** @type {HTMLElement} */ (e).dataset.id));
+const shownIds = (page) => page.$$eval("#messages li[data-id]", (els) => els.map((e) => /** @type {HTMLElement} */ (e).dataset.id));
 /** @param {import("playwright-core").Page} page */
 const connected = (page) => page.waitForSelector('#state[data-state="connected"]', { timeout: 10000 });
 
@@ -135,6 +135,35 @@ test("delivered and acked: the inbox shows each message and the server says `del
   assert.match(await state(page).innerText(), /^Connected as inbox-alice \(connection \w+\)\.$/);
   assert.match(await page.locator("#counts").innerText(), /4 messages · 0 duplicates dropped/);
   await screenshot(page, "inbox.png");
+  await page.close();
+});
+
+test("the inbox: a task's progress is one line updated in place; a broadcast is a notice", async () => {
+  const user = "inbox-tasks-dan";
+  const { page } = await open("inbox.html", user);
+  await connected(page);
+  const report = (/** @type {any} */ body) => courier.api("POST", "/v1/tasks/export-7/status", { body: { user_id: user, ...body } });
+  await report({ status: "running", progress: 0, message: "starting" });
+  const line = page.locator('#messages li.task[data-task="export-7"]');
+  await until(async () => (await line.count()) === 1 && /starting/.test(await line.innerText()), 10000, "the task shown");
+  await report({ status: "progress", progress: 33, message: "page 1 of 3" });
+  await until(async () => /page 1 of 3\s+task export-7 · progress · 33 %/.test(await line.innerText()), 10000, "33 %");
+  assert.equal(await line.locator("progress").evaluate((e) => /** @type {HTMLProgressElement} */ (e).value), 33);
+  await report({ status: "completed", progress: 100, message: "export ready" });
+  await until(async () => (await line.getAttribute("data-status")) === "completed", 10000, "completed");
+  assert.match(await line.innerText(), /export ready\s+task export-7 · completed · 100 %/);
+  assert.equal(await page.locator("#messages li.task").count(), 1, "one line per task");
+  assert.deepEqual(await shownIds(page), [], "a task's reports are not shown as messages");
+  const sent = await courier.api("POST", "/v1/broadcast", { body: { users: [user], payload: { text: "maintenance at 22:00" }, system: true } });
+  const notice = page.locator(`#messages li.broadcast[data-broadcast="${sent.id}"]`);
+  await notice.waitFor({ timeout: 5000 });
+  assert.match(await notice.innerText(), /maintenance at 22:00\s+system notice/);
+  assert.match(await page.locator("#counts").innerText(), /^0 messages · 1 task · 1 broadcast · 0 duplicates dropped$/);
+  // the task's messages were acked like any other
+  const tasks = await courier.api("GET", `/v1/users/${user}/messages`, { token: sign("ops", { role: "admin" }) });
+  assert.ok(tasks.messages.length >= 1, JSON.stringify(tasks));
+  for (const m of tasks.messages) await delivered(m.id);
+  await screenshot(page, "inbox-tasks.png");
   await page.close();
 });
 
