@@ -34,7 +34,7 @@ from delivery.metrics import DELIVER_TO_ACK_SECONDS
 
 from .auth import Role
 from .protocol import CloseCode, reason_of
-from .wire import Wire
+from .wire import Flusher, Wire
 
 CLOSE_GRACE = 2.0  # how long a closing connection may flush its outbox and say goodbye
 UNACKED_REASON = "too many unacknowledged messages: ack what you receive"
@@ -95,6 +95,7 @@ class Connection:
         "device",
         "drain_more",
         "draining",
+        "flusher",
         "last_seen",
         "max_chars",
         "max_unacked",
@@ -154,6 +155,9 @@ class Connection:
         self._ready: asyncio.Future[None] | None = None  # the writer waits for frames
         self._room: asyncio.Future[None] | None = None  # the drain waits for acks or writes
         self._watchdog: asyncio.TimerHandle | None = None
+        # writes the outbox at the end of the loop turn (api.wire.Flusher); None: the
+        # writer task writes everything
+        self.flusher: Flusher | None = None
 
     @property
     def state(self) -> State:
@@ -260,8 +264,36 @@ class Connection:
             self._ready = None
 
     def _wake(self) -> None:
+        if self.flusher is not None and self._state is State.OPEN:
+            self.flusher.mark(self)  # flush_now() once this loop turn's callbacks ran
+            return
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
+
+    def flush_now(self) -> None:
+        """Write the whole outbox in one socket write now, if nothing else is being
+        written and the socket takes it without waiting; otherwise wake the writer
+        task, which does (frames keep their order: the writer's go first). A socket
+        that is gone closes the connection (1006), as in the writer."""
+        if not self.outbox:
+            return
+        if self._state is State.OPEN and not self._writing:
+            try:
+                wrote = self.wire.write_now(self.outbox, self.outbox_chars)
+            except Exception:  # slow or gone: give up on this socket, as the writer does
+                self.closed(CloseCode.ABNORMAL)
+                self.wire.abort()
+                self._wake_writer()
+                return
+            if wrote:
+                self.outbox = []
+                self.outbox_chars = 0
+                self._made_room()
+                return
+        self._wake_writer()
 
     def take_outbox(self) -> list[str]:
         """Everything queued, for the writer (their characters count as queued until

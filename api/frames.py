@@ -9,7 +9,7 @@ connection lives on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from consumers.resilience import transient
@@ -89,6 +89,13 @@ async def ack(node: Node, conn: Connection, ids: list[str]) -> None:
     codes = await node.acks.ack(
         user_id=conn.user_id, conn_id=conn.conn_id, node_id=conn.node_id, message_ids=ids
     )
+    settle(node, conn, ids, codes)
+
+
+def settle(node: Node, conn: Connection, ids: list[str], codes: Mapping[str, str]) -> None:
+    """What Redis answered to the ack of `ids`: the settled ones leave the window of
+    the connection (and of the user's other connections here), an unknown or
+    forbidden id is answered with an ``unknown_message`` error frame."""
     bad = [mid for mid, code in codes.items() if code in ("unknown", "forbidden")]
     settled = [mid for mid in ids if mid not in bad] if bad else ids
     conn.acked_ids(settled)

@@ -53,7 +53,10 @@ class Hub:
 
     def others_of(self, conn: Connection) -> list[Connection]:
         """The user's other connections on this node."""
-        return [c for c in self.by_user.get(conn.user_id, ()) if c is not conn]
+        conns = self.by_user.get(conn.user_id, ())
+        if len(conns) < 2:  # the usual case, on every ack: no list to build
+            return []
+        return [c for c in conns if c is not conn]
 
     # -- fan-out --------------------------------------------------------------------------
     async def local_sink(

@@ -35,6 +35,7 @@ from .expiry import Expiries
 from .hub import Hub
 from .protocol import CloseCode
 from .runtime import Runtime
+from .wire import Flusher
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Node:
         self.heartbeat_timeout = s.heartbeat_timeout_seconds
         self.refresh_every = min(s.heartbeat_interval_seconds, s.heartbeat_timeout_seconds / 3)
         self.acks = AckBatcher(runtime.store)  # ack frames of one loop turn, one round trip
+        self.flusher = Flusher()  # one socket write per connection and loop turn
         self.accepting = True  # False once the node closes its connections
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []

@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from consumers.runner import Consumers
 from consumers.webhooks import WebhookConfig, WebhookDispatcher
 from delivery.keys import Keyspace
+from delivery.packing import use_packed
 from delivery.presence import Presence
 from delivery.producer import Limits, Producer
 from delivery.redis_clients import async_cluster, cluster_seed
@@ -43,7 +44,8 @@ def redis_client(url: str, *, cluster: bool = False, pubsub_key: str = "courier"
     thousand clients acking together), which used to close their sockets with 1011.
 
     A ``redis+cluster://`` URL (or ``cluster``) gives a Redis Cluster client with the
-    same API (delivery/redis_clients.py); its pub/sub goes to the node of `pubsub_key`."""
+    same API (delivery/redis_clients.py); its pub/sub goes to the node of `pubsub_key`.
+    Commands are packed by hiredis (:mod:`delivery.packing`)."""
     seed = cluster_seed(url, cluster)
     if seed is not None:
         return _cluster_client(seed, pubsub_key)
@@ -57,7 +59,7 @@ def redis_client(url: str, *, cluster: bool = False, pubsub_key: str = "courier"
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    return aioredis.Redis.from_pool(pool)
+    return aioredis.Redis.from_pool(use_packed(pool))
 
 
 def _cluster_client(seed: str, pubsub_key: str) -> aioredis.Redis:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 from uvicorn.protocols.utils import ClientDisconnected
@@ -87,6 +87,14 @@ class Inbox:
         return not self.items
 
 
+class FrameTaker(Protocol):
+    """What takes frames in the protocol itself (:class:`api.reader.AckReader`)."""
+
+    def take(self, data: bytes) -> bool: ...
+
+    def flush(self) -> None: ...
+
+
 class EdgeProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol offering itself as ``courier.wire``,
     and lighter per connection: see :class:`Inbox`; the handshake's request and
@@ -105,12 +113,32 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         self.queue = Inbox()  # type: ignore[assignment]  # uvicorn declares an asyncio.Queue
         self.control: Callable[[], bool] | None = None  # the rate limit of control frames
         self.max_buffered = 4 * 1024 * 1024
+        self.taker: FrameTaker | None = None  # ack frames without an ASGI event
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.taker is not None:
+            self.taker.flush()  # the acks of this read, together
         exc = self.conn.handshake_exc
         if exc is not None and not self.handshake_initiated and not self.transport.is_closing():
             self._refuse_handshake(exc)
+
+    def send_receive_event_to_app(self) -> None:
+        """A whole text frame goes to :attr:`taker` first while the app's reader waits
+        with nothing queued (every frame before it is served: answers keep their order);
+        whatever it does not take becomes a receive event, as in uvicorn."""
+        taker = self.taker
+        if (
+            taker is not None
+            and self.curr_msg_data_type == "text"
+            and len(self.frames) == 1
+            and not self.close_sent
+        ):
+            inbox: Inbox = self.queue  # type: ignore[assignment]  # set in __init__
+            if not inbox.items and inbox.waiter is not None and taker.take(self.frames[0]):
+                self.frames = []
+                return
+        super().send_receive_event_to_app()
 
     def _refuse_handshake(self, exc: Exception) -> None:
         name = type(exc).__name__
@@ -192,6 +220,37 @@ class EdgeProtocol(WebSocketsSansIOProtocol):
         self.transport.abort()
 
 
+class Flushable(Protocol):
+    def flush_now(self) -> None: ...
+
+
+class Flusher:
+    """One socket write per connection per turn of the event loop, without a task
+    switch: a connection with frames to write is marked (:meth:`mark`), and once the
+    callbacks of this turn have run, every marked connection writes its whole outbox
+    in one ``transport.write`` (:meth:`Connection.flush_now`). Its writer task wakes
+    only for what this cannot do: a socket whose buffer is full, an outbox larger than
+    a chunk, frames the writer is still writing, the close."""
+
+    __slots__ = ("marked", "scheduled")
+
+    def __init__(self) -> None:
+        self.marked: dict[Flushable, None] = {}  # insertion-ordered, each once
+        self.scheduled = False
+
+    def mark(self, conn: Flushable) -> None:
+        self.marked[conn] = None
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        marked, self.marked = self.marked, {}
+        for conn in marked:
+            conn.flush_now()
+
+
 class Wire:
     """Writes through plain ASGI messages (one ``send`` per frame)."""
 
@@ -217,6 +276,12 @@ class Wire:
         for text in frames:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await self.ws.send_text(text)
+
+    def write_now(self, frames: Sequence[str], chars: int) -> bool:
+        """Write the frames (``chars`` characters) at once, without waiting; False
+        when that is not possible here and :meth:`send` must do it (always, on plain
+        ASGI). Raises ClientDisconnected when the connection is gone."""
+        return False
 
     async def close(self, code: int, reason: str) -> None:
         async with asyncio.timeout(SEND_TIMEOUT):
@@ -255,12 +320,24 @@ class FastWire(Wire):
             proto.write_texts(frames if start == 0 and end == n else frames[start:end])
             start = end
 
+    def write_now(self, frames: Sequence[str], chars: int) -> bool:
+        """One socket write, when the transport is below its high-water mark and the
+        frames fit in one chunk."""
+        if chars > CHUNK_CHARS or not self.proto.writable.is_set():
+            return False
+        self.proto.write_texts(frames)
+        return True
+
     async def receive_many(self) -> list[Any]:
         return await self.proto.receive_many()
 
     def bind(self, control: Callable[[], bool], *, max_buffered: int) -> None:
         self.proto.control = control
         self.proto.max_buffered = max_buffered
+
+    def take_frames(self, taker: FrameTaker) -> None:
+        """Let ``taker`` take text frames in the protocol (see :class:`EdgeProtocol`)."""
+        self.proto.taker = taker
 
     def abort(self) -> None:
         self.proto.abort()

@@ -23,7 +23,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
-from consumers.resilience import retrying, transient
+from consumers.resilience import transient
 from delivery.exceptions import TooManyConnections
 from delivery.message import iso_ms
 from delivery.metrics import DISCONNECTS
@@ -37,7 +37,8 @@ from .frames import FrameError, ack, dispatch
 from .inbound import Ack, Action, Close, Closed, Refuse, Serve, plan
 from .node import Node
 from .protocol import CloseCode, ErrorCode, close_label
-from .wire import Wire
+from .reader import AckReader, ack_later
+from .wire import FastWire, Wire
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -186,10 +187,15 @@ async def _serve(node: Node, conn: Connection) -> None:
     if tasks:
         conn.offer(protocol.tasks(tasks))
     writer = asyncio.create_task(_writer(conn))
+    reader: AckReader | None = None
+    if isinstance(conn.wire, FastWire):  # from now on (after the greeting), see Flusher
+        conn.flusher = node.flusher
+        reader = AckReader(node, conn, max_bytes=rt.settings.max_frame_bytes)
+        conn.wire.take_frames(reader)
     drainer = asyncio.create_task(drain(rt, conn))
     try:
         try:
-            await _read(node, conn)
+            await _read(node, conn, reader)
         except Exception:
             log.warning("connection %s failed", conn.conn_id, exc_info=True, extra=conn.log_ids())
             conn.request_close(CloseCode.INTERNAL_ERROR)
@@ -222,14 +228,18 @@ async def _writer(conn: Connection) -> None:
         wire.abort()
 
 
-async def _read(node: Node, conn: Connection) -> None:
+async def _read(node: Node, conn: Connection, reader: AckReader | None = None) -> None:
     """Serve the client's frames until the client's close (after ours, or its own):
-    each socket read becomes a plan (:func:`api.inbound.plan`), carried out in order."""
+    each socket read becomes a plan (:func:`api.inbound.plan`), carried out in order,
+    after the acks that the protocol took before them (`reader`, see
+    :mod:`api.reader`) have been answered."""
     max_bytes = node.rt.settings.max_frame_bytes
     receive_many = conn.wire.receive_many
     take = conn.bucket.take
     while True:
         events = await receive_many()
+        if reader is not None and reader.in_flight:
+            await reader.settled()
         batch = plan(events, max_bytes=max_bytes, take=take, closing=not conn.is_open)
         if batch.seen:
             conn.seen()
@@ -250,7 +260,7 @@ async def _carry_out(node: Node, conn: Connection, action: Action) -> None:
             except Exception as e:
                 if not transient(e):
                     raise
-                node.spawn(_ack_later(node, conn, ids))  # the client acked: it counts
+                node.spawn(ack_later(node, conn, ids))  # the client acked: it counts
         case Serve(frame):
             if conn.is_open:
                 try:
@@ -267,16 +277,6 @@ async def _carry_out(node: Node, conn: Connection, action: Action) -> None:
             conn.request_close(code)
         case Closed(code):
             conn.closed(code)
-
-
-async def _ack_later(node: Node, conn: Connection, ids: list[str]) -> None:
-    """Acks Redis could not take (full, failing over): retried until it takes them,
-    even after the connection closed, so that a message a device acked while Redis was
-    full ends delivered."""
-    try:
-        await retrying("ack", lambda: ack(node, conn, ids))
-    except Exception:
-        log.warning("acks of %s lost: %s", conn.conn_id, ids[:5], exc_info=True)
 
 
 async def _refuse(ws: WebSocket, code: CloseCode, reason: str) -> None:

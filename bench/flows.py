@@ -28,6 +28,7 @@ from .measure import (
     finish_profile,
     start_profile,
     status_counts,
+    stop_spy,
 )
 from .peer import CHANNEL, Emitter
 from .procs import Stack, http_get, wait_http
@@ -288,6 +289,7 @@ async def run_courier(o: Opts, label: str = "e2e") -> Result:
                 tick("time is up: stopping", force=True)
                 break
         t_end = time.time()
+        await stop_spy(spy)
         produce_s = await prod if prod.done() else None
         enough.set()  # a stopped run: batches in flight finish before anything is counted
         await prod

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "ack: read frame, parse, ack_many",
         (
             "AckBatcher",
+            "AckReader",
             "dispatch (api/frames.py",
             "ack (api/frames.py",
             "plan (api/inbound.py",
@@ -37,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "RedisTransport.push",
             "_writer (api/ws.py",
+            "Flusher.flush",
             "local_sink (api/hub.py",
         ),
     ),

@@ -123,14 +123,23 @@ async def start_profile(stack: Stack, r: aioredis.Redis) -> Any:
     ), out
 
 
+async def stop_spy(spy: Any) -> None:
+    """Stop py-spy at the end of the measured phase (the clients' disconnects and the
+    server's clean-up after it are no part of the cost per message)."""
+    if spy is not None:
+        proc, _ = spy
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            await asyncio.wait_for(proc.wait(), 30)
+
+
 async def finish_profile(
     stack: Stack, r: aioredis.Redis, spy: Any, got: dict[str, Any], delivered: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"redis_usec_per_script": await redisprof.finish(r, delivered)}
     if spy is not None:
-        proc, path = spy
-        proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-        await asyncio.wait_for(proc.wait(), 30)
+        await stop_spy(spy)
+        _, path = spy
         if path.exists():
             out["server_usec_per_msg_by_layer"] = layers.per_message(
                 path, got["cpu_seconds"].get("server", 0.0), delivered

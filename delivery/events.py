@@ -205,12 +205,16 @@ def slot_groups(client: Any, partitions: Sequence[int]) -> list[list[int]]:
     return [list(partitions)] if partitions else []
 
 
+def _rows(reply: Any) -> Any:
+    """(stream, entries) pairs of a read's reply (RESP2 list or RESP3 dict)."""
+    return reply.items() if isinstance(reply, dict) else (reply or [])
+
+
 def parse_read(keyspace: Keyspace, reply: Any, streams: dict[str, int]) -> list[LifecycleEvent]:
     """XREAD / XREADGROUP replies (RESP2 list or RESP3 dict) as events; entries trimmed
     away while pending come back without fields and are left out."""
-    rows = reply.items() if isinstance(reply, dict) else (reply or [])
     out = []
-    for stream, entries in rows:
+    for stream, entries in _rows(reply):
         p = streams[text(stream)]
         for entry_id, fields in entries:
             if fields:
@@ -261,6 +265,39 @@ class EventGroup:
     async def read(self, *, count: int = 100, block_ms: int | None = 1000) -> list[LifecycleEvent]:
         """New events for this consumer (one blocking read per slot group)."""
         out: list[LifecycleEvent] = []
+        for reply in await self._read_new(count, block_ms):
+            out += parse_read(self.keyspace, reply, self._streams)
+        return out
+
+    async def read_raw(
+        self, *, count: int = 100, block_ms: int | None = 1000
+    ) -> list[tuple[int, str, dict[Any, Any]]]:
+        """:meth:`read`, unparsed: (partition, entry id, fields) of each new event, for
+        a consumer that parses only what it needs (:meth:`LifecycleEvent.from_entry`)."""
+        out: list[tuple[int, str, dict[Any, Any]]] = []
+        for reply in await self._read_new(count, block_ms):
+            for stream, entries in _rows(reply):
+                p = self._streams[text(stream)]
+                out += [(p, text(entry_id), fields) for entry_id, fields in entries if fields]
+        return out
+
+    async def skip_to_end(self) -> None:
+        """Move the group past every event there is now, reading none (``XGROUP
+        SETID ... $``): for a consumer that would only ack them. What its consumers
+        read before stays pending; the lag shows as unknown until the next read."""
+        if is_cluster(self.redis):  # one stream per slot: one command each
+            for stream in self._streams:
+                await self.redis.xgroup_setid(stream, self.group, "$")
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xgroup_setid(stream, self.group, "$")
+        await pipe.execute()
+
+    async def _read_new(self, count: int, block_ms: int | None) -> list[Any]:
+        """The replies of one read per slot group; once one brought events, the others
+        only for what they have now (no blocking)."""
+        replies = []
         groups = slot_groups(self.redis, self.partitions)
         block_ms = share(block_ms, len(groups))
         for parts in groups:
@@ -268,10 +305,10 @@ class EventGroup:
             reply = await self.redis.xreadgroup(
                 self.group, self.consumer, streams, count=count, block=block_ms
             )
-            out += parse_read(self.keyspace, reply, self._streams)
-            if out:
-                block_ms = None  # the others only for what they have now
-        return out
+            replies.append(reply)
+            if any(fields for _, entries in _rows(reply) for _, fields in entries):
+                block_ms = None
+        return replies
 
     async def own_pending(self, *, count: int = 100) -> list[LifecycleEvent]:
         """What this consumer read earlier and never acked (a restart with the same name)."""

@@ -13,7 +13,7 @@ attempt.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -227,6 +227,13 @@ class WebhookStore:
         if not items:
             return 0
         return await self.scripts.run(FanOut(self.keyspace.part(partition), group, items))
+
+    async def fan_out_many(
+        self, group: str, by_part: Mapping[int, Sequence[tuple[str, str, bytes, Sequence[str]]]]
+    ) -> int:
+        """:meth:`fan_out` of several partitions in one pipelined round trip."""
+        calls = [FanOut(self.keyspace.part(p), group, items) for p, items in by_part.items()]
+        return sum(await self.scripts.run_many(calls)) if calls else 0
 
     async def claim(
         self, endpoint: str, partition: int, *, limit: int, lease_ms: int

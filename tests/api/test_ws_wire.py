@@ -17,8 +17,10 @@ from api import wire as wire_module
 from api.connection import CLOSE_GRACE, Connection, TokenBucket
 from api.wire import EdgeProtocol, FastWire, Inbox, Wire, _header
 from delivery.keys import Keyspace
+from delivery.store import AckRequest
 from tests.api.conftest import EdgeFactory, Node
 from tests.api.test_ws_shutdown import raw_slow_client
+from tests.support import wait_until
 
 PLAIN = {"ws": "websockets-sansio"}  # uvicorn's own protocol: no courier.wire
 
@@ -74,6 +76,57 @@ async def test_frames_queued_together_go_out_in_one_write(
     got = [(await c.recv_type("topic"))["data"] for _ in range(5)]
     assert [g[0] for g in got] == [0, 1, 2, 3, 4] and all(g[1] == big for g in got)
     assert writes == [5]
+
+
+async def test_one_loop_turn_writes_each_connection_once_without_waking_its_writer(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await edge()
+    clients = [(await node.online(u))[0] for u in ("ada", "bo")]
+    conns = [next(iter(node.hub.by_user[u])) for u in ("ada", "bo")]
+    for conn in conns:
+
+        async def writer_waits(conn: Connection = conn) -> bool:
+            return conn._ready is not None
+
+        await wait_until(writer_waits, within=5, every=0.01)
+    writes: list[int] = []
+    original = EdgeProtocol.write_texts
+
+    def counting(self: EdgeProtocol, frames: Any) -> None:
+        writes.append(len(frames))
+        original(self, frames)
+
+    monkeypatch.setattr(EdgeProtocol, "write_texts", counting)
+    waiting = [conn._ready for conn in conns]
+    for n in range(3):
+        for conn in conns:
+            assert conn.offer(orjson.dumps({"type": "topic", "topic": "t", "data": n}).decode())
+    for c in clients:
+        assert [(await c.recv_type("topic"))["data"] for _ in range(3)] == [0, 1, 2]
+    assert writes == [3, 3]
+    assert all(w is not None and not w.done() for w in waiting)  # no writer woke up
+
+
+async def test_a_full_socket_leaves_the_frames_to_the_writer_in_their_order(
+    edge: EdgeFactory,
+) -> None:
+    node = await edge()
+    c, _ = await node.online("cy")
+    conn = next(iter(node.hub.by_user["cy"]))
+    assert isinstance(conn.wire, FastWire)
+    writable = conn.wire.proto.writable
+    writable.clear()  # as uvicorn does when the transport is over its high-water mark
+    frame = '{{"type": "topic", "topic": "t", "data": {}}}'.format
+    for n in range(3):
+        conn.offer(frame(n))
+    await asyncio.sleep(0.05)
+    assert conn.queued_chars and not conn.outbox  # the writer took them and waits
+    for n in range(3, 6):  # the flusher must not write these before the writer's
+        conn.offer(frame(n))
+    await asyncio.sleep(0.05)
+    writable.set()
+    assert [(await c.recv_type("topic"))["data"] for _ in range(6)] == list(range(6))
 
 
 async def test_other_websocket_implementations_get_the_same_protocol(
@@ -202,13 +255,13 @@ async def test_ack_frames_read_together_are_one_ack_and_answers_keep_their_order
     mids = [await node.send("xena", {"n": n}) for n in range(4)]
     assert [m["id"] for m in await c.messages(4)] == mids
     asked: list[list[str]] = []
-    original = node.node.acks.ack
+    original = node.node.acks.submit
 
-    async def recording(**kw: Any) -> dict[str, str]:
-        asked.append(list(kw["message_ids"]))
-        return await original(**kw)
+    def recording(request: AckRequest, answer: Any) -> None:
+        asked.append(list(request.message_ids))
+        original(request, answer)
 
-    monkeypatch.setattr(node.node.acks, "ack", recording)
+    monkeypatch.setattr(node.node.acks, "submit", recording)
     frames = [
         {"type": "ack", "id": mids[0]},
         {"type": "ack", "ids": [mids[1], "garbage"]},
@@ -231,3 +284,35 @@ async def test_ack_frames_read_together_are_one_ack_and_answers_keep_their_order
     for mid in mids:
         await node.wait_status(mid, "delivered")
     assert not next(iter(node.hub.by_user["xena"])).unacked
+
+
+async def test_an_ack_frame_is_taken_by_the_protocol_without_a_receive_event(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await edge()
+    c, _ = await node.online("yuri")
+    conn = next(iter(node.hub.by_user["yuri"]))
+    assert isinstance(conn.wire, FastWire)
+    inbox: Inbox = conn.wire.proto.queue  # type: ignore[assignment]
+    events: list[Any] = []
+    original = Inbox.put_nowait
+
+    def recording(self: Inbox, item: Any) -> None:
+        if self is inbox:
+            events.append(item)
+        original(self, item)
+
+    monkeypatch.setattr(Inbox, "put_nowait", recording)
+    mids = [await node.send("yuri", {"n": n}) for n in range(3)]
+    assert [m["id"] for m in await c.messages(3)] == mids
+    await c.send({"type": "ack", "id": mids[0]})
+    await c.send({"type": "ack", "ids": mids[1:]})
+    for mid in mids:
+        await node.wait_status(mid, "delivered")
+    assert events == []  # no ASGI event, no wake-up of the endpoint's reader
+    assert not conn.unacked
+    await c.send({"type": "ack", "id": "nothing-here"})  # answered from the protocol's path
+    assert (await c.recv_type("error"))["id"] == "nothing-here"
+    await c.send({"type": "ping", "ts": 7})  # any other frame: the usual way
+    assert (await c.recv_type("pong"))["ts"] == 7
+    assert [e["type"] for e in events] == ["websocket.receive"]

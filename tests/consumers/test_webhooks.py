@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from consumers.webhooks import GROUP as WEBHOOK_GROUP
 from consumers.webhooks import WebhookConfig, WebhookDispatcher
 from delivery.events import LifecycleEvent
 from delivery.keys import Keyspace
@@ -163,6 +164,59 @@ async def test_event_types_filter_and_two_dispatchers_share_the_work(
     assert receiver.ids("misses") == set()
     await asyncio.sleep(0.3)
     assert len([r for r in receiver.requests if r.path == "all"]) == 40  # no duplicates
+
+
+async def events_acked(h: Harness) -> bool:
+    """Every event was read by the webhook group and acked."""
+    for p in range(h.keyspace.partitions):
+        if await h.r.xlen(h.keyspace.events(p)):
+            info = await h.r.xinfo_groups(h.keyspace.events(p))
+            mine = [g for g in info if g["name"] == WEBHOOK_GROUP.encode()]
+            if not mine or mine[0]["pending"] or mine[0]["lag"]:
+                return False
+    return True
+
+
+async def test_with_no_endpoint_the_events_are_passed_unread(
+    h: Harness, dispatcher: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[object] = []
+    original = LifecycleEvent.from_entry.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[LifecycleEvent], *args: Any) -> LifecycleEvent:
+        parsed.append(args[1])
+        return original(cls, *args)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(LifecycleEvent, "from_entry", classmethod(counting))
+    d = await dispatcher([])
+    await h.connect("alice")
+    ms = [await h.producer.send("alice", {"i": i}) for i in range(5)]
+    await h.pump()
+    await h.ack("alice", [m.id for m in ms])
+    await wait_until(lambda: events_acked(h), within=15)
+    assert parsed == []  # the group moved past them: none read, none parsed
+    assert d.senders == {} and len(await stream_events(h.r, h.keyspace)) >= 5
+
+
+async def test_events_no_endpoint_wants_are_acked_without_a_job(
+    h: Harness, receiver: Receiver, dispatcher: Start
+) -> None:
+    await dispatcher([endpoint(receiver, "parks", events=("parked",))])
+    await h.connect("alice")
+    ms = [await h.producer.send(u, {"i": i}) for i, u in enumerate(["alice", "bob"] * 3)]
+    await h.pump()
+    await h.ack("alice", [m.id for m in ms[::2]])
+    expected = await stream_events(h.r, h.keyspace)
+    parked = {e.id for e in expected if e.type == "parked"}
+    assert len(parked) == 3 and len(expected) > 3
+
+    async def acked() -> bool:
+        return await events_acked(h) and len(receiver.ids("parks")) == 3
+
+    await wait_until(acked, within=15)
+    assert receiver.ids("parks") == parked
+    await asyncio.sleep(0.3)
+    assert len([r for r in receiver.requests if r.path == "parks"]) == 3  # nothing else
 
 
 async def test_a_slow_receiver_holds_only_its_own_slots(
