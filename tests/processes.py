@@ -28,6 +28,15 @@ COURIER = str(Path(sys.executable).with_name("courier"))
 SECRET = "courier-test-secret-0123456789abcdef"  # every test token is signed with it
 
 
+_PICKED: set[str] = set()  # the ports serve_env picked (the tests gave none of them)
+
+
+def _pick() -> int:
+    port = free_port()
+    _PICKED.add(str(port))
+    return port
+
+
 def serve_env(
     name: str, redis_url: str, keyspace: Keyspace, data_dir: Path, **env: str
 ) -> dict[str, str]:
@@ -38,7 +47,7 @@ def serve_env(
         "COURIER_KEY_PREFIX": keyspace.prefix,
         "COURIER_PARTITIONS": str(keyspace.partitions),
         "COURIER_JWT_SECRET": SECRET,
-        "COURIER_PORT": str(free_port()),
+        "COURIER_PORT": str(_pick()),
         "COURIER_NODE_ID": f"{name}-{secrets.token_hex(3)}",
         "COURIER_DATA_DIR": str(data_dir / name),
         "COURIER_ACK_TIMEOUT_SECONDS": "1",
@@ -54,24 +63,43 @@ def serve_env(
 
 
 class Proc:
-    """One `courier serve` subprocess."""
+    """One `courier serve` subprocess. Its port (``free_port()``) is bound by the
+    process a moment after it is picked: when another process of the machine took it
+    in between, :meth:`ready` starts it again on another port (only on a port
+    serve_env picked; a port the test chose is the test's business)."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, *args: str) -> None:
         self.name = name
         self.node_id = env["COURIER_NODE_ID"]
-        self.port = int(env["COURIER_PORT"])
+        self.env = env
+        self.args = args
+        self.log = log_dir / f"{name}.log"
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.port = int(self.env["COURIER_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
-        self.log = log_dir / f"{name}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [COURIER, "serve", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+                [COURIER, "serve", *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
+
+    def _lost_its_port(self) -> bool:
+        """It exited because its picked port was taken: started again on another."""
+        port = self.env["COURIER_PORT"]
+        if port not in _PICKED or f"cannot listen on 127.0.0.1:{port}" not in self.log_text():
+            return False
+        self.env = {**self.env, "COURIER_PORT": str(_pick())}
+        self._spawn()
+        return True
 
     async def ready(self, within: float = 20) -> None:
         deadline = time.monotonic() + within
         async with httpx.AsyncClient(timeout=1) as http:
             while True:
+                if self.proc.poll() is not None and self._lost_its_port():
+                    continue
                 assert self.proc.poll() is None, f"{self.name} exited:\n{self.log_text()}"
                 try:
                     if (await http.get(self.url + "/readyz")).status_code == 200:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from api.redis_server import free_port
+from tests.servers import listening, port_of, serve
 
 
 @dataclass
@@ -33,7 +34,8 @@ class Received:
 
 class Receiver:
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        self._sock: socket.socket | None = listening(port or 0)  # ours until start()
+        self.port = port_of(self._sock)
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: list[Received] = []
         self.answered: list[Received] = []  # those answered 2xx
@@ -90,11 +92,8 @@ class Receiver:
         )
         self._server = uvicorn.Server(config)
         self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-        self._task = asyncio.create_task(self._server.serve())
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline and not self._task.done(), "receiver not up"
-            await asyncio.sleep(0.01)
+        sock, self._sock = self._sock or listening(self.port), None  # again after a stop
+        self._task = await serve(self._server, sock)
         return self
 
     async def stop(self) -> None:

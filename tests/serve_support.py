@@ -60,6 +60,7 @@ class Serve:
     def __init__(self, data_dir: Path, *, port: int | None = None, **env: str) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.picked = port is None  # free_port(): may be taken before the process binds it
         self.env = base_env(data_dir, **env)
         self.lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
@@ -73,6 +74,7 @@ class Serve:
         return f"ws://127.0.0.1:{self.port}/v1/ws"
 
     def start(self, *args: str, wait: bool = True) -> Serve:
+        self.args = args
         self.lines = []
         self.proc = subprocess.Popen(
             [COURIER, "serve", "--port", str(self.port), *args],
@@ -104,9 +106,14 @@ class Serve:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 time.sleep(0.2)
+                if self.picked and f"cannot listen on 127.0.0.1:{self.port}" in self.output:
+                    self.port = free_port()  # another process took it: the first start moves
+                    self.start(*self.args, wait=False)
+                    continue
                 raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.output}")
             assert time.monotonic() < deadline, f"serve did not start:\n{self.output}"
             time.sleep(0.05)
+        self.picked = False  # started: later starts stay on its port
 
     def wait_exit(self, within: float = 30) -> int:
         assert self.proc is not None

@@ -1,5 +1,6 @@
-"""Real edge servers for the API tests: uvicorn on a free port, served in the test's
-event loop, with real WebSocket clients (the ``websockets`` library) and an HTTP client.
+"""Real edge servers for the API tests: uvicorn on a socket bound first (tests/servers.py:
+no other process can take its port before it serves), served in the test's event loop,
+with real WebSocket clients (the ``websockets`` library) and an HTTP client.
 
 ``edge(**overrides)`` starts one node (a :class:`Node`) whose settings are the test's
 keyspace plus the overrides; every node is stopped at the end of the test, before the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -27,12 +29,12 @@ from api.app import create_app
 from api.auth import issue
 from api.hub import Hub
 from api.node import Node as EdgeNode
-from api.redis_server import free_port
 from api.runtime import Runtime
 from api.server import Server, config
 from delivery.keys import Keyspace
 from delivery.settings import Settings
 from tests.processes import SECRET, Proc, ServeProc, serve_env
+from tests.servers import listening, port_of, serve
 
 FAST = {
     "scheduler_interval_seconds": 0.05,
@@ -193,7 +195,12 @@ class Node:
             await self.http.aclose()
 
 
-async def start_node(settings: Settings, uvicorn: dict[str, Any] | None = None) -> Node:
+async def start_node(
+    settings: Settings, uvicorn: dict[str, Any] | None = None, sock: socket.socket | None = None
+) -> Node:
+    """Serve an edge of `settings` on `sock` (bound to ``settings.port``; None: uvicorn
+    binds the port itself, as ``courier serve`` does). A start-up failure raises
+    ``tests.servers.StartupFailed``."""
     app = create_app(settings)
     server = Server(
         config(
@@ -207,34 +214,43 @@ async def start_node(settings: Settings, uvicorn: dict[str, Any] | None = None) 
         settings,
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the server stopped during startup")
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not start in 10 s")
-        await asyncio.sleep(0.01)
-    return Node(settings, server, task)
+    return Node(settings, server, await serve(server, sock))
 
 
 EdgeFactory = Callable[..., Awaitable[Node]]
 
 
-def node_settings(redis_url: str, keyspace: Keyspace, **overrides: Any) -> Settings:
+def node_settings(
+    redis_url: str, keyspace: Keyspace, sock: socket.socket | None = None, **overrides: Any
+) -> Settings:
+    """The settings of a test node; its port is `sock`'s (give ``port=`` to choose one)."""
     values: dict[str, Any] = {
         "redis_url": redis_url,
         "key_prefix": keyspace.prefix,
         "partitions": keyspace.partitions,
         "jwt_secret": SECRET,
         "host": "127.0.0.1",
-        "port": free_port(),
         "log_level": "WARNING",
         **FAST,
         **overrides,
     }
+    if "port" not in values:
+        values["port"] = port_of(sock) if sock is not None else 0
     return Settings(**values)
+
+
+async def start_edge(
+    redis_url: str, keyspace: Keyspace, uvicorn: dict[str, Any] | None = None, **overrides: Any
+) -> Node:
+    """One edge on a socket bound here (``port=`` given: uvicorn binds that port)."""
+    sock = None if "port" in overrides else listening()
+    try:
+        settings = node_settings(redis_url, keyspace, sock, **overrides)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    return await start_node(settings, uvicorn, sock)
 
 
 @pytest.fixture
@@ -244,7 +260,7 @@ async def edge(redis_url: str, keyspace: Keyspace, r: aioredis.Redis) -> AsyncIt
     nodes: list[Node] = []
 
     async def start(*, uvicorn: dict[str, Any] | None = None, **overrides: Any) -> Node:
-        node = await start_node(node_settings(redis_url, keyspace, **overrides), uvicorn)
+        node = await start_edge(redis_url, keyspace, uvicorn, **overrides)
         nodes.append(node)
         return node
 

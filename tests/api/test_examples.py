@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from api import errors, examples
-from api.redis_server import free_port
 from delivery.settings import Settings
 from tests.api.conftest import EdgeFactory
+from tests.servers import listening, port_of, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,14 +62,11 @@ async def served(checkout: Path) -> AsyncIterator[int]:
     errors.install(app)
     mounted = examples.install(app, Settings(), root=checkout)
     assert set(mounted) == {"/examples", "/clients/js/src", "/client"}
-    port = free_port()
+    sock = listening()
+    port = port_of(sock)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and not task.done()
-        await asyncio.sleep(0.01)
+    task = await serve(server, sock)
     yield port
     server.should_exit = True
     await asyncio.wait_for(task, 10)

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.redis_server import RedisServer, choose_binary, free_port
 from delivery.keys import Keyspace
 from tests.api.admin_support import QUICK, bearer, kill_message
-from tests.api.conftest import SECRET, EdgeFactory, Node, node_settings, start_node
+from tests.api.conftest import SECRET, EdgeFactory, Node, start_edge
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "ops" / "prometheus" / "alerts.yml"
@@ -305,14 +305,13 @@ async def test_consumers_are_alive_on_an_idle_redis_70(tmp_path: Path, keyspace:
     binary = choose_binary()
     assert binary.major >= 7, f"this test needs Redis 7 (found {binary.path} {binary.version})"
     with RedisServer(tmp_path / "redis", binary=binary.path) as server:
-        settings = node_settings(
+        node = await start_edge(
             server.url,
             keyspace,
             claim_idle_seconds=0.3,  # what XINFO idle times were held against
             read_block_ms=50,
             consumer_heartbeat_seconds=0.1,
         )
-        node = await start_node(settings)
         try:
             await asyncio.sleep(1.5)  # a quiet night: nothing enqueued, readers blocked
             _, samples = await scrape(node)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from delivery.keys import Keyspace
-from tests.api.conftest import Node, node_settings, start_node
+from tests.api.conftest import Node, start_edge
 from tests.api.test_metrics import scrape, value
 from tests.full_redis import FullRedis, private_redis
 
@@ -25,9 +25,7 @@ def full(tmp_path: Path) -> Iterator[FullRedis]:
 
 @pytest.fixture
 async def node(full: FullRedis, keyspace: Keyspace) -> AsyncIterator[Node]:
-    n = await start_node(
-        node_settings(full.url, keyspace, ack_timeout_seconds=30, claim_idle_seconds=0.5)
-    )
+    n = await start_edge(full.url, keyspace, ack_timeout_seconds=30, claim_idle_seconds=0.5)
     yield n
     for c in n.clients:
         await c.ws.close()

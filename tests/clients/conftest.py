@@ -32,7 +32,7 @@ class Serve:
     """One `courier serve`, started and stopped by the test."""
 
     def __init__(self, redis_url: str, keyspace: Keyspace, data_dir: Path, **settings: Any) -> None:
-        self.port = free_port()
+        self.port = free_port()  # bound by the process: start() moves when it was taken
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
         self.log = data_dir / "serve.log"
@@ -57,6 +57,7 @@ class Serve:
         self.env = {**os.environ, **{f"COURIER_{k.upper()}": str(v) for k, v in values.items()}}
         self.proc: asyncio.subprocess.Process | None = None
         self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+        self.started = False  # once ready: its port is the one its clients know
 
     async def start(self) -> None:
         cmd = [str(COURIER)] if COURIER.exists() else [sys.executable, "-m", "api.cli"]
@@ -66,14 +67,31 @@ class Serve:
             )
         deadline = time.monotonic() + 20
         while True:
+            if self.proc.returncode is not None and await self._lost_its_port():
+                return await self.start()
             assert self.proc.returncode is None, f"serve exited:\n{self.log.read_text()}"
             try:
                 if (await self.http.get("/readyz")).status_code == 200:
+                    self.started = True
                     return
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, f"not ready in 20 s:\n{self.log.read_text()}"
             await asyncio.sleep(0.05)
+
+    async def _lost_its_port(self) -> bool:
+        """Another process took the free port before its first start bound it: on to a
+        new one (a restart stays where its clients are)."""
+        taken = f"cannot listen on 127.0.0.1:{self.port}"
+        if self.started or taken not in self.log.read_text(errors="replace"):
+            return False
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
+        self.env["COURIER_PORT"] = str(self.port)
+        await self.http.aclose()
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+        return True
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
         proc, self.proc = self.proc, None

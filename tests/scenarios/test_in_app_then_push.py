@@ -15,12 +15,12 @@ import orjson
 import pytest
 import uvicorn
 
-from api.redis_server import free_port
 from delivery.events import EventType
 from delivery.producer import Producer
 from delivery.webhooks import new_secret
 from examples.webhook_receiver import create_app
 from tests.api.conftest import EdgeFactory
+from tests.servers import listening, port_of, serve
 from tests.support import wait_until
 
 SECRET = new_secret()
@@ -28,21 +28,18 @@ SECRET = new_secret()
 
 @pytest.fixture
 async def push_receiver() -> AsyncIterator[tuple[str, Any]]:
-    """The example receiver on a free port: (its URL, its app)."""
+    """The example receiver on a socket bound first: (its URL, its app)."""
     pushes: list[str] = []
 
     async def push(user: str, mid: str, event: dict[str, Any]) -> None:
         pushes.append(mid)
 
     app = create_app(SECRET, push=push)
-    port = free_port()
+    sock = listening()
+    port = port_of(sock)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and not task.done()
-        await asyncio.sleep(0.01)
+    task = await serve(server, sock)
     yield f"http://127.0.0.1:{port}/courier", app
     server.should_exit = True
     await asyncio.wait_for(task, 10)
