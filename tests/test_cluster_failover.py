@@ -1,6 +1,12 @@
-"""A real Redis Cluster (3 masters, 3 replicas, AOF always) changing under load, with
-real `courier serve` processes and WebSocket clients: a partition moved to another
-master (`courier cluster move`), then a master SIGKILLed.
+"""A real Redis Cluster (3 masters, two replicas each, AOF always) changing under load,
+with real `courier serve` processes (`SYNC_REPLICAS=1`) and WebSocket clients: a
+partition moved to another master (`courier cluster move`), then a master SIGKILLed.
+
+Replication is asynchronous: without `SYNC_REPLICAS` a 202 can come before a replica
+has the message, and a master killed then takes it along (35 of 606 accepted messages
+in one run on a loaded machine). With `SYNC_REPLICAS=1` a 202 means a replica has it;
+two replicas per master leave the promoted one a replica, so its partitions accept
+again after the promotion.
 
 What a user sees: every accepted message is delivered; a refusal is a JSON 503 with
 `Retry-After` (never a 500), only for the partition that moves or the partitions of the
@@ -44,7 +50,7 @@ PARTITIONS = 6
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     try:
-        c = LocalCluster(tmp_path_factory.mktemp("failover")).start()
+        c = LocalCluster(tmp_path_factory.mktemp("failover"), replicas=2).start()
     except ClusterUnavailable as e:
         pytest.skip(f"no local Redis Cluster: {e}")
     yield c
@@ -118,7 +124,12 @@ async def edges(
         redis_url=cluster.url, key_prefix=f"t{secrets.token_hex(4)}", partitions=PARTITIONS
     ).keyspace()
     procs = [
-        Proc(name, serve_env(name, cluster.url, ks, tmp_path), tmp_path, *args)
+        Proc(
+            name,
+            serve_env(name, cluster.url, ks, tmp_path, COURIER_SYNC_REPLICAS="1"),
+            tmp_path,
+            *args,
+        )
         for name, args in (("serve", ()), ("edge", ("--no-consumers",)))
     ]
     try:
@@ -188,7 +199,10 @@ class Load:
         out = [a for a in self.answers if a.status != 202]
         for a in out:
             assert a.status == 503, (a.status, a.body)
-            assert a.body["error"]["code"] == "redis_unavailable" and a.retry_after, a
+            # unavailable while its master is away; not_replicated for a request whose
+            # WAIT the failover interrupted (the message may still be delivered)
+            code = a.body["error"]["code"]
+            assert code in ("redis_unavailable", "not_replicated") and a.retry_after, a
             assert self.ks.partition_of(a.user) in allowed, (a, allowed)
             assert since <= a.at <= until, (a.at - since, until - since)
         return out
