@@ -92,9 +92,11 @@ class Timing:
         )
 
 
-def _first_push(push: Push) -> None:
-    if push.attempt == 1:
-        ENQUEUE_TO_DELIVER_SECONDS.observe(max(clock.wall() * 1000 - push.created_ms, 0) / 1000)
+def _first_pushes(pushes: Sequence[Push]) -> None:
+    """The enqueue-to-first-push latency of the pushes that are first attempts."""
+    now_ms = clock.wall() * 1000
+    waited = [max(now_ms - p.created_ms, 0) / 1000 for p in pushes if p.attempt == 1]
+    observe_many(ENQUEUE_TO_DELIVER_SECONDS, waited)
 
 
 class Store:
@@ -128,12 +130,14 @@ class Store:
             for k in range(0, len(es), BATCH)
         ]
         answers: dict[int, Dispatched] = {}
+        pushes = []
         for batch in await self.scripts.run_many(calls, self.redis):
             for d in batch:
                 entry, _, push = d
                 answers[id(entry)] = d
                 if push is not None:
-                    _first_push(push)
+                    pushes.append(push)
+        _first_pushes(pushes)
         return [answers[id(e)] for e in entries]
 
     async def reclaim(
@@ -365,8 +369,7 @@ class Store:
         got = await self.scripts.run(
             Unpark(prefix, user_id, node_id, conn_id, limit, t.retention_ms)
         )
-        for p in got.pushes:
-            _first_push(p)
+        _first_pushes(got.pushes)
         return got
 
     async def reply(self, *, user_id: str, conn_id: str, message_id: str, data: bytes) -> ReplyCode:
