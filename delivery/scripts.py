@@ -207,6 +207,23 @@ Call = tuple[Any, Sequence[Any], Sequence[Any]]
 """One script call for :meth:`Scripts.pipelined`: (script, keys, args)."""
 
 
+async def _resend_missing(client: Any, calls: Sequence[Call], results: list[Any]) -> bool:
+    """Load and send again, in one pipeline, the calls Redis answered NOSCRIPT (it
+    restarted or was flushed), their answers written into ``results``; whether any was."""
+    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if not missing:
+        return False
+    for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+        await client.script_load(script.script)
+    retry = client.pipeline(transaction=False)
+    for i in missing:
+        script, keys, args = calls[i]
+        retry.evalsha(script.sha, len(keys), *keys, *args)
+    for i, r in zip(missing, await retry.execute(raise_on_error=False), strict=True):
+        results[i] = r
+    return True
+
+
 class Scripts:
     """The registered scripts of one redis client (sync or asyncio); ``events_max_len``
     caps each partition's events stream (0: the scripts write no events)."""
@@ -233,17 +250,8 @@ class Scripts:
         answers = list(await pipe.execute(raise_on_error=False))
         results, tail = answers[: len(calls)], answers[len(calls) :]
         retried = bool(getattr(pipe, "noscript_retried", False))
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
+        if await _resend_missing(client, calls, results):
             retried = True
-            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-                await client.script_load(script.script)
-            retry = client.pipeline(transaction=False)
-            for i in missing:
-                script, keys, args = calls[i]
-                retry.evalsha(script.sha, len(keys), *keys, *args)
-            for i, r in zip(missing, await retry.execute(raise_on_error=False), strict=True):
-                results[i] = r
         for r in [*results, *tail]:
             if isinstance(r, Exception):
                 raise r
@@ -271,16 +279,7 @@ class Scripts:
             if isinstance(r, Exception):
                 raise r
         results = answers[before:]
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-                await client.script_load(script.script)
-            retry = client.pipeline(transaction=False)
-            for i in missing:
-                script, keys, args = calls[i]
-                retry.evalsha(script.sha, len(keys), *keys, *args)
-            for i, r in zip(missing, await retry.execute(raise_on_error=False), strict=True):
-                results[i] = r
+        await _resend_missing(client, calls, results)
         for r in results:
             if isinstance(r, Exception):
                 raise r
