@@ -295,13 +295,18 @@ class Worker:
     def _entries(self, resp: Any) -> list[Entry]:
         out = []
         for stream, items in resp or []:
+            where = self._stream_priority[text(stream)]  # once per stream, not per entry
             for entry_id, fields in items:
                 if fields:
-                    out.append(self._entry(stream, entry_id, fields))
+                    out.append(self._entry_of(where, entry_id, fields))
         return out
 
     def _entry(self, stream: Any, entry_id: Any, fields: dict[bytes, bytes]) -> Entry:
-        partition, prio = self._stream_priority[text(stream)]
+        return self._entry_of(self._stream_priority[text(stream)], entry_id, fields)
+
+    @staticmethod
+    def _entry_of(where: tuple[int, str], entry_id: Any, fields: dict[bytes, bytes]) -> Entry:
+        partition, prio = where
         ck, tp = fields.get(_COLLAPSE), fields.get(_TOPIC)
         return Entry(
             partition,

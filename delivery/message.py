@@ -232,8 +232,17 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_SECOND: list[Any] = [None, ""]  # the last whole second iso_ms formatted, and its text
+
+
 def iso_ms(value: int) -> str:
-    return iso(ms(value))
+    """``iso(ms(value))``: the second's text is kept from the call before (a batch of
+    message frames mostly shares one), the milliseconds appended."""
+    second, milli = divmod(value, 1000)
+    if second != _SECOND[0]:
+        text_ = datetime.fromtimestamp(second, tz=UTC).isoformat(timespec="seconds")
+        _SECOND[:] = second, text_.replace("+00:00", "")
+    return f"{_SECOND[1]}.{milli:03d}Z"
 
 
 def message_frame(

@@ -49,6 +49,7 @@ from .metrics import (
     DELIVERED,
     ENQUEUE_TO_DELIVER_SECONDS,
     RETRIED,
+    observe_many,
 )
 from .scripts import Scripts
 from .settings import Settings
@@ -91,9 +92,11 @@ class Timing:
         )
 
 
-def _first_push(push: Push) -> None:
-    if push.attempt == 1:
-        ENQUEUE_TO_DELIVER_SECONDS.observe(max(clock.wall() * 1000 - push.created_ms, 0) / 1000)
+def _first_pushes(pushes: Sequence[Push]) -> None:
+    """The enqueue-to-first-push latency of the pushes that are first attempts."""
+    now_ms = clock.wall() * 1000
+    waited = [max(now_ms - p.created_ms, 0) / 1000 for p in pushes if p.attempt == 1]
+    observe_many(ENQUEUE_TO_DELIVER_SECONDS, waited)
 
 
 class Store:
@@ -127,12 +130,14 @@ class Store:
             for k in range(0, len(es), BATCH)
         ]
         answers: dict[int, Dispatched] = {}
+        pushes = []
         for batch in await self.scripts.run_many(calls, self.redis):
             for d in batch:
                 entry, _, push = d
                 answers[id(entry)] = d
                 if push is not None:
-                    _first_push(push)
+                    pushes.append(push)
+        _first_pushes(pushes)
         return [answers[id(e)] for e in entries]
 
     async def reclaim(
@@ -300,11 +305,16 @@ class Store:
             AckMany(prefix, [asked[k] for k in ks], t.retention_ms)
             for prefix, ks in by_part.items()
         ]
+        delivered: dict[str | None, int] = {}  # per priority
+        latencies: list[float] = []  # seconds, one per id acked now
         for ks, answers in zip(
             by_part.values(), await self.scripts.run_many(calls, self.redis), strict=True
         ):
             for k, acked in zip(ks, answers, strict=True):
-                self._ack_codes(asked[k], codes[k], acked)
+                self._ack_codes(asked[k], codes[k], acked, delivered, latencies)
+        for prio, n in delivered.items():  # the metrics once per call, not per id
+            DELIVERED.labels(prio).inc(n)
+        observe_many(DELIVER_SECONDS, latencies)
         return codes
 
     def _ack_ids(
@@ -327,18 +337,28 @@ class Store:
         return codes, ids
 
     @staticmethod
-    def _ack_codes(req: AckRequest, codes: dict[str, AckCode], acked: list[Acked]) -> None:
+    def _ack_codes(
+        req: AckRequest,
+        codes: dict[str, AckCode],
+        acked: list[Acked],
+        delivered: dict[str | None, int],
+        latencies: list[float],
+    ) -> None:
+        """Each id's code into ``codes``; the ids acked now counted into ``delivered``
+        (per priority) and their latencies into ``latencies``."""
+        debug = log.isEnabledFor(logging.DEBUG)
         for mid, (code, prio, latency_ms) in zip(req.message_ids, acked, strict=True):
             codes[mid] = code
             if latency_ms is not None:  # ok
-                DELIVERED.labels(prio).inc()
-                DELIVER_SECONDS.observe(latency_ms / 1000)
-                log.debug(
-                    "message %s delivered to %s",
-                    mid,
-                    req.conn_id,
-                    extra={"message_id": mid, "user_id": req.user_id, "conn_id": req.conn_id},
-                )
+                delivered[prio] = delivered.get(prio, 0) + 1
+                latencies.append(latency_ms / 1000)
+                if debug:
+                    log.debug(
+                        "message %s delivered to %s",
+                        mid,
+                        req.conn_id,
+                        extra={"message_id": mid, "user_id": req.user_id, "conn_id": req.conn_id},
+                    )
 
     async def unpark(
         self, *, user_id: str, node_id: str, conn_id: str, limit: int
@@ -349,8 +369,7 @@ class Store:
         got = await self.scripts.run(
             Unpark(prefix, user_id, node_id, conn_id, limit, t.retention_ms)
         )
-        for p in got.pushes:
-            _first_push(p)
+        _first_pushes(got.pushes)
         return got
 
     async def reply(self, *, user_id: str, conn_id: str, message_id: str, data: bytes) -> ReplyCode:
