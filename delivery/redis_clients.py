@@ -42,6 +42,7 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Generator, Iterable
 from typing import Any
@@ -114,6 +115,37 @@ def _stream_read_key(args: tuple[Any, ...]) -> Any:
     return None
 
 
+def _is_script(args: tuple[Any, ...]) -> bool:
+    return bool(args) and isinstance(args[0], str) and args[0].upper() == "EVALSHA"
+
+
+def _slot_migrating(e: AskError) -> SlotMigrating:
+    return SlotMigrating(
+        f"TRYAGAIN slot {e.slot_id} is moving to {e.host}:{e.port}: "
+        "its partition takes scripts again once it is there"
+    )
+
+
+def _script_sync(client: Any, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+    """A script call on a blocking cluster client or pipeline: MOVED followed, ASK
+    refused (module doc; redis-py would follow it with ASKING)."""
+    for _ in range(client.RedisClusterRequestTTL):
+        try:
+            return client.get_redis_connection(target_node).execute_command(*args, **kwargs)
+        except MovedError as e:
+            client.nodes_manager.move_slot(e)
+            target_node = client.nodes_manager.get_node_from_slot(e.slot_id)
+        except AskError as e:
+            raise _slot_migrating(e) from None
+        except (RedisConnectionError, RedisTimeoutError):
+            # the node is gone (failover): read the slot map again, as redis-py does,
+            # before its retry of the call
+            with contextlib.suppress(RedisError):
+                client.nodes_manager.initialize()
+            raise
+    raise ClusterError("TTL exhausted.")
+
+
 _STREAM_READS = {"XREADGROUP", "XREAD"}
 
 
@@ -172,7 +204,7 @@ class AsyncCluster(aiocluster.RedisCluster):
         self, target_node: aiocluster.ClusterNode, *args: Any, **kwargs: Any
     ) -> Any:
         # a script follows MOVED, never ASK (module doc); the rest as redis-py does it
-        if not (args and isinstance(args[0], str) and args[0].upper() == "EVALSHA"):
+        if not _is_script(args):
             return await super()._execute_command(target_node, *args, **kwargs)
         for _ in range(self.RedisClusterRequestTTL):
             try:
@@ -181,10 +213,7 @@ class AsyncCluster(aiocluster.RedisCluster):
                 await self.nodes_manager.move_slot(e)
                 target_node = self.nodes_manager.get_node_from_slot(e.slot_id)
             except AskError as e:
-                raise SlotMigrating(
-                    f"TRYAGAIN slot {e.slot_id} is moving to {e.host}:{e.port}: "
-                    "its partition takes scripts again once it is there"
-                ) from None
+                raise _slot_migrating(e) from None
             except (RedisConnectionError, RedisTimeoutError):
                 self._initialize = True  # read the slot map again (redis-py does so)
                 raise
@@ -407,6 +436,12 @@ class SyncCluster(SyncRedisCluster):
                 return self.keyslot(key)
         return super().determine_slot(*args)
 
+    def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        # a script follows MOVED, never ASK (module doc), as in AsyncCluster
+        if _is_script(args):
+            return _script_sync(self, target_node, *args, **kwargs)
+        return super()._execute_command(target_node, *args, **kwargs)
+
     def pubsub_node(self) -> Any:
         return self.get_node_from_key(self.pubsub_key)
 
@@ -448,6 +483,13 @@ class SyncClusterPipeline(SyncClusterPipelineBase):
 
     def time(self, **kwargs: Any) -> Any:
         return self.execute_command("TIME", **kwargs)
+
+    def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        # redis-py sends a call that met ASK or MOVED in a pipeline again alone, through
+        # the pipeline's own _execute_command: a script must not follow ASK there either
+        if _is_script(args):
+            return _script_sync(self, target_node, *args, **kwargs)
+        return super()._execute_command(target_node, *args, **kwargs)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         scripted, self.scripted = self.scripted, {}

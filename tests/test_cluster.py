@@ -36,6 +36,7 @@ from delivery.redis_clients import (
     SyncCluster,
     node_pubsub,
     node_subscribe,
+    sync_client,
 )
 from delivery.replication import NotReplicated
 from delivery.settings import Settings
@@ -328,6 +329,39 @@ async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_h
             await node.aclose()
     again = await h.producer.send(user, {"n": 4})
     assert again.status == "queued"
+
+
+async def test_the_blocking_producer_refuses_scripts_on_a_migrating_partition_too(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """The same for SyncProducer (redis-py's blocking cluster client follows ASK with
+    ASKING, which would run the enqueue on the target against the keys moved so far: a
+    second stream there, and the move's MIGRATE of the real one then fails BUSYKEY)."""
+    user = spread_users(ks, per_partition=1)[0]
+    sync = SyncProducer(sync_client(cluster.url, pubsub_key=ks.prefix), keyspace=ks)
+    first = sync.send(user, {"n": 1})
+    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
+    here = await owner(rc, ks.part_of_user(user))
+    target = next(m for a, m in places.items() if a != here)
+    slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.part_of_user(user)))
+    src = aioredis.Redis.from_url(f"redis://{here}")
+    dst = aioredis.Redis.from_url(f"redis://{target.address}")
+    try:
+        await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", places[here].id)
+        await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+        with pytest.raises(SlotMigrating):
+            sync.send(user, {"n": 2})
+        with pytest.raises(SlotMigrating):  # pipelined: the retry of an ASK alone
+            sync.submit_many([{"user_id": user, "payload": {"n": 3}}] * 2)
+        on_target = await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+        assert [k for k in on_target if ":reserve:" not in str(k)] == []
+    finally:
+        for node in (src, dst):
+            await node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
+            await node.aclose()
+    assert sync.send(user, {"n": 4}).status == "queued"
+    assert await rc.hget(ks.msg(first.id), "s") == b"queued"
+    sync.close()
 
 
 async def test_reply_published_by_a_script_on_another_node_reaches_the_producer(
