@@ -280,6 +280,17 @@ class _NodePubSub(AsyncPubSub):
             self.connection_pool = None  # type: ignore[assignment]
             raise
 
+    async def parse_response(self, block: bool = True, timeout: float = 0) -> Any:  # noqa: ASYNC109
+        try:
+            return await super().parse_response(block=block, timeout=timeout)
+        except MovedError as e:
+            # SSUBSCRIBE on a master that no longer serves the channel's slot: it moved
+            # (resharding) and this client's slot map did not know. The map learns where
+            # it is now, so that the listener's next try subscribes there; retrying on
+            # the stale map met MOVED for ever, frames to the node finding no listener
+            await self._cluster.nodes_manager.move_slot(e)
+            raise RedisConnectionError(f"shard channel moved: {e}") from None
+
     async def aclose(self) -> None:
         await super().aclose()
         if self.connection_pool is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.asyncio.client import connect
 
 from api.auth import issue
@@ -260,6 +261,45 @@ async def test_frames_to_edge_nodes_go_over_shard_channels_on_their_own_masters(
     finally:
         for e in edges:
             await e.stop()
+
+
+async def test_an_edge_listener_follows_its_shard_channel_to_the_master_it_moved_to(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """The slot of an edge node's channel moved (resharding): the master unsubscribes
+    the node (sunsubscribe) and the node subscribes again, through a client whose slot
+    map still names the old master: that one answers MOVED, the map learns from it and
+    the next try (the listener's retry) subscribes where the slot is now."""
+    own = ks.node_channel(f"edge-{secrets.token_hex(3)}")
+    edge = redis_client(cluster.url, pubsub_key=ks.prefix)  # another process's client
+    await edge.ping()
+    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
+    here = await owner(rc, own)
+    target = next(m for a, m in places.items() if a != here)
+    slot = int(await rc.execute_command("CLUSTER KEYSLOT", own))
+    try:
+        async with node_pubsub(edge, own, sharded=True) as ps:
+            await node_subscribe(ps, own, sharded=True)
+            assert (await ps.get_message(timeout=2) or {}).get("type") == "ssubscribe"
+            for address in places:  # an empty slot: given to the target at once
+                node = aioredis.Redis.from_url(f"redis://{address}")
+                await node.execute_command("CLUSTER SETSLOT", slot, "NODE", target.id)
+                await node.aclose()
+            assert (await ps.get_message(timeout=2) or {}).get("type") == "sunsubscribe"
+        heard = []
+        for _ in range(3):  # what the listener's retrying does
+            try:
+                async with node_pubsub(edge, own, sharded=True) as ps:
+                    await node_subscribe(ps, own, sharded=True)
+                    heard.append((await ps.get_message(timeout=2) or {}).get("type"))
+                    assert await rc.spublish(own, b"x") == 1  # type: ignore[attr-defined]
+                    assert (await ps.get_message(timeout=2) or {}).get("data") == b"x"
+                    break
+            except RedisConnectionError as e:
+                heard.append(type(e).__name__)
+        assert heard == ["ConnectionError", "ssubscribe"]
+    finally:
+        await edge.aclose()
 
 
 async def test_sync_replicas_waits_for_the_partitions_replicas(
