@@ -34,7 +34,8 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
   source answers ASK for every script call; following it would run the script on the
   target against the keys moved so far. Here an ASK for ``EVALSHA`` is
   :class:`SlotMigrating` (a TRYAGAIN: the caller answers 503 with Retry-After, the
-  consumers retry) and MOVED is followed: once the slot has moved, every key is there
+  consumers retry), and so is an ASK for a batch's room reservation (``_NO_ASK``);
+  MOVED is followed: once the slot has moved, every key is there
   (``courier cluster move``, delivery/resharding.py).
 * ``TIME`` and ``PUBLISH`` inside pipelines (refused by the cluster pipeline).
 """
@@ -115,8 +116,16 @@ def _stream_read_key(args: tuple[Any, ...]) -> Any:
     return None
 
 
-def _is_script(args: tuple[Any, ...]) -> bool:
-    return bool(args) and isinstance(args[0], str) and args[0].upper() == "EVALSHA"
+_NO_ASK = {"EVALSHA", "SETRANGE"}
+"""Commands that never follow ASK (module doc): script calls, and the reservations of
+a request of several script calls (SETRANGE, delivery/producer.py ``rooms``). A
+reservation granted on the target of a migrating partition let the request's other
+partitions be written, then the script of that one refused: a 503 for a request
+that was mostly accepted, duplicated when the producer sent it again."""
+
+
+def _refuses_ask(args: tuple[Any, ...]) -> bool:
+    return bool(args) and isinstance(args[0], str) and args[0].upper() in _NO_ASK
 
 
 def _slot_migrating(e: AskError) -> SlotMigrating:
@@ -204,7 +213,7 @@ class AsyncCluster(aiocluster.RedisCluster):
         self, target_node: aiocluster.ClusterNode, *args: Any, **kwargs: Any
     ) -> Any:
         # a script follows MOVED, never ASK (module doc); the rest as redis-py does it
-        if not _is_script(args):
+        if not _refuses_ask(args):
             return await super()._execute_command(target_node, *args, **kwargs)
         for _ in range(self.RedisClusterRequestTTL):
             try:
@@ -449,7 +458,7 @@ class SyncCluster(SyncRedisCluster):
 
     def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
         # a script follows MOVED, never ASK (module doc), as in AsyncCluster
-        if _is_script(args):
+        if _refuses_ask(args):
             return _script_sync(self, target_node, *args, **kwargs)
         return super()._execute_command(target_node, *args, **kwargs)
 
@@ -498,7 +507,7 @@ class SyncClusterPipeline(SyncClusterPipelineBase):
     def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
         # redis-py sends a call that met ASK or MOVED in a pipeline again alone, through
         # the pipeline's own _execute_command: a script must not follow ASK there either
-        if _is_script(args):
+        if _refuses_ask(args):
             return _script_sync(self, target_node, *args, **kwargs)
         return super()._execute_command(target_node, *args, **kwargs)
 
