@@ -34,7 +34,8 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
   source answers ASK for every script call; following it would run the script on the
   target against the keys moved so far. Here an ASK for ``EVALSHA`` is
   :class:`SlotMigrating` (a TRYAGAIN: the caller answers 503 with Retry-After, the
-  consumers retry) and MOVED is followed: once the slot has moved, every key is there
+  consumers retry), and so is an ASK for a batch's room reservation (``_NO_ASK``);
+  MOVED is followed: once the slot has moved, every key is there
   (``courier cluster move``, delivery/resharding.py).
 * ``TIME`` and ``PUBLISH`` inside pipelines (refused by the cluster pipeline).
 """
@@ -42,6 +43,7 @@ partition. What redis-py's ``RedisCluster`` does not do by itself, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Generator, Iterable
 from typing import Any
@@ -114,6 +116,45 @@ def _stream_read_key(args: tuple[Any, ...]) -> Any:
     return None
 
 
+_NO_ASK = {"EVALSHA", "SETRANGE"}
+"""Commands that never follow ASK (module doc): script calls, and the reservations of
+a request of several script calls (SETRANGE, delivery/producer.py ``rooms``). A
+reservation granted on the target of a migrating partition let the request's other
+partitions be written, then the script of that one refused: a 503 for a request
+that was mostly accepted, duplicated when the producer sent it again."""
+
+
+def _refuses_ask(args: tuple[Any, ...]) -> bool:
+    return bool(args) and isinstance(args[0], str) and args[0].upper() in _NO_ASK
+
+
+def _slot_migrating(e: AskError) -> SlotMigrating:
+    return SlotMigrating(
+        f"TRYAGAIN slot {e.slot_id} is moving to {e.host}:{e.port}: "
+        "its partition takes scripts again once it is there"
+    )
+
+
+def _script_sync(client: Any, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+    """A script call on a blocking cluster client or pipeline: MOVED followed, ASK
+    refused (module doc; redis-py would follow it with ASKING)."""
+    for _ in range(client.RedisClusterRequestTTL):
+        try:
+            return client.get_redis_connection(target_node).execute_command(*args, **kwargs)
+        except MovedError as e:
+            client.nodes_manager.move_slot(e)
+            target_node = client.nodes_manager.get_node_from_slot(e.slot_id)
+        except AskError as e:
+            raise _slot_migrating(e) from None
+        except (RedisConnectionError, RedisTimeoutError):
+            # the node is gone (failover): read the slot map again, as redis-py does,
+            # before its retry of the call
+            with contextlib.suppress(RedisError):
+                client.nodes_manager.initialize()
+            raise
+    raise ClusterError("TTL exhausted.")
+
+
 _STREAM_READS = {"XREADGROUP", "XREAD"}
 
 
@@ -172,7 +213,7 @@ class AsyncCluster(aiocluster.RedisCluster):
         self, target_node: aiocluster.ClusterNode, *args: Any, **kwargs: Any
     ) -> Any:
         # a script follows MOVED, never ASK (module doc); the rest as redis-py does it
-        if not (args and isinstance(args[0], str) and args[0].upper() == "EVALSHA"):
+        if not _refuses_ask(args):
             return await super()._execute_command(target_node, *args, **kwargs)
         for _ in range(self.RedisClusterRequestTTL):
             try:
@@ -181,10 +222,7 @@ class AsyncCluster(aiocluster.RedisCluster):
                 await self.nodes_manager.move_slot(e)
                 target_node = self.nodes_manager.get_node_from_slot(e.slot_id)
             except AskError as e:
-                raise SlotMigrating(
-                    f"TRYAGAIN slot {e.slot_id} is moving to {e.host}:{e.port}: "
-                    "its partition takes scripts again once it is there"
-                ) from None
+                raise _slot_migrating(e) from None
             except (RedisConnectionError, RedisTimeoutError):
                 self._initialize = True  # read the slot map again (redis-py does so)
                 raise
@@ -250,6 +288,17 @@ class _NodePubSub(AsyncPubSub):
             await self.connection_pool.disconnect()
             self.connection_pool = None  # type: ignore[assignment]
             raise
+
+    async def parse_response(self, block: bool = True, timeout: float = 0) -> Any:  # noqa: ASYNC109
+        try:
+            return await super().parse_response(block=block, timeout=timeout)
+        except MovedError as e:
+            # SSUBSCRIBE on a master that no longer serves the channel's slot: it moved
+            # (resharding) and this client's slot map did not know. The map learns where
+            # it is now, so that the listener's next try subscribes there; retrying on
+            # the stale map met MOVED for ever, frames to the node finding no listener
+            await self._cluster.nodes_manager.move_slot(e)
+            raise RedisConnectionError(f"shard channel moved: {e}") from None
 
     async def aclose(self) -> None:
         await super().aclose()
@@ -407,6 +456,12 @@ class SyncCluster(SyncRedisCluster):
                 return self.keyslot(key)
         return super().determine_slot(*args)
 
+    def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        # a script follows MOVED, never ASK (module doc), as in AsyncCluster
+        if _refuses_ask(args):
+            return _script_sync(self, target_node, *args, **kwargs)
+        return super()._execute_command(target_node, *args, **kwargs)
+
     def pubsub_node(self) -> Any:
         return self.get_node_from_key(self.pubsub_key)
 
@@ -448,6 +503,13 @@ class SyncClusterPipeline(SyncClusterPipelineBase):
 
     def time(self, **kwargs: Any) -> Any:
         return self.execute_command("TIME", **kwargs)
+
+    def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        # redis-py sends a call that met ASK or MOVED in a pipeline again alone, through
+        # the pipeline's own _execute_command: a script must not follow ASK there either
+        if _refuses_ask(args):
+            return _script_sync(self, target_node, *args, **kwargs)
+        return super()._execute_command(target_node, *args, **kwargs)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         scripted, self.scripted = self.scripted, {}

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.asyncio.client import connect
 
 from api.auth import issue
@@ -36,6 +37,7 @@ from delivery.redis_clients import (
     SyncCluster,
     node_pubsub,
     node_subscribe,
+    sync_client,
 )
 from delivery.replication import NotReplicated
 from delivery.settings import Settings
@@ -261,6 +263,45 @@ async def test_frames_to_edge_nodes_go_over_shard_channels_on_their_own_masters(
             await e.stop()
 
 
+async def test_an_edge_listener_follows_its_shard_channel_to_the_master_it_moved_to(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """The slot of an edge node's channel moved (resharding): the master unsubscribes
+    the node (sunsubscribe) and the node subscribes again, through a client whose slot
+    map still names the old master: that one answers MOVED, the map learns from it and
+    the next try (the listener's retry) subscribes where the slot is now."""
+    own = ks.node_channel(f"edge-{secrets.token_hex(3)}")
+    edge = redis_client(cluster.url, pubsub_key=ks.prefix)  # another process's client
+    await edge.ping()
+    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
+    here = await owner(rc, own)
+    target = next(m for a, m in places.items() if a != here)
+    slot = int(await rc.execute_command("CLUSTER KEYSLOT", own))
+    try:
+        async with node_pubsub(edge, own, sharded=True) as ps:
+            await node_subscribe(ps, own, sharded=True)
+            assert (await ps.get_message(timeout=2) or {}).get("type") == "ssubscribe"
+            for address in places:  # an empty slot: given to the target at once
+                node = aioredis.Redis.from_url(f"redis://{address}")
+                await node.execute_command("CLUSTER SETSLOT", slot, "NODE", target.id)
+                await node.aclose()
+            assert (await ps.get_message(timeout=2) or {}).get("type") == "sunsubscribe"
+        heard = []
+        for _ in range(3):  # what the listener's retrying does
+            try:
+                async with node_pubsub(edge, own, sharded=True) as ps:
+                    await node_subscribe(ps, own, sharded=True)
+                    heard.append((await ps.get_message(timeout=2) or {}).get("type"))
+                    assert await rc.spublish(own, b"x") == 1  # type: ignore[attr-defined]
+                    assert (await ps.get_message(timeout=2) or {}).get("data") == b"x"
+                    break
+            except RedisConnectionError as e:
+                heard.append(type(e).__name__)
+        assert heard == ["ConnectionError", "ssubscribe"]
+    finally:
+        await edge.aclose()
+
+
 async def test_sync_replicas_waits_for_the_partitions_replicas(
     cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
 ) -> None:
@@ -315,12 +356,13 @@ async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_h
         await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
         with pytest.raises(SlotMigrating):
             await h.producer.send(user, {"n": 2})
+        depth = [await rc.xlen(ks.stream(p, "normal")) for p in range(ks.partitions)]
         with pytest.raises(SlotMigrating):  # a batch: one pipeline over every master
             await h.producer.submit_many({"user_id": u, "payload": {"n": 3}} for u in users)
-        # only the batch's room reservation (a plain SETRANGE that followed ASK; it
-        # expires by itself), no key of a script
-        on_target = await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
-        assert [k for k in on_target if ":reserve:" not in str(k)] == []
+        # all or nothing: its reservation there refused, no partition written (the
+        # others' were, and the request answered 503 as if nothing was)
+        assert [await rc.xlen(ks.stream(p, "normal")) for p in range(ks.partitions)] == depth
+        assert await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100) == []
         assert await h.status(first.id) == "queued"  # single-key reads follow ASK
     finally:
         for node in (src, dst):
@@ -328,6 +370,41 @@ async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_h
             await node.aclose()
     again = await h.producer.send(user, {"n": 4})
     assert again.status == "queued"
+
+
+async def test_the_blocking_producer_refuses_scripts_on_a_migrating_partition_too(
+    cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
+) -> None:
+    """The same for SyncProducer (redis-py's blocking cluster client follows ASK with
+    ASKING, which would run the enqueue on the target against the keys moved so far: a
+    second stream there, and the move's MIGRATE of the real one then fails BUSYKEY)."""
+    user = spread_users(ks, per_partition=1)[0]
+    sync = SyncProducer(sync_client(cluster.url, pubsub_key=ks.prefix), keyspace=ks)
+    first = sync.send(user, {"n": 1})
+    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
+    here = await owner(rc, ks.part_of_user(user))
+    target = next(m for a, m in places.items() if a != here)
+    slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.part_of_user(user)))
+    src = aioredis.Redis.from_url(f"redis://{here}")
+    dst = aioredis.Redis.from_url(f"redis://{target.address}")
+    try:
+        await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", places[here].id)
+        await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+        with pytest.raises(SlotMigrating):
+            sync.send(user, {"n": 2})
+        users = spread_users(ks, per_partition=1)
+        depth = [await rc.xlen(ks.stream(p, "normal")) for p in range(ks.partitions)]
+        with pytest.raises(SlotMigrating):  # pipelined: the retry of an ASK alone
+            sync.submit_many({"user_id": u, "payload": {"n": 3}} for u in users)
+        assert [await rc.xlen(ks.stream(p, "normal")) for p in range(ks.partitions)] == depth
+        assert await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100) == []
+    finally:
+        for node in (src, dst):
+            await node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
+            await node.aclose()
+    assert sync.send(user, {"n": 4}).status == "queued"
+    assert await rc.hget(ks.msg(first.id), "s") == b"queued"
+    sync.close()
 
 
 async def test_reply_published_by_a_script_on_another_node_reaches_the_producer(
