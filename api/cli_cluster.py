@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import redis
 import typer
 
 from .cli_common import JSON_OPT, fail, print_json
@@ -63,6 +64,11 @@ def move(
         n = move_one(seed, ks, partition, to)
     except ValueError as e:
         fail(str(e), 2)
+    except redis.RedisError as e:
+        fail(
+            f"moving partition {partition} stopped: {e}; its slot is still migrating (its "
+            "scripts answer 503): run the same command again to finish the move"
+        )
     typer.echo(
         f"partition {partition}: {n} keys moved to {to}"
         if n

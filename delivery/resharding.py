@@ -125,8 +125,11 @@ def move(
             keys = source.execute_command("CLUSTER GETKEYSINSLOT", slot, batch)
             if not keys:
                 break
+            # REPLACE: a MIGRATE that timed out may have left its keys on both sides (a key
+            # of an importing slot exists on the target only if a migration sent it), and
+            # the same command run again must be able to finish the move
             source.execute_command(
-                "MIGRATE", host, int(port), "", 0, MIGRATE_TIMEOUT_MS, "KEYS", *keys
+                "MIGRATE", host, int(port), "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", "KEYS", *keys
             )
             moved += len(keys)
             if progress is not None:
