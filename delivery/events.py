@@ -251,6 +251,7 @@ class EventGroup:
         self.claim_idle_ms = claim_idle_ms
         self._streams = {keyspace.events(p): p for p in self.partitions}
         self._claim_from = dict.fromkeys(self.partitions, "0-0")
+        self._skipped: dict[str, Any] = {}  # stream -> the entry id skip_to_end moved to
 
     async def ensure(self) -> None:
         """Create the group on every stream (idempotent). A new group starts at ``start``:
@@ -282,17 +283,27 @@ class EventGroup:
         return out
 
     async def skip_to_end(self) -> None:
-        """Move the group past every event there is now, reading none (``XGROUP
-        SETID ... $``): for a consumer that would only ack them. What its consumers
+        """Move the group past every event there is now, reading none (``XGROUP SETID``
+        to the newest entry's id): for a consumer that would only ack them. A stream
+        that has not grown since this group was last moved here gets no command that
+        writes (an idle deployment writes nothing to the AOF for it). What its consumers
         read before stays pending; the lag shows as unknown until the next read."""
+        streams = list(self._streams)
         if is_cluster(self.redis):  # one stream per slot: one command each
-            for stream in self._streams:
-                await self.redis.xgroup_setid(stream, self.group, "$")
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for stream in self._streams:
-            pipe.xgroup_setid(stream, self.group, "$")
-        await pipe.execute()
+            newest = [await self.redis.xrevrange(s, count=1) for s in streams]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xrevrange(stream, count=1)
+            newest = await pipe.execute()
+        moves: list[tuple[str, Any]] = []
+        for stream, rows in zip(streams, newest, strict=True):
+            entry_id: Any = rows[0][0] if rows else None
+            if entry_id is not None and self._skipped.get(stream) != entry_id:
+                moves.append((stream, entry_id))
+        for stream, entry_id in moves:
+            await self.redis.xgroup_setid(stream, self.group, entry_id)
+            self._skipped[stream] = entry_id
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[Any]:
         """The replies of one read per slot group; once one brought events, the others

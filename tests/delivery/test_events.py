@@ -161,6 +161,32 @@ async def test_a_group_shares_the_events_and_takes_over_a_dead_consumers(h: Harn
         assert (await h.r.xpending(stream, "billing"))["pending"] == 0
 
 
+async def _setid_calls(r: aioredis.Redis) -> int:
+    stats = await r.info("commandstats")
+    return int(stats.get("cmdstat_xgroup|setid", {}).get("calls", 0))
+
+
+async def test_skipping_to_the_end_moves_the_group_and_writes_nothing_when_idle(
+    h: Harness,
+) -> None:
+    """The webhook dispatcher with no endpoint: the group is moved past the events
+    unread, and a stream with no new event since gets no write (no AOF traffic idle)."""
+    g = EventGroup(h.r, keyspace=h.keyspace, group="webhooks", consumer="w")
+    await g.ensure()
+    await h.producer.submit_many([{"user_id": f"u{i}", "payload": i} for i in range(8)])
+    await h.pump()  # parked events on several partitions
+    await g.skip_to_end()
+    assert await g.read(count=100, block_ms=0) == []  # nothing left to read
+    before = await _setid_calls(h.r)
+    await g.skip_to_end()  # idle: nothing new
+    assert await _setid_calls(h.r) == before
+    await h.producer.send("late", {"n": 1})
+    await h.pump()
+    await g.skip_to_end()
+    assert await _setid_calls(h.r) == before + 1  # only the stream that grew
+    assert await g.read(count=100, block_ms=0) == []
+
+
 async def test_producer_events_iterates_acks_and_redelivers_what_was_not_handled(
     h: Harness,
 ) -> None:
