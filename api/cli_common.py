@@ -62,7 +62,7 @@ def settings(*, redis: bool = True, make_secret: bool = False, **overrides: Any)
     from delivery.exceptions import SettingsError
 
     from .instance import InstanceError, resolve_redis, shown_url
-    from .preflight import check_redis
+    from .preflight import check_key_layout, check_redis
     from .runtime import load_settings
 
     try:
@@ -71,12 +71,14 @@ def settings(*, redis: bool = True, make_secret: bool = False, **overrides: Any)
             return s
         url, source = resolve_redis(s.redis_url, s.data_dir)
         version = check_redis(url, source=source, cluster=s.redis_cluster)
+        s = s.model_copy(update={"redis_url": url})
+        check_key_layout(s)
     except SettingsError as e:
         fail(e.detail, 2)
     except InstanceError as e:
         fail(str(e))
     typer.echo(f"courier: using Redis {version} at {shown_url(url)} ({source})", err=True)
-    return s.model_copy(update={"redis_url": url})
+    return s
 
 
 def run_query(fn: Callable[[Runtime], Awaitable[T]]) -> T:

@@ -26,7 +26,7 @@ from delivery.settings import Settings
 
 from . import embedded, logs
 from .instance import DataFolder, FolderLock, Instance, InstanceError, shown_url
-from .preflight import check_redis
+from .preflight import check_key_layout, check_redis
 from .redis_server import RedisServer
 
 BACKLOG = 2048
@@ -129,6 +129,7 @@ def serve(
             settings = settings.model_copy(update={"redis_url": url})
             source = "COURIER_REDIS_URL" if lock is None else "the embedded Redis"
             version = check_redis(url, source=source, cluster=settings.redis_cluster)
+            check_key_layout(settings)
             if lock is None:
                 echo(f"Redis {version} at {shown_url(url)} (COURIER_REDIS_URL).")
             server = Server(config(create_app(settings, consumers=consumers), settings), settings)

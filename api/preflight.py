@@ -8,7 +8,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from delivery.redis_clients import cluster_seed
+from delivery.keys import Keyspace
+from delivery.redis_clients import cluster_seed, sync_client
+from delivery.settings import Settings
 
 from .instance import InstanceError, shown_url
 
@@ -53,3 +55,27 @@ def check_redis(url: str, *, source: str, cluster: bool = False) -> str:
     finally:
         client.close()
     return version
+
+
+def check_key_layout(settings: Settings) -> None:
+    """On Redis Cluster with spread hash tags (``PARTITION_TAGS`` ``auto`` or ``spread``),
+    refuse to start over messages kept under the older ``{pK}`` tags: they would sit
+    there unseen (the upgrade note in CHANGELOG: drain first, or keep ``pk``)."""
+    ks = settings.keyspace()
+    if not ks.spread or not settings.cluster:
+        return
+    old = Keyspace(ks.prefix, ks.partitions, spread=False, sharded=ks.sharded)
+    names = [name for p in range(old.partitions) for name in old.streams(p)]
+    client = sync_client(settings.redis_url or "", cluster=True)
+    try:
+        held = [name for name in names if client.exists(name)]
+    except redis.RedisError:
+        return  # the PING passed; a cluster still settling is the consumers' to wait out
+    finally:
+        client.close()
+    if held:
+        raise InstanceError(
+            f"this cluster holds {len(held)} streams of the {{pK}} key layout (e.g. {held[0]}): "
+            "set COURIER_PARTITION_TAGS=pk to keep serving them, or drain them with the "
+            "earlier version before upgrading (CHANGELOG, issue 15)"
+        )

@@ -465,6 +465,40 @@ async def test_producers_from_settings_and_scripts_lost_by_the_servers(
         await producer.aclose()
 
 
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([COURIER, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+async def test_a_cluster_holding_pk_keys_is_refused_with_the_upgrade_note(
+    cluster: LocalCluster, ks: Keyspace, rc: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Spread tags (the default on a cluster) over streams of the older {pK} layout: the
+    CLI and serve refuse in one line naming the way out, instead of leaving them unseen;
+    PARTITION_TAGS=pk serves them."""
+    old = Keyspace(ks.prefix, ks.partitions, spread=False, sharded=True)
+    await rc.xadd(old.stream(1, "normal"), {"x": "1"})
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("COURIER_")},
+        "COURIER_REDIS_URL": cluster.url,
+        "COURIER_KEY_PREFIX": ks.prefix,
+        "COURIER_PARTITIONS": str(ks.partitions),
+        "COURIER_DATA_DIR": str(tmp_path),
+        "COURIER_JWT_SECRET": SECRET,
+    }
+    try:
+        for cmd in (["stats", "--json"], ["serve", "--port", str(free_port())]):
+            done = await asyncio.to_thread(_cli, cmd, env)
+            assert done.returncode != 0, done.stdout
+            assert "{pK} key layout" in done.stderr and "COURIER_PARTITION_TAGS=pk" in done.stderr
+            assert "Traceback" not in done.stderr, done.stderr
+        done = await asyncio.to_thread(
+            _cli, ["stats", "--json"], {**env, "COURIER_PARTITION_TAGS": "pk"}
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        await rc.delete(old.stream(1, "normal"))
+
+
 # -- real processes ---------------------------------------------------------------------------
 
 
