@@ -9,6 +9,7 @@ Skipped, with the reason, when redis-server or redis-cli is missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
@@ -334,6 +335,28 @@ async def test_sync_replicas_waits_for_the_partitions_replicas(
     assert len(index) == 2  # the refused one was written too
 
 
+@contextlib.asynccontextmanager
+async def migrating(
+    cluster: LocalCluster, rc: aioredis.Redis, key: str
+) -> AsyncIterator[tuple[int, aioredis.Redis]]:
+    """The slot of ``key`` MIGRATING from its master to another (IMPORTING there) for
+    the block, STABLE again after it: (the slot, a client of the target)."""
+    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
+    here = await owner(rc, key)
+    target = next(m for a, m in places.items() if a != here)
+    slot = int(await rc.execute_command("CLUSTER KEYSLOT", key))
+    src = aioredis.Redis.from_url(f"redis://{here}")
+    dst = aioredis.Redis.from_url(f"redis://{target.address}")
+    try:
+        await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", places[here].id)
+        await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+        yield slot, dst
+    finally:
+        for node in (src, dst):
+            await node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
+            await node.aclose()
+
+
 async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_half(
     cluster: LocalCluster, rc: aioredis.Redis, ks: Keyspace
 ) -> None:
@@ -345,15 +368,7 @@ async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_h
     user = users[0]
     h = await Harness(rc, ks, fast_timing(), Limits()).start()
     first = await h.producer.send(user, {"n": 1})
-    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
-    here = await owner(rc, ks.part_of_user(user))
-    target = next(m for a, m in places.items() if a != here)
-    slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.part_of_user(user)))
-    src = aioredis.Redis.from_url(f"redis://{here}")
-    dst = aioredis.Redis.from_url(f"redis://{target.address}")
-    try:
-        await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", places[here].id)
-        await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+    async with migrating(cluster, rc, ks.part_of_user(user)) as (slot, dst):
         with pytest.raises(SlotMigrating):
             await h.producer.send(user, {"n": 2})
         depth = [await rc.xlen(ks.stream(p, "normal")) for p in range(ks.partitions)]
@@ -364,10 +379,6 @@ async def test_scripts_are_refused_while_their_partition_migrates_never_run_on_h
         assert [await rc.xlen(ks.stream(p, "normal")) for p in range(ks.partitions)] == depth
         assert await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100) == []
         assert await h.status(first.id) == "queued"  # single-key reads follow ASK
-    finally:
-        for node in (src, dst):
-            await node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
-            await node.aclose()
     again = await h.producer.send(user, {"n": 4})
     assert again.status == "queued"
 
@@ -381,15 +392,7 @@ async def test_the_blocking_producer_refuses_scripts_on_a_migrating_partition_to
     user = spread_users(ks, per_partition=1)[0]
     sync = SyncProducer(sync_client(cluster.url, pubsub_key=ks.prefix), keyspace=ks)
     first = sync.send(user, {"n": 1})
-    places = {m.address: m for m in resharding.masters(sync_seed(cluster))}
-    here = await owner(rc, ks.part_of_user(user))
-    target = next(m for a, m in places.items() if a != here)
-    slot = int(await rc.execute_command("CLUSTER KEYSLOT", ks.part_of_user(user)))
-    src = aioredis.Redis.from_url(f"redis://{here}")
-    dst = aioredis.Redis.from_url(f"redis://{target.address}")
-    try:
-        await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", places[here].id)
-        await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+    async with migrating(cluster, rc, ks.part_of_user(user)) as (slot, dst):
         with pytest.raises(SlotMigrating):
             sync.send(user, {"n": 2})
         users = spread_users(ks, per_partition=1)
@@ -398,10 +401,6 @@ async def test_the_blocking_producer_refuses_scripts_on_a_migrating_partition_to
             sync.submit_many({"user_id": u, "payload": {"n": 3}} for u in users)
         assert [await rc.xlen(ks.stream(p, "normal")) for p in range(ks.partitions)] == depth
         assert await dst.execute_command("CLUSTER GETKEYSINSLOT", slot, 100) == []
-    finally:
-        for node in (src, dst):
-            await node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
-            await node.aclose()
     assert sync.send(user, {"n": 4}).status == "queued"
     assert await rc.hget(ks.msg(first.id), "s") == b"queued"
     sync.close()
